@@ -1,0 +1,87 @@
+# fieldlm — build, test, fuzz, demo.
+#   make            library + CLI (build/fieldlm) + test runner
+#   make test       whole suite; last line "N passed, N failed"
+#   make test-san   the same suite built with ASan + UBSan (build-san/)
+#   make fuzz       libFuzzer targets (clang), each run for FUZZ_SECONDS
+#   make demo       convert the bundled kcc-advisor model and ask it a farmer question
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O2
+WERROR  ?=
+SAN     ?=
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -Iinclude -Isrc \
+  -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wpointer-arith \
+  -Wformat=2 -Wno-format-nonliteral $(WERROR)
+ifeq ($(SAN),1)
+  BUILD := build-san
+  OPT := -O1
+  CFLAGS_BASE += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+DEP_CFLAGS := $(shell pkg-config --cflags libutf8proc libpcre2-8 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs libutf8proc libpcre2-8 2>/dev/null || echo -lutf8proc -lpcre2-8)
+CFLAGS  += $(CFLAGS_BASE) $(DEP_CFLAGS)
+LDLIBS  += $(DEP_LIBS) -lm -pthread
+ifeq ($(SAN),1)
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Per-ISA kernel files get their own flags; they are only called after a cpuid check.
+ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
+LIB_SRC  := $(sort $(wildcard src/*.c))
+ifneq ($(ARCH),x86_64)
+  LIB_SRC := $(filter-out src/kernels_avx2.c src/kernels_avx512.c,$(LIB_SRC))
+endif
+ifneq ($(ARCH),aarch64)
+  LIB_SRC := $(filter-out src/kernels_neon.c,$(LIB_SRC))
+endif
+APP_SRC  := $(sort $(wildcard app/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+$(BUILD)/src/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
+
+.PHONY: all deps test test-san fuzz demo clean bench-tokenizer
+all: deps $(BUILD)/fieldlm $(BUILD)/fieldlm_tests
+
+deps:
+	@sh tools/check-deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tests/*.h app/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
+
+$(BUILD)/libfieldlm.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fieldlm: $(APP_OBJ) $(BUILD)/libfieldlm.a
+	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm.a $(LDLIBS)
+
+$(BUILD)/fieldlm_tests: $(TEST_OBJ) $(BUILD)/libfieldlm.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfieldlm.a $(LDLIBS)
+
+# The suite runs from the repository root; FLM_BIN tells CLI tests which binary to run.
+test: all
+	FLM_BIN=$(BUILD)/fieldlm $(BUILD)/fieldlm_tests $(TESTS)
+
+test-san:
+	$(MAKE) SAN=1 test
+
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+fuzz:
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc $(DEP_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/$$t fuzz/$$t.c $(filter-out src/kernels_neon.c,$(wildcard src/*.c)) $(DEP_LIBS) -lm -pthread \
+	    -mavx2 -mfma -mf16c || exit 1; \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus-$$t fuzz/seeds/$$t 2>&1 | tail -n 3 || exit 1; \
+	done
+
+clean:
+	rm -rf build build-san build-fuzz
