@@ -1,13 +1,36 @@
-/* cli.h — shared declarations of the CLI: the subcommand table and helpers. */
+/* cli.h — shared declarations of the CLI. Each app/cmd_*.c registers its
+ * subcommands with CLI_COMMAND; main.c lists them in `order`. */
 #ifndef FLM_CLI_H
 #define FLM_CLI_H
 #include <stdbool.h>
 
 typedef struct {
     const char *name, *summary;
-    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    int order; /* position in `fieldlm --help` */
+    int (*run)(int argc, char **argv); /* argv[0] is the command name; returns the exit code */
 } cli_command;
 
-int cmd_version(int argc, char **argv);
+void cli_register(const cli_command *cmd);
+
+#define CLI_COMMAND(ident, name_, summary_, order_, fn)                                  \
+    __attribute__((constructor)) static void cli_register_##ident(void) {               \
+        static const cli_command c = {name_, summary_, order_, fn};                     \
+        cli_register(&c);                                                               \
+    }
+
+/* Exit codes used by every subcommand. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Prints "fieldlm CMD: <library error message>" to stderr and returns EXIT_FAIL. */
+int cli_error(const char *cmd);
+/* Returns true if argv[i] equals a or b (b may be NULL). */
+bool cli_is(const char *arg, const char *a, const char *b);
+/* Fetches the value of option argv[*i] (advancing *i); prints an error and returns
+ * NULL when missing. */
+const char *cli_value(int argc, char **argv, int *i, const char *cmd);
+/* Parses a comma-separated list of integers; returns count or -1 (message printed). */
+int cli_parse_ids(const char *s, int **out, const char *cmd);
+bool cli_parse_double(const char *s, double *out);
+bool cli_parse_int(const char *s, long *out);
 
 #endif
