@@ -33,4 +33,18 @@ int cli_parse_ids(const char *s, int **out, const char *cmd);
 bool cli_parse_double(const char *s, double *out);
 bool cli_parse_int(const char *s, long *out);
 
+/* Model selection shared by commands that take -m MODEL and --lora DIR[:SCALE]. */
+#define CLI_MAX_LORA 8
+typedef struct {
+    const char *model;
+    const char *lora[CLI_MAX_LORA];
+    int n_lora;
+} cli_model_args;
+
+/* If argv[*i] is -m/--model or --lora, consumes it (and its value) and returns 1;
+ * returns -1 on a usage error (message printed), 0 if not a model option. */
+int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd);
+struct flm_model;
+/* Opens the model with its adapters; prints the error and returns NULL on failure. */
+struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd);
 #endif

@@ -1,0 +1,230 @@
+/* forward.c — one Qwen2 transformer pass for a chunk of tokens:
+ *   x = embed[ids]
+ *   per layer: h = rmsnorm(x); q,k,v = h·Wq+bq, h·Wk+bk, h·Wv+bv; rope(q,k);
+ *              append k,v to the cache; a = causal GQA attention; x += a·Wo
+ *              h = rmsnorm(x); x += (silu(h·Wg) * (h·Wu))·Wd
+ *   logits = rmsnorm(x)·lm_headᵀ
+ * Prompts are processed in chunks of FWD_CHUNK tokens as batched matrix products,
+ * so memory stays bounded for long prompts. Allocation happens only when the KV
+ * cache grows. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#define FWD_CHUNK 64
+#define KV_MIN_CAP 256
+
+struct flm_forward_state {
+    const flm_model *m;
+    const flm_kernels *k;
+    int n_ctx, n_past, kv_cap;
+    float **kcache, **vcache;   /* per layer: [kv_cap, n_kv*hd] */
+    /* scratch for one chunk */
+    float *x;      /* [CHUNK, hidden] residual stream */
+    float *xb;     /* [CHUNK, hidden] normed input */
+    float *q;      /* [CHUNK, n_heads*hd] */
+    float *kv_k;   /* [CHUNK, n_kv*hd] */
+    float *kv_v;   /* [CHUNK, n_kv*hd] */
+    float *att;    /* [CHUNK, n_heads*hd] attention output */
+    float *hb;     /* [CHUNK, inter] gate */
+    float *hb2;    /* [CHUNK, inter] up */
+    float *scores; /* [kv_cap] */
+    float *inv_freq; /* [hd/2] */
+};
+
+static void free_cache(flm_forward_state *st) {
+    if (st->kcache)
+        for (int l = 0; l < st->m->cfg.n_layers; l++) { free(st->kcache[l]); free(st->vcache[l]); }
+    free(st->kcache);
+    free(st->vcache);
+}
+
+void flm_forward_free(flm_forward_state *st) {
+    if (!st) return;
+    free_cache(st);
+    free(st->x); free(st->xb); free(st->q); free(st->kv_k); free(st->kv_v);
+    free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
+    free(st);
+}
+
+int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
+    *out = NULL;
+    const flm_config *c = &m->cfg;
+    if (n_ctx <= 0) n_ctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
+    if (n_ctx > c->max_position_embeddings)
+        return flm_fail(FLM_ERR_ARG, "context length %d exceeds the model's max_position_embeddings %d", n_ctx, c->max_position_embeddings);
+    flm_forward_state *st = flm_calloc(1, sizeof *st);
+    if (!st) return FLM_ERR_NOMEM;
+    st->m = m;
+    st->k = flm_kernels_best();
+    st->n_ctx = n_ctx;
+    size_t H = (size_t)c->hidden_size, Q = (size_t)c->n_heads * (size_t)c->head_dim,
+           KV = (size_t)c->n_kv_heads * (size_t)c->head_dim, I = (size_t)c->intermediate_size;
+    st->x = flm_malloc(FWD_CHUNK * H * sizeof(float));
+    st->xb = flm_malloc(FWD_CHUNK * H * sizeof(float));
+    st->q = flm_malloc(FWD_CHUNK * Q * sizeof(float));
+    st->kv_k = flm_malloc(FWD_CHUNK * KV * sizeof(float));
+    st->kv_v = flm_malloc(FWD_CHUNK * KV * sizeof(float));
+    st->att = flm_malloc(FWD_CHUNK * Q * sizeof(float));
+    st->hb = flm_malloc(FWD_CHUNK * I * sizeof(float));
+    st->hb2 = flm_malloc(FWD_CHUNK * I * sizeof(float));
+    st->inv_freq = flm_malloc((size_t)c->head_dim / 2 * sizeof(float));
+    st->kcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
+    st->vcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
+    if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->kcache || !st->vcache) {
+        flm_forward_free(st);
+        return FLM_ERR_NOMEM;
+    }
+    /* transformers: inv_freq = 1 / theta ** (arange(0, d, 2).float() / d), in float32 */
+    for (int i = 0; i < c->head_dim / 2; i++) {
+        float e = (float)(2 * i) / (float)c->head_dim;
+        st->inv_freq[i] = (float)(1.0 / pow(c->rope_theta, (double)e));
+    }
+    *out = st;
+    return FLM_OK;
+}
+
+void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k) { st->k = k; }
+int flm_forward_n_past(const flm_forward_state *st) { return st->n_past; }
+int flm_forward_n_ctx(const flm_forward_state *st) { return st->n_ctx; }
+void flm_forward_truncate(flm_forward_state *st, int n_keep) {
+    if (n_keep >= 0 && n_keep < st->n_past) st->n_past = n_keep;
+}
+size_t flm_forward_kv_bytes(const flm_forward_state *st) {
+    const flm_config *c = &st->m->cfg;
+    return 2 * (size_t)c->n_layers * (size_t)st->kv_cap * (size_t)c->n_kv_heads * (size_t)c->head_dim * sizeof(float);
+}
+
+/* Grows every layer's cache to hold `need` tokens (doubling, capped at n_ctx). */
+static int ensure_cache(flm_forward_state *st, int need) {
+    if (need <= st->kv_cap) return FLM_OK;
+    int cap = st->kv_cap ? st->kv_cap : KV_MIN_CAP;
+    while (cap < need) cap *= 2;
+    if (cap > st->n_ctx) cap = st->n_ctx;
+    const flm_config *c = &st->m->cfg;
+    size_t row = (size_t)c->n_kv_heads * (size_t)c->head_dim * sizeof(float);
+    for (int l = 0; l < c->n_layers; l++) {
+        float *k = flm_realloc(st->kcache[l], (size_t)cap * row);
+        if (!k) return FLM_ERR_NOMEM;
+        st->kcache[l] = k;
+        float *v = flm_realloc(st->vcache[l], (size_t)cap * row);
+        if (!v) return FLM_ERR_NOMEM;
+        st->vcache[l] = v;
+    }
+    float *s = flm_realloc(st->scores, (size_t)cap * sizeof(float));
+    if (!s) return FLM_ERR_NOMEM;
+    st->scores = s;
+    st->kv_cap = cap;
+    return FLM_OK;
+}
+
+static void matmul(const flm_kernels *k, const flm_tensor *W, const float *X, float *Y, int n_tok) {
+    int rows = (int)W->shape[0], cols = (int)W->shape[1];
+    k->matmul[W->dtype](W->data, X, Y, n_tok, cols, rows, 0, rows);
+}
+
+/* NEOX-style rotary embedding: the head vector's halves are rotated as pairs (i, i+hd/2). */
+static void rope(float *v, int n_heads, int hd, int pos, const float *inv_freq) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        float c = (float)cos((double)angle), s = (float)sin((double)angle);
+        for (int h = 0; h < n_heads; h++) {
+            float *x = v + (size_t)h * (size_t)hd;
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * c - x1 * s;
+            x[i + half] = x1 * c + x0 * s;
+        }
+    }
+}
+
+static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *out, int hidden) {
+    const flm_dtype_info *d = flm_dtype_get(emb->dtype);
+    size_t row_bytes = flm_dtype_bytes(emb->dtype, (uint64_t)hidden);
+    for (int t = 0; t < n; t++)
+        d->to_float((const unsigned char *)emb->data + (size_t)ids[t] * row_bytes, out + (size_t)t * (size_t)hidden, (size_t)hidden);
+}
+
+static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {
+    const flm_model *m = st->m;
+    const flm_config *c = &m->cfg;
+    const flm_kernels *k = st->k;
+    int H = c->hidden_size, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
+    int Q = nh * hd, KV = nkv * hd, I = c->intermediate_size, group = nh / nkv;
+    float eps = (float)c->rms_norm_eps, scale = 1.0f / sqrtf((float)hd);
+    int p0 = st->n_past;
+
+    embed_rows(&m->embed, ids, n, st->x, H);
+    for (int l = 0; l < c->n_layers; l++) {
+        const flm_layer *L = &m->layers[l];
+        for (int t = 0; t < n; t++)
+            k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->attn_norm.data, H, eps);
+        matmul(k, &L->wq, st->xb, st->q, n);
+        matmul(k, &L->wk, st->xb, st->kv_k, n);
+        matmul(k, &L->wv, st->xb, st->kv_v, n);
+        const float *bq = L->bq.data, *bk = L->bk.data, *bv = L->bv.data;
+        for (int t = 0; t < n; t++) {
+            float *q = st->q + (size_t)t * Q, *kk = st->kv_k + (size_t)t * KV, *vv = st->kv_v + (size_t)t * KV;
+            for (int i = 0; i < Q; i++) q[i] += bq[i];
+            for (int i = 0; i < KV; i++) { kk[i] += bk[i]; vv[i] += bv[i]; }
+            rope(q, nh, hd, p0 + t, st->inv_freq);
+            rope(kk, nkv, hd, p0 + t, st->inv_freq);
+            memcpy(st->kcache[l] + (size_t)(p0 + t) * KV, kk, (size_t)KV * sizeof(float));
+            memcpy(st->vcache[l] + (size_t)(p0 + t) * KV, vv, (size_t)KV * sizeof(float));
+        }
+        /* causal attention: token t sees positions 0..p0+t */
+        for (int t = 0; t < n; t++) {
+            int len = p0 + t + 1;
+            for (int h = 0; h < nh; h++) {
+                const float *q = st->q + (size_t)t * Q + (size_t)h * hd;
+                int kvh = h / group;
+                for (int p = 0; p < len; p++)
+                    st->scores[p] = k->dot(q, st->kcache[l] + (size_t)p * KV + (size_t)kvh * hd, hd) * scale;
+                flm_softmax(st->scores, len);
+                float *out = st->att + (size_t)t * Q + (size_t)h * hd;
+                memset(out, 0, (size_t)hd * sizeof(float));
+                for (int p = 0; p < len; p++) k->axpy(out, st->scores[p], st->vcache[l] + (size_t)p * KV + (size_t)kvh * hd, hd);
+            }
+        }
+        matmul(k, &L->wo, st->att, st->xb, n);
+        for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
+        for (int t = 0; t < n; t++)
+            k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->ffn_norm.data, H, eps);
+        matmul(k, &L->w_gate, st->xb, st->hb, n);
+        matmul(k, &L->w_up, st->xb, st->hb2, n);
+        for (int t = 0; t < n; t++) k->swiglu(st->hb + (size_t)t * I, st->hb + (size_t)t * I, st->hb2 + (size_t)t * I, I);
+        matmul(k, &L->w_down, st->hb, st->xb, n);
+        for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
+    }
+    st->n_past += n;
+    if (mode == FLM_LOGITS_NONE || !logits) return;
+    int first = mode == FLM_LOGITS_ALL ? 0 : n - 1;
+    for (int t = first; t < n; t++) k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, m->final_norm.data, H, eps);
+    matmul(k, &m->lm_head, st->xb + (size_t)first * H, logits, n - first);
+}
+
+int flm_forward(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {
+    const flm_config *c = &st->m->cfg;
+    if (n <= 0) return flm_fail(FLM_ERR_ARG, "no tokens to process");
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return flm_fail(FLM_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i], i, c->vocab_size - 1);
+    if (n > st->n_ctx - st->n_past)
+        return flm_fail(FLM_ERR_CONTEXT, "%d tokens do not fit in the context: %d of %d positions are used (choose a larger context with -c/--ctx, up to %d)",
+                        n, st->n_past, st->n_ctx, c->max_position_embeddings);
+    int rc = ensure_cache(st, st->n_past + n);
+    if (rc) return rc;
+    size_t V = (size_t)c->vocab_size;
+    for (int done = 0; done < n;) {
+        int chunk = n - done < FWD_CHUNK ? n - done : FWD_CHUNK;
+        bool last = done + chunk == n;
+        if (mode == FLM_LOGITS_ALL) forward_chunk(st, ids + done, chunk, logits + (size_t)done * V, FLM_LOGITS_ALL);
+        else forward_chunk(st, ids + done, chunk, logits, last ? mode : FLM_LOGITS_NONE);
+        done += chunk;
+    }
+    return FLM_OK;
+}

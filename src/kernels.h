@@ -1,0 +1,36 @@
+/* kernels.h — the kernel table. The model code calls kernels only through an
+ * flm_kernels table, so SIMD (AVX2, AVX-512, NEON) and quantized kernels slot in
+ * without touching forward.c. kernels_ref.c holds the scalar references: they are
+ * the specification every other implementation is tested against. */
+#ifndef FLM_KERNELS_H
+#define FLM_KERNELS_H
+
+#include <stddef.h>
+#include "tensor.h"
+
+/* Y[t*ldy + r] = sum_c W[r, c] * X[t*cols + c]   for t in [0, n_tok), r in [r0, r1).
+ * W is row-major [rows, cols] in its stored type; cols is a multiple of the type's
+ * block size. */
+typedef void (*flm_matmul_fn)(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
+
+typedef struct {
+    const char *name; /* "scalar", "avx2", "avx512", "neon" */
+    flm_matmul_fn matmul[FLM_DTYPE_COUNT];
+    /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int n, float eps);
+    float (*dot)(const float *a, const float *b, int n);
+    /* y[i] += a * x[i] */
+    void (*axpy)(float *y, float a, const float *x, int n);
+    /* out[i] = silu(gate[i]) * up[i] */
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);
+} flm_kernels;
+
+/* The table for this CPU, chosen once from cpuid. FLM_KERNELS=scalar in the
+ * environment forces the reference path. */
+const flm_kernels *flm_kernels_best(void);
+const flm_kernels *flm_kernels_scalar(void);
+
+/* Numerically careful softmax in place over n entries (max-subtracted). */
+void flm_softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,26 @@
+/* model_source.h — the open files behind a model (internal to model_*.c). */
+#ifndef FLM_MODEL_SOURCE_H
+#define FLM_MODEL_SOURCE_H
+
+#include "model.h"
+#include "safetensors.h"
+
+struct gguf_file;
+
+typedef struct model_source {
+    st_file **shards;          /* Hugging Face safetensors shards */
+    size_t n_shards;
+    struct gguf_file *gguf;    /* or a GGUF package */
+} model_source;
+
+/* Owned buffer attached to the model (freed with it). */
+void *flm_model_own(flm_model *m, size_t bytes);
+/* Replaces t's data with an owned f32 copy (no-op for f32). */
+int flm_tensor_to_f32_owned(flm_model *m, flm_tensor *t);
+int flm_check_shape(const char *file, const flm_tensor *t, const char *name, const int64_t *shape, int ndim);
+
+/* model_gguf.c */
+int flm_model_bind_gguf(flm_model *m, const char *path);
+void model_source_close_gguf(model_source *src);
+
+#endif

@@ -1,0 +1,28 @@
+/* safetensors.h — reader for the safetensors format (8-byte little-endian header
+ * length, JSON header, raw little-endian data). The file is mapped read-only and
+ * tensors point into the mapping. Every header entry is validated: dtype known,
+ * shape product × element size equal to the byte range, range inside the data
+ * section, no overlaps. */
+#ifndef FLM_SAFETENSORS_H
+#define FLM_SAFETENSORS_H
+
+#include <stddef.h>
+#include "tensor.h"
+
+typedef struct st_file st_file;
+
+/* Opens and validates path. `out` is owned by the caller (st_close). */
+int st_open(const char *path, st_file **out);
+/* Same, from a caller-owned buffer that must outlive the st_file (fuzzing, tests);
+ * `what` names the source in messages. */
+int st_open_memory(const void *data, size_t size, const char *what, st_file **out);
+void st_close(st_file *f);
+
+const char *st_path(const st_file *f);
+size_t st_count(const st_file *f);
+const flm_tensor *st_tensor_at(const st_file *f, size_t i); /* in file-header order */
+const flm_tensor *st_find(const st_file *f, const char *name);
+/* Value of a "__metadata__" string entry, or NULL. */
+const char *st_metadata(const st_file *f, const char *key);
+
+#endif
