@@ -1,0 +1,771 @@
+/* gguf.c — the GGUF reader: maps a file read-only, validates every field against
+ * the file size, and serves metadata and tensor views without copying tensor
+ * data. Also owns the GGUF/ggml type tables shared with gguf_write.c.
+ * See gguf.h for the format and docs/GGUF.md for what fieldlm reads. */
+#include "gguf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gguf.c reads little-endian fields with memcpy; port it before using a big-endian host"
+#endif
+
+/* ------------------------------------------------------------------ type tables */
+
+static const struct { const char *name; size_t size; } VALUE_TYPES[GGUF_TYPE_COUNT] = {
+    [GGUF_TYPE_UINT8] = {"u8", 1},    [GGUF_TYPE_INT8] = {"i8", 1},
+    [GGUF_TYPE_UINT16] = {"u16", 2},  [GGUF_TYPE_INT16] = {"i16", 2},
+    [GGUF_TYPE_UINT32] = {"u32", 4},  [GGUF_TYPE_INT32] = {"i32", 4},
+    [GGUF_TYPE_FLOAT32] = {"f32", 4}, [GGUF_TYPE_BOOL] = {"bool", 1},
+    [GGUF_TYPE_STRING] = {"string", 0}, [GGUF_TYPE_ARRAY] = {"array", 0},
+    [GGUF_TYPE_UINT64] = {"u64", 8},  [GGUF_TYPE_INT64] = {"i64", 8},
+    [GGUF_TYPE_FLOAT64] = {"f64", 8},
+};
+
+const char *gguf_type_name(gguf_type t) {
+    return (unsigned)t < GGUF_TYPE_COUNT ? VALUE_TYPES[t].name : "?";
+}
+size_t gguf_type_size(gguf_type t) { return (unsigned)t < GGUF_TYPE_COUNT ? VALUE_TYPES[t].size : 0; }
+
+/* ggml tensor types: elements per block and bytes per block (ggml-common.h), so
+ * that files holding types fieldlm does not compute with can still be checked
+ * and listed. dtype is the flm_dtype or -1. Ids 4, 5 and 31..33 are retired. */
+typedef struct { const char *name; uint32_t block; uint32_t bytes; int dtype; } ggml_type_info;
+#define GGML_TYPE_TABLE_SIZE 36
+static const ggml_type_info GGML_TYPES[GGML_TYPE_TABLE_SIZE] = {
+    [0] = {"f32", 1, 4, FLM_F32},        [1] = {"f16", 1, 2, FLM_F16},
+    [2] = {"q4_0", 32, 18, FLM_Q4_0},    [3] = {"q4_1", 32, 20, -1},
+    [6] = {"q5_0", 32, 22, -1},          [7] = {"q5_1", 32, 24, -1},
+    [8] = {"q8_0", 32, 34, FLM_Q8_0},    [9] = {"q8_1", 32, 36, -1},
+    [10] = {"q2_K", 256, 84, -1},        [11] = {"q3_K", 256, 110, -1},
+    [12] = {"q4_K", 256, 144, -1},       [13] = {"q5_K", 256, 176, -1},
+    [14] = {"q6_K", 256, 210, -1},       [15] = {"q8_K", 256, 292, -1},
+    [16] = {"iq2_xxs", 256, 66, -1},     [17] = {"iq2_xs", 256, 74, -1},
+    [18] = {"iq3_xxs", 256, 98, -1},     [19] = {"iq1_s", 256, 50, -1},
+    [20] = {"iq4_nl", 32, 18, -1},       [21] = {"iq3_s", 256, 110, -1},
+    [22] = {"iq2_s", 256, 82, -1},       [23] = {"iq4_xs", 256, 136, -1},
+    [24] = {"i8", 1, 1, FLM_I8},         [25] = {"i16", 1, 2, -1},
+    [26] = {"i32", 1, 4, FLM_I32},       [27] = {"i64", 1, 8, FLM_I64},
+    [28] = {"f64", 1, 8, FLM_F64},       [29] = {"iq1_m", 256, 56, -1},
+    [30] = {"bf16", 1, 2, FLM_BF16},
+    [34] = {"tq1_0", 256, 54, -1},       [35] = {"tq2_0", 256, 66, -1},
+};
+
+static const ggml_type_info *ggml_type_get(uint32_t id) {
+    return id < GGML_TYPE_TABLE_SIZE && GGML_TYPES[id].name ? &GGML_TYPES[id] : NULL;
+}
+const char *gguf_ggml_type_name(uint32_t id) {
+    const ggml_type_info *t = ggml_type_get(id);
+    return t ? t->name : NULL;
+}
+int gguf_dtype_from_ggml(uint32_t id) {
+    const ggml_type_info *t = ggml_type_get(id);
+    return t ? t->dtype : -1;
+}
+int gguf_ggml_from_dtype(flm_dtype dt) {
+    for (uint32_t id = 0; id < GGML_TYPE_TABLE_SIZE; id++)
+        if (GGML_TYPES[id].name && GGML_TYPES[id].dtype == (int)dt) return (int)id;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ the handle */
+
+/* Chunked arena for strings and value arrays: pointers stay valid until close. */
+typedef struct arena_chunk { struct arena_chunk *next; size_t used, cap; max_align_t data[]; } arena_chunk;
+
+struct gguf_file {
+    char *name;
+    const uint8_t *base;         /* the image */
+    uint64_t size;
+    void *map;                   /* owned mapping (gguf_open) or NULL */
+    size_t map_len;
+    uint32_t version, alignment;
+    uint64_t data_offset;
+    gguf_kv *kvs;
+    size_t n_kv;
+    gguf_tensor_info *tensors;
+    size_t n_tensors;
+    uint32_t *kv_sorted, *tensor_sorted; /* indices sorted by key / name */
+    arena_chunk *arena;
+};
+
+static void *arena_alloc(gguf_file *f, size_t n) {
+    static max_align_t empty;
+    if (n == 0) return &empty;
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    arena_chunk *c = f->arena;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        c = flm_malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = f->arena;
+        f->arena = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+typedef struct {
+    gguf_file *f;
+    const uint8_t *p;
+    uint64_t size, pos;
+    char ctx[128]; /* what is being read, for messages: "metadata key 'x'", "tensor y" */
+} cursor;
+
+static void set_ctx(cursor *c, const char *fmt, ...) FLM_PRINTF(2, 3);
+static void set_ctx(cursor *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->ctx, sizeof c->ctx, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t left(const cursor *c) { return c->size - c->pos; }
+
+static int need(cursor *c, uint64_t n, const char *what) {
+    if (n > left(c))
+        return flm_fail(FLM_ERR_FORMAT, "%s: %s: truncated: %s at offset %" PRIu64 " needs %" PRIu64
+                        " bytes, only %" PRIu64 " left in the file",
+                        c->f->name, c->ctx, what, c->pos, n, left(c));
+    return FLM_OK;
+}
+
+static int rd_u32(cursor *c, uint32_t *v, const char *what) {
+    int rc = need(c, 4, what);
+    if (rc) return rc;
+    memcpy(v, c->p + c->pos, 4);
+    c->pos += 4;
+    return FLM_OK;
+}
+
+static int rd_u64(cursor *c, uint64_t *v, const char *what) {
+    int rc = need(c, 8, what);
+    if (rc) return rc;
+    memcpy(v, c->p + c->pos, 8);
+    c->pos += 8;
+    return FLM_OK;
+}
+
+/* Reads a string into the arena (NUL-terminated). */
+static int rd_str(cursor *c, gguf_str *s, const char *what) {
+    uint64_t len;
+    int rc = rd_u64(c, &len, what);
+    if (rc) return rc;
+    if (len > left(c))
+        return flm_fail(FLM_ERR_FORMAT, "%s: %s: %s at offset %" PRIu64 " has length %" PRIu64
+                        ", but only %" PRIu64 " bytes are left in the file",
+                        c->f->name, c->ctx, what, c->pos - 8, len, left(c));
+    char *d = arena_alloc(c->f, (size_t)len + 1);
+    if (!d) return FLM_ERR_NOMEM;
+    memcpy(d, c->p + c->pos, (size_t)len);
+    d[len] = 0;
+    c->pos += len;
+    s->str = d;
+    s->len = len;
+    return FLM_OK;
+}
+
+static void decode_scalar(gguf_type t, const uint8_t *p, gguf_value *v) {
+    memset(&v->num, 0, sizeof v->num);
+    v->type = t;
+    switch (t) {
+    case GGUF_TYPE_UINT8: v->num.u = p[0]; break;
+    case GGUF_TYPE_INT8: v->num.i = (int8_t)p[0]; break;
+    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); v->num.u = x; break; }
+    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); v->num.i = x; break; }
+    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); v->num.u = x; break; }
+    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); v->num.i = x; break; }
+    case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); v->num.u = x; break; }
+    case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); v->num.i = x; break; }
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); v->num.f = x; break; }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); v->num.f = x; break; }
+    case GGUF_TYPE_BOOL: v->num.b = p[0] != 0; break;
+    default: break;
+    }
+}
+
+static int rd_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key);
+
+static int rd_array(cursor *c, gguf_value *v, int depth, const char *key) {
+    gguf_file *f = c->f;
+    uint32_t et;
+    uint64_t n;
+    int rc = rd_u32(c, &et, "array element type");
+    if (!rc) rc = rd_u64(c, &n, "array length");
+    if (rc) return rc;
+    if (et >= GGUF_TYPE_COUNT)
+        return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': array element type %" PRIu32
+                        " is not a GGUF value type (expected 0..%d)", f->name, key, et, GGUF_TYPE_COUNT - 1);
+    v->elem_type = (gguf_type)et;
+    v->count = n;
+    /* Each element occupies at least `min` bytes of the file: bounds n before any
+     * allocation, so a hostile length cannot ask for more than the file holds. */
+    size_t sz = gguf_type_size(v->elem_type);
+    uint64_t min = sz ? sz : et == GGUF_TYPE_STRING ? 8 : 12;
+    if (n > left(c) / min)
+        return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': array of %" PRIu64 " %s needs at least %" PRIu64
+                        " bytes, only %" PRIu64 " left in the file",
+                        f->name, key, n, gguf_type_name(v->elem_type),
+                        n > UINT64_MAX / min ? UINT64_MAX : n * min, left(c));
+    if (sz) {
+        v->data = c->p + c->pos;
+        if (et == GGUF_TYPE_BOOL)
+            for (uint64_t i = 0; i < n; i++)
+                if (c->p[c->pos + i] > 1)
+                    return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': bool element %" PRIu64
+                                    " is %u, expected 0 or 1", f->name, key, i, c->p[c->pos + i]);
+        c->pos += n * sz;
+        return FLM_OK;
+    }
+    if (et == GGUF_TYPE_STRING) {
+        gguf_str *s = arena_alloc(f, (size_t)n * sizeof *s);
+        if (!s) return FLM_ERR_NOMEM;
+        for (uint64_t i = 0; i < n; i++)
+            if ((rc = rd_str(c, &s[i], "array string"))) return rc;
+        v->strs = s;
+        return FLM_OK;
+    }
+    if (depth >= GGUF_MAX_ARRAY_DEPTH)
+        return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': arrays nested deeper than %d",
+                        f->name, key, GGUF_MAX_ARRAY_DEPTH);
+    gguf_value *items = arena_alloc(f, (size_t)n * sizeof *items);
+    if (!items) return FLM_ERR_NOMEM;
+    memset(items, 0, (size_t)n * sizeof *items);
+    for (uint64_t i = 0; i < n; i++)
+        if ((rc = rd_value(c, GGUF_TYPE_ARRAY, &items[i], depth + 1, key))) return rc;
+    v->items = items;
+    return FLM_OK;
+}
+
+static int rd_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key) {
+    v->type = t;
+    if (t == GGUF_TYPE_STRING) {
+        return rd_str(c, &v->s, "string value");
+    }
+    if (t == GGUF_TYPE_ARRAY) return rd_array(c, v, depth, key);
+    size_t sz = gguf_type_size(t);
+    int rc = need(c, sz, gguf_type_name(t));
+    if (rc) return rc;
+    if (t == GGUF_TYPE_BOOL && c->p[c->pos] > 1)
+        return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': bool is %u, expected 0 or 1",
+                        c->f->name, key, c->p[c->pos]);
+    decode_scalar(t, c->p + c->pos, v);
+    c->pos += sz;
+    return FLM_OK;
+}
+
+/* Sorts indices 0..n-1 by key or tensor name: a merge sort into tmp, with no
+ * global state (qsort has no context argument), so threads may open files at once. */
+static void sort_idx(uint32_t *idx, uint32_t *tmp, size_t n, const gguf_file *f, bool by_key) {
+    if (n < 2) return;
+    size_t h = n / 2;
+    sort_idx(idx, tmp, h, f, by_key);
+    sort_idx(idx + h, tmp, n - h, f, by_key);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        const char *a = by_key ? f->kvs[idx[i]].key : f->tensors[idx[i]].name;
+        const char *b = by_key ? f->kvs[idx[j]].key : f->tensors[idx[j]].name;
+        tmp[k++] = strcmp(a, b) <= 0 ? idx[i++] : idx[j++];
+    }
+    while (i < h) tmp[k++] = idx[i++];
+    while (j < n) tmp[k++] = idx[j++];
+    memcpy(idx, tmp, n * sizeof *idx);
+}
+
+static int parse_kvs(cursor *c, uint64_t n_kv) {
+    gguf_file *f = c->f;
+    /* A KV is at least 8 (key length) + 4 (type) + 1 bytes. */
+    if (n_kv > left(c) / 13)
+        return flm_fail(FLM_ERR_FORMAT, "%s: header declares %" PRIu64 " metadata pairs, but the file has room for at most %" PRIu64,
+                        f->name, n_kv, left(c) / 13);
+    f->kvs = flm_calloc(n_kv ? (size_t)n_kv : 1, sizeof *f->kvs);
+    if (!f->kvs) return FLM_ERR_NOMEM;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        gguf_kv *kv = &f->kvs[i];
+        gguf_str key;
+        uint32_t t;
+        set_ctx(c, "metadata pair %" PRIu64, i);
+        int rc = rd_str(c, &key, "key");
+        if (rc) return rc;
+        if (key.len == 0 || strlen(key.str) != key.len)
+            return flm_fail(FLM_ERR_FORMAT, "%s: metadata pair %" PRIu64 ": key is empty or contains a NUL byte",
+                            f->name, i);
+        kv->key = key.str;
+        f->n_kv = (size_t)i + 1;
+        set_ctx(c, "metadata key '%.100s'", kv->key);
+        if ((rc = rd_u32(c, &t, "value type"))) return rc;
+        if (t >= GGUF_TYPE_COUNT)
+            return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': value type %" PRIu32
+                            " is not a GGUF value type (expected 0..%d)", f->name, kv->key, t, GGUF_TYPE_COUNT - 1);
+        if ((rc = rd_value(c, (gguf_type)t, &kv->value, 0, kv->key))) return rc;
+    }
+    f->kv_sorted = flm_malloc((f->n_kv ? f->n_kv : 1) * 2 * sizeof(uint32_t));
+    if (!f->kv_sorted) return FLM_ERR_NOMEM;
+    for (size_t i = 0; i < f->n_kv; i++) f->kv_sorted[i] = (uint32_t)i;
+    sort_idx(f->kv_sorted, f->kv_sorted + f->n_kv, f->n_kv, f, true);
+    for (size_t i = 1; i < f->n_kv; i++)
+        if (!strcmp(f->kvs[f->kv_sorted[i]].key, f->kvs[f->kv_sorted[i - 1]].key))
+            return flm_fail(FLM_ERR_FORMAT, "%s: duplicate metadata key '%s'", f->name, f->kvs[f->kv_sorted[i]].key);
+    return FLM_OK;
+}
+
+static int parse_alignment(gguf_file *f) {
+    f->alignment = GGUF_DEFAULT_ALIGNMENT;
+    const gguf_value *v = gguf_find(f, "general.alignment");
+    if (!v) return FLM_OK;
+    if (v->type != GGUF_TYPE_UINT32)
+        return flm_fail(FLM_ERR_FORMAT, "%s: general.alignment is %s, expected u32", f->name, gguf_type_name(v->type));
+    uint64_t a = v->num.u;
+    if (a == 0 || (a & (a - 1)))
+        return flm_fail(FLM_ERR_FORMAT, "%s: general.alignment is %" PRIu64 ", expected a power of two", f->name, a);
+    f->alignment = (uint32_t)a;
+    return FLM_OK;
+}
+
+static int parse_tensor_info(cursor *c, gguf_tensor_info *ti, uint64_t i) {
+    gguf_file *f = c->f;
+    gguf_str name;
+    uint32_t nd, type;
+    set_ctx(c, "tensor %" PRIu64, i);
+    int rc = rd_str(c, &name, "name");
+    if (rc) return rc;
+    if (name.len == 0 || name.len > GGUF_MAX_NAME || strlen(name.str) != name.len)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %" PRIu64 ": name must be 1..%d bytes without NUL, got %" PRIu64 " bytes",
+                        f->name, i, GGUF_MAX_NAME, name.len);
+    ti->name = name.str;
+    set_ctx(c, "tensor %s", ti->name);
+    if ((rc = rd_u32(c, &nd, "n_dims"))) return rc;
+    if (nd < 1 || nd > GGUF_MAX_DIMS)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: n_dims expected 1..%d, got %" PRIu32, f->name, ti->name,
+                        GGUF_MAX_DIMS, nd);
+    ti->n_dims = (int)nd;
+    uint64_t numel = 1;
+    bool overflow = false;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++) ti->ne[d] = 1;
+    for (uint32_t d = 0; d < nd; d++) {
+        if ((rc = rd_u64(c, &ti->ne[d], "dimension"))) return rc;
+        if (ti->ne[d] > (uint64_t)INT64_MAX || (ti->ne[d] && numel > (uint64_t)INT64_MAX / ti->ne[d])) overflow = true;
+        else numel *= ti->ne[d];
+    }
+    if (overflow)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: dimensions overflow 63 bits", f->name, ti->name);
+    for (int d = 0; d < ti->n_dims; d++) ti->shape[d] = (int64_t)ti->ne[ti->n_dims - 1 - d];
+    for (int d = ti->n_dims; d < GGUF_MAX_DIMS; d++) ti->shape[d] = 1;
+    if ((rc = rd_u32(c, &type, "tensor type"))) return rc;
+    const ggml_type_info *gt = ggml_type_get(type);
+    if (!gt) return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: unknown ggml type id %" PRIu32, f->name, ti->name, type);
+    ti->ggml_type = type;
+    ti->dtype = gt->dtype;
+    if (ti->ne[0] % gt->block)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: row length %" PRIu64 " is not a multiple of %s's block size %" PRIu32,
+                        f->name, ti->name, ti->ne[0], gt->name, gt->block);
+    uint64_t blocks = numel / gt->block;
+    if (blocks > UINT64_MAX / gt->bytes)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: byte size overflows", f->name, ti->name);
+    ti->nbytes = blocks * gt->bytes;
+    if ((rc = rd_u64(c, &ti->offset, "tensor offset"))) return rc;
+    if (ti->offset % f->alignment)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: data offset %" PRIu64 " is not a multiple of the alignment %" PRIu32,
+                        f->name, ti->name, ti->offset, f->alignment);
+    return FLM_OK;
+}
+
+static int parse_tensors(cursor *c, uint64_t n_t) {
+    gguf_file *f = c->f;
+    /* A tensor info is at least 8 + 1 (name) + 4 + 8 (one dim) + 4 + 8 bytes. */
+    if (n_t > left(c) / 33)
+        return flm_fail(FLM_ERR_FORMAT, "%s: header declares %" PRIu64 " tensors, but the file has room for at most %" PRIu64,
+                        f->name, n_t, left(c) / 33);
+    f->tensors = flm_calloc(n_t ? (size_t)n_t : 1, sizeof *f->tensors);
+    if (!f->tensors) return FLM_ERR_NOMEM;
+    for (uint64_t i = 0; i < n_t; i++) {
+        int rc = parse_tensor_info(c, &f->tensors[i], i);
+        if (rc) return rc;
+        f->n_tensors = (size_t)i + 1;
+    }
+    f->tensor_sorted = flm_malloc((f->n_tensors ? f->n_tensors : 1) * 2 * sizeof(uint32_t));
+    if (!f->tensor_sorted) return FLM_ERR_NOMEM;
+    for (size_t i = 0; i < f->n_tensors; i++) f->tensor_sorted[i] = (uint32_t)i;
+    sort_idx(f->tensor_sorted, f->tensor_sorted + f->n_tensors, f->n_tensors, f, false);
+    for (size_t i = 1; i < f->n_tensors; i++)
+        if (!strcmp(f->tensors[f->tensor_sorted[i]].name, f->tensors[f->tensor_sorted[i - 1]].name))
+            return flm_fail(FLM_ERR_FORMAT, "%s: duplicate tensor name %s", f->name, f->tensors[f->tensor_sorted[i]].name);
+    return FLM_OK;
+}
+
+/* Places the data section and checks each tensor's extent and that none overlap. */
+static int check_extents(gguf_file *f, uint64_t header_end) {
+    uint64_t a = f->alignment;
+    uint64_t start = header_end % a ? header_end + (a - header_end % a) : header_end;
+    f->data_offset = start;
+    if (f->n_tensors == 0) return FLM_OK;
+    if (start > f->size)
+        return flm_fail(FLM_ERR_FORMAT, "%s: data section would start at offset %" PRIu64 ", past the end of the file (%" PRIu64 " bytes)",
+                        f->name, start, f->size);
+    uint64_t data_size = f->size - start;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        gguf_tensor_info *ti = &f->tensors[i];
+        if (ti->offset > data_size || ti->nbytes > data_size - ti->offset)
+            return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: data [%" PRIu64 ", +%" PRIu64 ") of the data section runs past the end of the file "
+                            "(expected at most %" PRIu64 " data bytes)", f->name, ti->name, ti->offset, ti->nbytes, data_size);
+        ti->data = f->base + start + ti->offset;
+    }
+    /* Overlap: sort by offset (reusing the scratch half of tensor_sorted). */
+    uint32_t *ord = f->tensor_sorted + f->n_tensors;
+    for (size_t i = 0; i < f->n_tensors; i++) ord[i] = (uint32_t)i;
+    for (size_t i = 1; i < f->n_tensors; i++) { /* insertion sort is O(n) on files written in order */
+        uint32_t x = ord[i];
+        size_t j = i;
+        while (j > 0 && f->tensors[ord[j - 1]].offset > f->tensors[x].offset) { ord[j] = ord[j - 1]; j--; }
+        ord[j] = x;
+    }
+    for (size_t i = 1; i < f->n_tensors; i++) {
+        const gguf_tensor_info *p = &f->tensors[ord[i - 1]], *q = &f->tensors[ord[i]];
+        if (p->offset + p->nbytes > q->offset)
+            return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: data at offset %" PRIu64 " overlaps tensor %s ([%" PRIu64 ", +%" PRIu64 "))",
+                            f->name, q->name, q->offset, p->name, p->offset, p->nbytes);
+    }
+    return FLM_OK;
+}
+
+static int parse(gguf_file *f) {
+    cursor c = {f, f->base, f->size, 0, "header"};
+    uint32_t magic_ver[2];
+    uint64_t n_t, n_kv;
+    if (f->size < 4 || !gguf_has_magic(f->base, f->size))
+        return flm_fail(FLM_ERR_FORMAT, "%s: not a GGUF file (expected magic \"GGUF\")", f->name);
+    int rc = rd_u32(&c, &magic_ver[0], "magic");
+    if (!rc) rc = rd_u32(&c, &magic_ver[1], "version");
+    if (rc) return rc;
+    f->version = magic_ver[1];
+    if (f->version == 0x02000000u || f->version == 0x03000000u)
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: big-endian GGUF files are not supported", f->name);
+    if (f->version != 2 && f->version != 3)
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu32 " is not supported (expected 2 or 3)", f->name,
+                        f->version);
+    if ((rc = rd_u64(&c, &n_t, "tensor count")) || (rc = rd_u64(&c, &n_kv, "metadata count"))) return rc;
+    if ((rc = parse_kvs(&c, n_kv)) || (rc = parse_alignment(f)) || (rc = parse_tensors(&c, n_t))) return rc;
+    return check_extents(f, c.pos);
+}
+
+bool gguf_has_magic(const void *buf, size_t n) { return buf && n >= 4 && !memcmp(buf, GGUF_MAGIC, 4); }
+
+bool gguf_is_gguf_file(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char m[4];
+    ssize_t n = read(fd, m, 4);
+    close(fd);
+    return n == 4 && gguf_has_magic(m, 4);
+}
+
+static int open_common(gguf_file *f, gguf_file **out) {
+    int rc = parse(f);
+    if (rc) {
+        gguf_close(f);
+        return rc;
+    }
+    *out = f;
+    return FLM_OK;
+}
+
+int gguf_open_memory(const void *buf, size_t size, const char *name, gguf_file **out) {
+    *out = NULL;
+    if (!name) name = "(memory)";
+    gguf_file *f = flm_calloc(1, sizeof *f);
+    if (!f) return FLM_ERR_NOMEM;
+    if (!(f->name = flm_strdup(name))) { free(f); return FLM_ERR_NOMEM; }
+    f->base = buf;
+    f->size = buf ? size : 0;
+    return open_common(f, out);
+}
+
+int gguf_open(const char *path, gguf_file **out) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        return flm_fail(FLM_ERR_IO, "%s: %s", path, S_ISREG(st.st_mode) ? strerror(e) : "not a regular file");
+    }
+    if (st.st_size < 4) {
+        close(fd);
+        return flm_fail(FLM_ERR_FORMAT, "%s: not a GGUF file (%lld bytes)", path, (long long)st.st_size);
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: file too large to map", path);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED) return flm_fail(FLM_ERR_IO, "%s: mmap: %s", path, strerror(e));
+    gguf_file *f = flm_calloc(1, sizeof *f);
+    if (!f || !(f->name = flm_strdup(path))) {
+        free(f);
+        munmap(map, (size_t)st.st_size);
+        return FLM_ERR_NOMEM;
+    }
+    f->map = map;
+    f->map_len = (size_t)st.st_size;
+    f->base = map;
+    f->size = (uint64_t)st.st_size;
+    return open_common(f, out);
+}
+
+void gguf_close(gguf_file *f) {
+    if (!f) return;
+    if (f->map) munmap(f->map, f->map_len);
+    for (arena_chunk *c = f->arena, *n; c; c = n) { n = c->next; free(c); }
+    free(f->kvs);
+    free(f->tensors);
+    free(f->kv_sorted);
+    free(f->tensor_sorted);
+    free(f->name);
+    free(f);
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+const char *gguf_name(const gguf_file *f) { return f->name; }
+uint32_t gguf_version(const gguf_file *f) { return f->version; }
+uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
+uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
+uint64_t gguf_file_size(const gguf_file *f) { return f->size; }
+size_t gguf_kv_count(const gguf_file *f) { return f->n_kv; }
+const gguf_kv *gguf_kv_at(const gguf_file *f, size_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }
+size_t gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
+const gguf_tensor_info *gguf_tensor_at(const gguf_file *f, size_t i) { return i < f->n_tensors ? &f->tensors[i] : NULL; }
+
+const gguf_value *gguf_find(const gguf_file *f, const char *key) {
+    size_t lo = 0, hi = f->n_kv;
+    if (!f->kv_sorted) return NULL;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->kvs[f->kv_sorted[mid]].key, key);
+        if (c == 0) return &f->kvs[f->kv_sorted[mid]].value;
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+const gguf_tensor_info *gguf_tensor_find(const gguf_file *f, const char *name) {
+    size_t lo = 0, hi = f->n_tensors;
+    if (!f->tensor_sorted) return NULL;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->tensors[f->tensor_sorted[mid]].name, name);
+        if (c == 0) return &f->tensors[f->tensor_sorted[mid]];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+static bool is_unsigned(gguf_type t) {
+    return t == GGUF_TYPE_UINT8 || t == GGUF_TYPE_UINT16 || t == GGUF_TYPE_UINT32 || t == GGUF_TYPE_UINT64;
+}
+static bool is_signed(gguf_type t) {
+    return t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 || t == GGUF_TYPE_INT64;
+}
+static bool is_float(gguf_type t) { return t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64; }
+
+/* Integer value of a scalar within [lo, hi]; false if not an integer or out of range. */
+static bool scalar_int(const gguf_value *v, int64_t lo, uint64_t hi, bool *neg, uint64_t *mag) {
+    if (is_unsigned(v->type)) {
+        *neg = false;
+        *mag = v->num.u;
+        return v->num.u <= hi;
+    }
+    if (is_signed(v->type)) {
+        *neg = v->num.i < 0;
+        *mag = *neg ? (uint64_t)(-(v->num.i + 1)) + 1 : (uint64_t)v->num.i;
+        return *neg ? v->num.i >= lo : *mag <= hi;
+    }
+    return false;
+}
+
+static const gguf_value *need_key(const gguf_file *f, const char *key, int *rc) {
+    const gguf_value *v = gguf_find(f, key);
+    *rc = v ? FLM_OK : flm_fail(FLM_ERR_FORMAT, "%s: missing metadata key '%s'", f->name, key);
+    return v;
+}
+
+static int wrong(const gguf_file *f, const char *key, const gguf_value *v, const char *expected) {
+    return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s' is %s, expected %s", f->name, key,
+                    gguf_type_name(v->type), expected);
+}
+
+#define INT_GETTER(fn, T, LO, HI, EXPECT)                                                  \
+    int fn(const gguf_file *f, const char *key, T *out) {                                  \
+        int rc;                                                                            \
+        const gguf_value *v = need_key(f, key, &rc);                                       \
+        bool neg;                                                                          \
+        uint64_t mag;                                                                      \
+        if (!v) return rc;                                                                 \
+        if (!scalar_int(v, LO, HI, &neg, &mag)) return wrong(f, key, v, EXPECT);           \
+        *out = neg ? (T)v->num.i : (T)mag;                                                 \
+        return FLM_OK;                                                                     \
+    }
+INT_GETTER(gguf_get_u32, uint32_t, 0, UINT32_MAX, "an integer in u32 range")
+INT_GETTER(gguf_get_i32, int32_t, INT32_MIN, INT32_MAX, "an integer in i32 range")
+INT_GETTER(gguf_get_u64, uint64_t, 0, UINT64_MAX, "a non-negative integer")
+INT_GETTER(gguf_get_i64, int64_t, INT64_MIN, INT64_MAX, "an integer in i64 range")
+
+int gguf_get_f64(const gguf_file *f, const char *key, double *out) {
+    int rc;
+    const gguf_value *v = need_key(f, key, &rc);
+    if (!v) return rc;
+    if (!is_float(v->type)) return wrong(f, key, v, "f32 or f64");
+    *out = v->num.f;
+    return FLM_OK;
+}
+int gguf_get_f32(const gguf_file *f, const char *key, float *out) {
+    double d = 0;
+    int rc = gguf_get_f64(f, key, &d);
+    if (!rc) *out = (float)d;
+    return rc;
+}
+int gguf_get_bool(const gguf_file *f, const char *key, bool *out) {
+    int rc;
+    const gguf_value *v = need_key(f, key, &rc);
+    if (!v) return rc;
+    if (v->type != GGUF_TYPE_BOOL) return wrong(f, key, v, "bool");
+    *out = v->num.b;
+    return FLM_OK;
+}
+int gguf_get_str(const gguf_file *f, const char *key, const char **out) {
+    int rc;
+    const gguf_value *v = need_key(f, key, &rc);
+    if (!v) return rc;
+    if (v->type != GGUF_TYPE_STRING) return wrong(f, key, v, "string");
+    *out = v->s.str;
+    return FLM_OK;
+}
+int gguf_get_array(const gguf_file *f, const char *key, gguf_type elem, const gguf_value **out) {
+    int rc;
+    const gguf_value *v = need_key(f, key, &rc);
+    if (!v) return rc;
+    if (v->type != GGUF_TYPE_ARRAY) return wrong(f, key, v, "array");
+    if (elem != GGUF_TYPE_COUNT && v->elem_type != elem)
+        return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s' is an array of %s, expected an array of %s", f->name, key,
+                        gguf_type_name(v->elem_type), gguf_type_name(elem));
+    *out = v;
+    return FLM_OK;
+}
+
+uint64_t gguf_array_len(const gguf_value *arr) { return arr && arr->type == GGUF_TYPE_ARRAY ? arr->count : 0; }
+
+static int array_check(const gguf_value *arr, uint64_t i) {
+    if (!arr || arr->type != GGUF_TYPE_ARRAY) return flm_fail(FLM_ERR_ARG, "gguf: value is not an array");
+    if (i >= arr->count)
+        return flm_fail(FLM_ERR_ARG, "gguf: array index %" PRIu64 " out of range (length %" PRIu64 ")", i, arr->count);
+    return FLM_OK;
+}
+
+int gguf_array_str(const gguf_value *arr, uint64_t i, const char **s, uint64_t *len) {
+    int rc = array_check(arr, i);
+    if (rc) return rc;
+    if (arr->elem_type != GGUF_TYPE_STRING)
+        return flm_fail(FLM_ERR_ARG, "gguf: array of %s has no strings", gguf_type_name(arr->elem_type));
+    *s = arr->strs[i].str;
+    if (len) *len = arr->strs[i].len;
+    return FLM_OK;
+}
+
+static int array_elem(const gguf_value *arr, uint64_t i, gguf_value *e) {
+    int rc = array_check(arr, i);
+    if (rc) return rc;
+    size_t sz = gguf_type_size(arr->elem_type);
+    if (!sz || arr->elem_type == GGUF_TYPE_BOOL)
+        return flm_fail(FLM_ERR_ARG, "gguf: array of %s is not numeric", gguf_type_name(arr->elem_type));
+    decode_scalar(arr->elem_type, (const uint8_t *)arr->data + i * sz, e);
+    return FLM_OK;
+}
+
+int gguf_array_i64(const gguf_value *arr, uint64_t i, int64_t *out) {
+    gguf_value e;
+    bool neg;
+    uint64_t mag;
+    int rc = array_elem(arr, i, &e);
+    if (rc) return rc;
+    if (!scalar_int(&e, INT64_MIN, INT64_MAX, &neg, &mag))
+        return flm_fail(FLM_ERR_ARG, "gguf: array element %" PRIu64 " (%s) is not an i64", i, gguf_type_name(e.type));
+    *out = neg ? e.num.i : (int64_t)mag;
+    return FLM_OK;
+}
+
+int gguf_array_f64(const gguf_value *arr, uint64_t i, double *out) {
+    gguf_value e;
+    int rc = array_elem(arr, i, &e);
+    if (rc) return rc;
+    *out = is_float(e.type) ? e.num.f : is_signed(e.type) ? (double)e.num.i : (double)e.num.u;
+    return FLM_OK;
+}
+
+int gguf_array_copy_f32(const gguf_value *arr, float *dst, uint64_t n) {
+    if (gguf_array_len(arr) != n)
+        return flm_fail(FLM_ERR_ARG, "gguf: array length %" PRIu64 ", expected %" PRIu64, gguf_array_len(arr), n);
+    if (arr->elem_type == GGUF_TYPE_FLOAT32) {
+        if (n) memcpy(dst, arr->data, (size_t)n * 4);
+        return FLM_OK;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        double d;
+        int rc = gguf_array_f64(arr, i, &d);
+        if (rc) return rc;
+        dst[i] = (float)d;
+    }
+    return FLM_OK;
+}
+
+int gguf_array_copy_i32(const gguf_value *arr, int32_t *dst, uint64_t n) {
+    if (gguf_array_len(arr) != n)
+        return flm_fail(FLM_ERR_ARG, "gguf: array length %" PRIu64 ", expected %" PRIu64, gguf_array_len(arr), n);
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t v;
+        int rc = gguf_array_i64(arr, i, &v);
+        if (rc) return rc;
+        if (v < INT32_MIN || v > INT32_MAX)
+            return flm_fail(FLM_ERR_ARG, "gguf: array element %" PRIu64 " = %" PRId64 " is out of i32 range", i, v);
+        dst[i] = (int32_t)v;
+    }
+    return FLM_OK;
+}
+
+int gguf_tensor_view(const gguf_file *f, const gguf_tensor_info *ti, flm_tensor *out) {
+    if (ti->dtype < 0)
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: tensor %s has ggml type %s, which fieldlm cannot use "
+                        "(expected f32, f16, bf16, q8_0 or q4_0)", f->name, ti->name, gguf_ggml_type_name(ti->ggml_type));
+    if (ti->nbytes > SIZE_MAX) return flm_fail(FLM_ERR_UNSUPPORTED, "%s: tensor %s is too large", f->name, ti->name);
+    memset(out, 0, sizeof *out);
+    out->name = ti->name;
+    out->dtype = (flm_dtype)ti->dtype;
+    out->ndim = ti->n_dims;
+    for (int d = 0; d < ti->n_dims; d++) out->shape[d] = ti->shape[d];
+    out->data = ti->data;
+    out->nbytes = (size_t)ti->nbytes;
+    return FLM_OK;
+}
+
+int gguf_get_tensor(const gguf_file *f, const char *name, flm_tensor *out) {
+    const gguf_tensor_info *ti = gguf_tensor_find(f, name);
+    if (!ti) return flm_fail(FLM_ERR_FORMAT, "%s: missing tensor %s", f->name, name);
+    return gguf_tensor_view(f, ti, out);
+}
