@@ -4,8 +4,8 @@
  * docs/SAMPLING.md explains each step and cites its source in transformers.
  *
  * Work per step is O(V) for the scans plus O(V log k) for top-k (a size-k heap, no
- * sort) and O(m log m) for top-p over the m tokens still finite after top-k. All
- * scratch is preallocated in the sampler. */
+ * sort) and O(m + kept log m) for top-p (a max-heap walked from the top) over the m
+ * tokens still finite. All scratch is preallocated in the sampler. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,11 +239,23 @@ static int apply_top_k(flm_sampler *s, float *logits, int m) {
     return n;
 }
 
-static int cmp_scored_ascending(const void *a, const void *b) {
-    const scored_id *x = a, *y = b;
-    if (x->v < y->v) return -1;
-    if (x->v > y->v) return 1;
-    return (x->id > y->id) - (x->id < y->id);
+/* Order of the top-p walk: larger score first, and among equal scores the larger
+ * id first (the mirror of an ascending sort by (score, id)). */
+static bool comes_before(const scored_id *a, const scored_id *b) {
+    return a->v > b->v || (a->v == b->v && a->id > b->id);
+}
+
+static void maxheap_sift_down(scored_id *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && comes_before(&h[l], &h[m])) m = l;
+        if (r < n && comes_before(&h[r], &h[m])) m = r;
+        if (m == i) return;
+        scored_id t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
 }
 
 /* Float probabilities of the kept scores into weight[] (softmax; filtered tokens
@@ -266,30 +278,34 @@ static void kept_probs(flm_sampler *s, const float *logits, int m, float *pmax) 
     *pmax = best;
 }
 
-/* TopPLogitsWarper: sort ascending, cumulative probabilities (float probabilities
- * summed in double, as torch's CPU cumsum does, then rounded to float); drop those
- * with cumulative <= 1 - top_p (that threshold rounded to float); always keep the
- * largest. */
+/* TopPLogitsWarper: with the scores sorted ascending, token j is dropped when the
+ * cumulative probability up to and including it is <= 1 - top_p (the threshold
+ * rounded to float, the sums taken in double and rounded to float, as torch's CPU
+ * cumsum does); the largest always stays. Cumulative(j) = total - (mass above j), so
+ * the walk goes down from the top with a max-heap and stops at the first dropped
+ * token: O(m + kept * log m), no full sort when few tokens are kept. */
 static int apply_top_p(flm_sampler *s, float *logits, int m) {
     if (!(s->p.top_p < 1.0)) return m;
     float pmax;
     kept_probs(s, logits, m, &pmax);
+    double total = 0;
+    scored_id *h = s->sorted;
     for (int i = 0; i < m; i++) {
-        s->sorted[i].v = logits[s->kept[i]];
-        s->sorted[i].id = i; /* index into kept[] / weight[] for now */
+        total += s->weight[i];
+        h[i].v = logits[s->kept[i]];
+        h[i].id = i; /* index into kept[] and weight[] */
     }
-    qsort(s->sorted, (size_t)m, sizeof *s->sorted, cmp_scored_ascending);
+    for (int i = m / 2 - 1; i >= 0; i--) maxheap_sift_down(h, m, i);
     float thr = (float)(1.0 - s->p.top_p);
-    double cum = 0;
-    int first_kept = m - 1;
-    for (int i = 0; i < m; i++) {
-        cum += s->weight[s->sorted[i].id];
-        if ((float)cum > thr) {
-            first_kept = i;
-            break;
-        }
+    double above = 0;
+    for (int n = m; n > 0; n--) {
+        scored_id top = h[0];
+        if (n < m && !((float)(total - above) > thr)) break; /* first token always stays */
+        s->mark[s->kept[top.id]] = 1;
+        above += s->weight[top.id];
+        h[0] = h[n - 1];
+        maxheap_sift_down(h, n - 1, 0);
     }
-    for (int i = first_kept; i < m; i++) s->mark[s->kept[s->sorted[i].id]] = 1;
     return compact_marked(s, logits, m);
 }
 

@@ -337,6 +337,49 @@ TEST(sampler_top_k_keeps_ties) {
     flm_sampler_free(s);
 }
 
+static int cmp_asc_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Top-p written the plain way, as TopPLogitsWarper reads: sort ascending, cumulative
+ * sum, drop cumulative <= 1 - top_p, keep the largest. Returns the smallest kept score. */
+static float top_p_reference(const float *l, int n, double top_p, float *scratch) {
+    memcpy(scratch, l, (size_t)n * sizeof *scratch);
+    qsort(scratch, (size_t)n, sizeof *scratch, cmp_asc_float);
+    double mx = scratch[n - 1], sum = 0, cum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)scratch[i] - mx);
+    float thr = (float)(1.0 - top_p);
+    for (int i = 0; i < n; i++) {
+        cum += (float)(exp((double)scratch[i] - mx) / sum);
+        if ((float)cum > thr || i == n - 1) return scratch[i];
+    }
+    return scratch[n - 1];
+}
+
+TEST(sampler_top_p_matches_plain_sort) {
+    enum { N = 300, TRIALS = 300 };
+    float base[N], l[N], probs[N], scratch[N];
+    flm_rng r;
+    flm_rng_seed(&r, 8);
+    for (int t = 0; t < TRIALS; t++) {
+        double scale = 0.5 + 8 * flm_rng_uniform(&r);
+        for (int i = 0; i < N; i++) base[i] = (float)((flm_rng_uniform(&r) - 0.5) * scale);
+        flm_sampler_params p = sampling_params();
+        p.top_p = flm_rng_uniform(&r);
+        flm_sampler *s = make_sampler(p, N);
+        REQUIRE(s);
+        memcpy(l, base, sizeof l);
+        REQUIRE(flm_sampler_probs(s, l, N, NULL, 0, probs) == FLM_OK);
+        float cut = top_p_reference(base, N, p.top_p, scratch);
+        for (int i = 0; i < N; i++)
+            CHECK_MSG((probs[i] > 0) == (base[i] >= cut), "trial %d token %d: top_p %.4f kept %d, reference %d", t,
+                      i, p.top_p, probs[i] > 0, base[i] >= cut);
+        flm_sampler_free(s);
+        if (test_failed()) return;
+    }
+}
+
 /* --------------------------------------------------- infinities and NaN ---- */
 
 TEST(sampler_all_inf_but_one) {
