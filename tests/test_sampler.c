@@ -500,7 +500,8 @@ TEST(sampler_qwen_vocab_top_k_top_p) {
         if (probs[i] == 0 && base[i] > max_dropped) max_dropped = base[i];
     }
     CHECK(min_kept >= max_dropped);
-    /* and sampling is fast enough for a decode loop */
+    /* and sampling is fast enough for a decode loop (~1 ms here; the bar is loose so a
+     * loaded machine or a sanitizer build cannot flake it, yet catches an O(V^2) path) */
     int32_t hist[64];
     double t0 = flm_now_seconds();
     enum { STEPS = 64 };
@@ -510,7 +511,7 @@ TEST(sampler_qwen_vocab_top_k_top_p) {
         CHECK(hist[i] >= 0);
     }
     double ms = (flm_now_seconds() - t0) * 1e3 / STEPS;
-    CHECK_MSG(ms < 20.0, "%.2f ms per step", ms);
+    CHECK_MSG(ms < 200.0, "%.2f ms per step", ms);
     flm_sampler_free(s);
     free(base);
     free(l);
