@@ -1,0 +1,585 @@
+/* test_tokenizer.c — the byte-level BPE tokenizer against transformers' and llama.cpp's
+ * fixtures (tests/data/tokenizer-cases), alternative file layouts, round trips on the
+ * KCC CSV files and random text, streaming decode, the spec API, the CLI. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <utf8proc.h>
+
+#include "json.h"
+#include "tokenizer.h"
+
+#define CASES TEST_DATA "/tokenizer-cases"
+#define RESAVED_DIR TEST_DATA "/qwen2.5-resaved-lora-dir"
+#define QWEN25_VOCAB_SIZE 151665
+#define N_LLAMA_CPP_CASES 46
+#define N_RANDOM_TEXTS 300
+
+static flm_tokenizer *g_tok;
+
+static flm_tokenizer *bundled(void) {
+    if (!g_tok && flm_tokenizer_load(BUNDLED_MODEL, &g_tok) != FLM_OK) {
+        fprintf(stderr, "loading %s: %s\n", BUNDLED_MODEL, flm_last_error());
+        g_tok = NULL;
+    }
+    return g_tok;
+}
+
+__attribute__((destructor)) static void free_bundled(void) { flm_tokenizer_free(g_tok); }
+
+/* ---- case files ------------------------------------------------------------------ */
+
+typedef struct {
+    char *text; size_t len;
+    int32_t *ids; size_t n;
+    char *decoded; /* NULL if the case has none */
+} tcase;
+
+typedef struct { tcase *v; size_t n; } caselist;
+
+static void cases_free(caselist *l) {
+    for (size_t i = 0; i < l->n; i++) { free(l->v[i].text); free(l->v[i].ids); free(l->v[i].decoded); }
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static void add_case(caselist *l, const char *text, size_t len, const int32_t *ids, size_t n, const char *dec) {
+    l->v = realloc(l->v, (l->n + 1) * sizeof *l->v);
+    tcase *c = &l->v[l->n++];
+    c->text = flm_strndup(text, len);
+    c->len = len;
+    c->ids = malloc((n + 1) * sizeof *ids);
+    memcpy(c->ids, ids, n * sizeof *ids);
+    c->n = n;
+    c->decoded = dec ? flm_strdup(dec) : NULL;
+}
+
+/* One JSON object a line with "text" and "ids" (and maybe "decoded"). */
+static bool load_jsonl(const char *path, caselist *l) {
+    char *data;
+    size_t len;
+    if (flm_read_file(path, &data, &len)) return false;
+    for (char *p = data; *p;) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n) {
+            json_doc *d = json_parse(p, n, path);
+            if (!d) { free(data); return false; }
+            const json *r = json_root(d), *t = json_get(r, "text"), *ids = json_get(r, "ids");
+            int32_t buf[4096];
+            size_t k = 0;
+            for (; ids && k < ids->len && k < 4096; k++) buf[k] = (int32_t)json_int(&ids->items[k], -1);
+            add_case(l, t->str, t->len, buf, k, json_string(json_get(r, "decoded"), NULL));
+            json_free(d);
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    free(data);
+    return true;
+}
+
+static bool load_llama_cpp(caselist *l) {
+    char *inp, *out;
+    size_t ni, no;
+    if (flm_read_file(CASES "/ggml-vocab-qwen2.gguf.inp", &inp, &ni)) return false;
+    if (flm_read_file(CASES "/ggml-vocab-qwen2.gguf.out", &out, &no)) { free(inp); return false; }
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *p = inp, *q = out;
+    for (char *e; (e = strstr(p, sep));) {
+        char *nl = strchr(q, '\n');
+        if (!nl) break;
+        *nl = '\0';
+        int32_t buf[4096];
+        size_t k = 0;
+        for (char *s = q, *end; k < 4096; s = end) {
+            long v = strtol(s, &end, 10);
+            if (end == s) break;
+            buf[k++] = (int32_t)v;
+        }
+        add_case(l, p, (size_t)(e - p), buf, k, NULL);
+        p = e + strlen(sep);
+        q = nl + 1;
+    }
+    free(inp);
+    free(out);
+    return true;
+}
+
+static bool ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    return na == nb && (na == 0 || !memcmp(a, b, na * sizeof *a));
+}
+
+/* Encodes every case with `tok` and compares with the expected ids (and decoded text). */
+static void check_cases(flm_tokenizer *tok, const caselist *l, int flags, const char *what) {
+    for (size_t i = 0; i < l->n; i++) {
+        const tcase *c = &l->v[i];
+        int32_t *ids;
+        size_t n;
+        int rc = flm_tokenizer_encode_ex(tok, c->text, c->len, flags, &ids, &n);
+        CHECK_MSG(rc == FLM_OK, "%s case %zu: encode failed: %s", what, i, flm_last_error());
+        if (rc) continue;
+        if (!ids_equal(ids, n, c->ids, c->n)) {
+            strbuf sb;
+            sb_init(&sb);
+            for (size_t k = 0; k < n; k++) sb_printf(&sb, " %d", ids[k]);
+            sb_puts(&sb, " | expected");
+            for (size_t k = 0; k < c->n; k++) sb_printf(&sb, " %d", c->ids[k]);
+            test_fail(__FILE__, __LINE__, "%s case %zu (%s): ids%s", what, i, c->text, sb_cstr(&sb));
+            sb_free(&sb);
+        }
+        if (c->decoded) {
+            strbuf sb;
+            sb_init(&sb);
+            CHECK(flm_tokenizer_decode(tok, c->ids, c->n, &sb) == FLM_OK);
+            CHECK_MSG(sb.len == strlen(c->decoded) && !memcmp(sb_cstr(&sb), c->decoded, sb.len),
+                      "%s case %zu: decoded '%s' expected '%s'", what, i, sb_cstr(&sb), c->decoded);
+            sb_free(&sb);
+        }
+        free(ids);
+    }
+}
+
+/* All three case files. */
+static void check_all_cases(flm_tokenizer *tok, const char *what) {
+    caselist l = {0};
+    REQUIRE(load_jsonl(CASES "/encode_shared.jsonl", &l));
+    CHECK(l.n >= 28);
+    check_cases(tok, &l, 0, what);
+    cases_free(&l);
+    REQUIRE(load_jsonl(CASES "/chat_shared.jsonl", &l));
+    CHECK(l.n >= 5);
+    check_cases(tok, &l, 0, what);
+    cases_free(&l);
+    REQUIRE(load_llama_cpp(&l));
+    CHECK_EQ_INT(l.n, N_LLAMA_CPP_CASES);
+    check_cases(tok, &l, FLM_ENCODE_SPECIAL_AS_TEXT, what);
+    cases_free(&l);
+}
+
+TEST(tokenizer_transformers_encode_cases) {
+    caselist l = {0};
+    REQUIRE(bundled());
+    REQUIRE(load_jsonl(CASES "/encode_shared.jsonl", &l));
+    CHECK_EQ_INT(l.n, 28);
+    check_cases(g_tok, &l, 0, "encode_shared");
+    cases_free(&l);
+}
+
+TEST(tokenizer_chat_cases) {
+    caselist l = {0};
+    REQUIRE(bundled());
+    REQUIRE(load_jsonl(CASES "/chat_shared.jsonl", &l));
+    CHECK_EQ_INT(l.n, 5);
+    check_cases(g_tok, &l, 0, "chat_shared");
+    cases_free(&l);
+}
+
+TEST(tokenizer_llama_cpp_qwen2_cases) {
+    caselist l = {0};
+    REQUIRE(bundled());
+    REQUIRE(load_llama_cpp(&l));
+    CHECK_EQ_INT(l.n, N_LLAMA_CPP_CASES);
+    check_cases(g_tok, &l, FLM_ENCODE_SPECIAL_AS_TEXT, "llama.cpp qwen2");
+    cases_free(&l);
+}
+
+TEST(tokenizer_vocabulary_lookups) {
+    REQUIRE(bundled());
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(g_tok), QWEN25_VOCAB_SIZE);
+    CHECK_EQ_INT(flm_tokenizer_token_id(g_tok, "<|im_start|>"), 151644);
+    CHECK_EQ_INT(flm_tokenizer_token_id(g_tok, "\xc4\xa0world"), 1879);
+    CHECK_EQ_INT(flm_tokenizer_token_id(g_tok, "no such token here"), -1);
+    CHECK_STR(flm_tokenizer_token_text(g_tok, 9707), "Hello");
+    CHECK_STR(flm_tokenizer_token_text(g_tok, 151645), "<|im_end|>");
+    CHECK(flm_tokenizer_token_text(g_tok, QWEN25_VOCAB_SIZE) == NULL);
+    CHECK(flm_tokenizer_token_text(g_tok, -1) == NULL);
+    CHECK(flm_tokenizer_is_special(g_tok, 151643));
+    CHECK(!flm_tokenizer_is_special(g_tok, 151657)); /* <tool_call> is added, not special */
+    CHECK(!flm_tokenizer_is_special(g_tok, 9707));
+}
+
+TEST(tokenizer_special_tokens_split_or_not) {
+    REQUIRE(bundled());
+    const char *t = "a<|im_start|>b<tool_call>";
+    int32_t *ids;
+    size_t n;
+    REQUIRE(flm_tokenizer_encode(g_tok, t, strlen(t), &ids, &n) == FLM_OK);
+    REQUIRE(n == 4);
+    CHECK_EQ_INT(ids[1], 151644);
+    CHECK_EQ_INT(ids[3], 151657);
+    free(ids);
+    REQUIRE(flm_tokenizer_encode_ex(g_tok, t, strlen(t), FLM_ENCODE_SPECIAL_AS_TEXT, &ids, &n) == FLM_OK);
+    bool has_special = false;
+    for (size_t i = 0; i < n; i++) has_special |= ids[i] == 151644;
+    CHECK(!has_special && ids[n - 1] == 151657); /* non-special added tokens still split */
+    free(ids);
+    REQUIRE(flm_tokenizer_encode_ex(g_tok, t, strlen(t), FLM_ENCODE_NO_ADDED, &ids, &n) == FLM_OK);
+    CHECK(ids[n - 1] != 151657);
+    free(ids);
+}
+
+TEST(tokenizer_resaved_dir_matches) {
+    flm_tokenizer *tok;
+    int rc = flm_tokenizer_load(RESAVED_DIR, &tok);
+    CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
+    REQUIRE(rc == FLM_OK);
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
+    check_all_cases(tok, "resaved");
+    flm_tokenizer_free(tok);
+}
+
+static bool copy_file(const char *from, const char *dir, const char *name) {
+    char *data;
+    size_t len;
+    if (flm_read_file(from, &data, &len)) return false;
+    char *to = flm_path_join(dir, name);
+    FILE *f = fopen(to, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    if (f) fclose(f);
+    free(to);
+    free(data);
+    return ok;
+}
+
+TEST(tokenizer_vocab_merges_layout_matches) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/vm", test_tmpdir());
+    REQUIRE(mkdir(dir, 0755) == 0 || flm_is_dir(dir));
+    REQUIRE(copy_file(BUNDLED_MODEL "/vocab.json", dir, "vocab.json"));
+    REQUIRE(copy_file(BUNDLED_MODEL "/merges.txt", dir, "merges.txt"));
+    REQUIRE(copy_file(BUNDLED_MODEL "/tokenizer_config.json", dir, "tokenizer_config.json"));
+    flm_tokenizer *tok;
+    int rc = flm_tokenizer_load(dir, &tok);
+    CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
+    REQUIRE(rc == FLM_OK);
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
+    check_all_cases(tok, "vocab.json+merges.txt");
+    flm_tokenizer_free(tok);
+
+    /* the resaved folder's merges.txt (with #version) and added_tokens.json only */
+    snprintf(dir, sizeof dir, "%s/vm2", test_tmpdir());
+    REQUIRE(mkdir(dir, 0755) == 0 || flm_is_dir(dir));
+    REQUIRE(copy_file(RESAVED_DIR "/vocab.json", dir, "vocab.json"));
+    REQUIRE(copy_file(RESAVED_DIR "/merges.txt", dir, "merges.txt"));
+    REQUIRE(copy_file(RESAVED_DIR "/added_tokens.json", dir, "added_tokens.json"));
+    rc = flm_tokenizer_load(dir, &tok);
+    CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
+    REQUIRE(rc == FLM_OK);
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
+    caselist l = {0};
+    REQUIRE(load_jsonl(CASES "/chat_shared.jsonl", &l));
+    check_cases(tok, &l, 0, "added_tokens.json");
+    cases_free(&l);
+    flm_tokenizer_free(tok);
+}
+
+TEST(tokenizer_spec_round_trip_and_preset) {
+    REQUIRE(bundled());
+    flm_tokenizer_spec spec;
+    flm_tokenizer_get_spec(g_tok, &spec);
+    CHECK_EQ_INT(spec.n_vocab, 151643);
+    CHECK_EQ_INT(spec.n_merges, 151387);
+    CHECK_EQ_INT(spec.n_added, 22);
+    CHECK_STR(spec.merges[0], "\xc4\xa0 \xc4\xa0");
+    CHECK_STR(spec.normalizer_json, "{\"type\":\"NFC\"}");
+    CHECK(strstr(spec.pre_tokenizer_json, "\"Split\"") != NULL);
+    flm_tokenizer *tok;
+    REQUIRE(flm_tokenizer_from_spec(&spec, &tok) == FLM_OK);
+    check_all_cases(tok, "from_spec");
+    flm_tokenizer_free(tok);
+    /* a GGUF-like source: vocabulary and merges only, configuration from the preset */
+    flm_tokenizer_spec p = spec;
+    p.normalizer_json = p.pre_tokenizer_json = p.decoder_json = NULL;
+    REQUIRE(flm_tokenizer_preset("qwen2", &p) == FLM_OK);
+    REQUIRE(flm_tokenizer_from_spec(&p, &tok) == FLM_OK);
+    check_all_cases(tok, "qwen2 preset");
+    flm_tokenizer_free(tok);
+    CHECK(flm_tokenizer_preset("llama3", &p) == FLM_ERR_UNSUPPORTED);
+}
+
+/* ---- UTF-8 repair and streaming ---------------------------------------------------- */
+
+/* A tiny byte-level tokenizer (256 single-byte tokens, no merges) to decode raw bytes. */
+static flm_tokenizer *byte_tokenizer(void) {
+    static char storage[256][4];
+    const char *vocab[256];
+    for (int b = 0; b < 256; b++) {
+        int cp = ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) ? b
+                 : b <= 0x20 ? 256 + b : b <= 0xA0 ? 256 + 33 + (b - 0x7F) : 256 + 67;
+        if (cp < 0x80) { storage[b][0] = (char)cp; storage[b][1] = 0; }
+        else { storage[b][0] = (char)(0xC0 | (cp >> 6)); storage[b][1] = (char)(0x80 | (cp & 0x3F)); storage[b][2] = 0; }
+        vocab[b] = storage[b];
+    }
+    flm_tokenizer_spec spec = {.vocab = vocab, .n_vocab = 256};
+    flm_tokenizer_preset("qwen2", &spec);
+    flm_tokenizer *tok = NULL;
+    if (flm_tokenizer_from_spec(&spec, &tok)) fprintf(stderr, "%s\n", flm_last_error());
+    return tok;
+}
+
+TEST(tokenizer_utf8_replacement_like_python) {
+    flm_tokenizer *tok = byte_tokenizer();
+    REQUIRE(tok);
+    /* expected values: bytes.decode("utf-8", "replace") in CPython 3 */
+    static const struct { const char *in; size_t n; const char *out; } cases[] = {
+        {"\xe0\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf0\x9f\x98", 3, "\xef\xbf\xbd"},
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"a\xff" "b", 3, "a\xef\xbf\xbd" "b"},
+        {"\xc3", 1, "\xef\xbf\xbd"},
+        {"\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xe2\x82" "a", 3, "\xef\xbf\xbd" "a"},
+        {"\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf0\x9f\x98\x80\xf0\x9f", 6, "\xf0\x9f\x98\x80\xef\xbf\xbd"},
+        {"\x00\x7f", 2, "\x00\x7f"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t ids[16];
+        for (size_t k = 0; k < cases[i].n; k++) ids[k] = (uint8_t)cases[i].in[k];
+        strbuf sb, st;
+        sb_init(&sb);
+        sb_init(&st);
+        CHECK(flm_tokenizer_decode(tok, ids, cases[i].n, &sb) == FLM_OK);
+        size_t want = strlen(cases[i].out) ? strlen(cases[i].out) : 2;
+        CHECK_MSG(sb.len == want && !memcmp(sb.data, cases[i].out, want), "repair case %zu", i);
+        flm_token_stream s;
+        flm_token_stream_init(&s, tok);
+        for (size_t k = 0; k < cases[i].n; k++) CHECK(flm_token_stream_feed(&s, ids[k], &st) == FLM_OK);
+        flm_token_stream_flush(&s, &st);
+        CHECK_MSG(st.len == sb.len && !memcmp(st.data, sb.data, sb.len), "stream case %zu", i);
+        sb_free(&sb);
+        sb_free(&st);
+    }
+    flm_tokenizer_free(tok);
+}
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+
+/* Stream-decodes ids one at a time and compares with the one-shot decode. */
+static void check_stream(flm_tokenizer *tok, const int32_t *ids, size_t n, const char *what) {
+    strbuf one, st;
+    sb_init(&one);
+    sb_init(&st);
+    CHECK(flm_tokenizer_decode(tok, ids, n, &one) == FLM_OK);
+    flm_token_stream s;
+    flm_token_stream_init(&s, tok);
+    for (size_t i = 0; i < n; i++) {
+        size_t before = st.len;
+        CHECK(flm_token_stream_feed(&s, ids[i], &st) == FLM_OK);
+        /* never half a character: what was emitted so far is valid UTF-8 */
+        CHECK(utf8proc_decompose((const utf8proc_uint8_t *)st.data + before, (utf8proc_ssize_t)(st.len - before),
+                                 NULL, 0, 0) >= 0 || st.len == before);
+    }
+    flm_token_stream_flush(&s, &st);
+    CHECK_MSG(one.len == st.len && !memcmp(one.data, st.data, one.len), "%s: stream != one-shot", what);
+    sb_free(&one);
+    sb_free(&st);
+}
+
+TEST(tokenizer_stream_decode_equals_one_shot) {
+    REQUIRE(bundled());
+    /* Telugu: many tokens hold part of a character */
+    const char *t = "\xe0\xb0\xb5\xe0\xb0\xb0\xe0\xb0\xbf \xe0\xb0\xaa\xe0\xb0\x82\xe0\xb0\x9f \xf0\x9f\x8c\xbe\xf0\x9f\x9a\x9c ok";
+    int32_t *ids;
+    size_t n;
+    REQUIRE(flm_tokenizer_encode(g_tok, t, strlen(t), &ids, &n) == FLM_OK);
+    check_stream(g_tok, ids, n, "telugu");
+    strbuf sb;
+    sb_init(&sb);
+    CHECK(flm_tokenizer_decode(g_tok, ids, n, &sb) == FLM_OK);
+    CHECK_STR(sb_cstr(&sb), t);
+    sb_free(&sb);
+    free(ids);
+    /* random id sequences: byte tokens produce broken UTF-8 on purpose */
+    int32_t r[64];
+    for (int round = 0; round < 200; round++) {
+        size_t m = 1 + rnd() % 63;
+        for (size_t i = 0; i < m; i++)
+            r[i] = (int32_t)(rnd() % 4 == 0 ? rnd() % QWEN25_VOCAB_SIZE : 94 + rnd() % 188); /* 94..281 incl. byte tokens */
+        check_stream(g_tok, r, m, "random ids");
+    }
+    flm_token_stream s;
+    flm_token_stream_init(&s, g_tok);
+    strbuf o;
+    sb_init(&o);
+    CHECK(flm_token_stream_feed(&s, QWEN25_VOCAB_SIZE + 5, &o) == FLM_ERR_ARG);
+    sb_free(&o);
+}
+
+/* ---- round trips -------------------------------------------------------------------- */
+
+static char *nfc(const char *s, size_t n, size_t *out_len) {
+    utf8proc_uint8_t *d = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &d, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (r < 0) return NULL;
+    *out_len = (size_t)r;
+    return (char *)d;
+}
+
+static bool round_trip(flm_tokenizer *tok, const char *s, size_t n) {
+    int32_t *ids;
+    size_t k, want_len;
+    if (flm_tokenizer_encode(tok, s, n, &ids, &k)) return false;
+    strbuf sb;
+    sb_init(&sb);
+    bool ok = flm_tokenizer_decode(tok, ids, k, &sb) == FLM_OK;
+    char *want = n ? nfc(s, n, &want_len) : (want_len = 0, NULL);
+    ok = ok && (n == 0 || want) && sb.len == want_len && (!want_len || !memcmp(sb.data, want, want_len));
+    free(want);
+    sb_free(&sb);
+    free(ids);
+    return ok;
+}
+
+TEST(tokenizer_round_trip_kcc_csv) {
+    REQUIRE(bundled());
+    const char *files[] = {"data/agri-kcc/KCC_PUN_01_2025.csv", "data/agri-kcc/KCC_TELANGANA_01_2025.raw_kcc.csv"};
+    for (size_t f = 0; f < 2; f++) {
+        char *data;
+        size_t len;
+        REQUIRE(flm_read_file(files[f], &data, &len) == FLM_OK);
+        CHECK_MSG(round_trip(g_tok, data, len), "%s: whole file does not round-trip", files[f]);
+        size_t lines = 0, bad = 0;
+        for (char *p = data; p < data + len;) {
+            char *nl = memchr(p, '\n', (size_t)(data + len - p));
+            size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(data + len - p);
+            if (!round_trip(g_tok, p, n) && bad++ < 3) CHECK_MSG(0, "%s line %zu does not round-trip", files[f], lines + 1);
+            lines++;
+            p += n;
+        }
+        CHECK(lines > 1000);
+        free(data);
+    }
+}
+
+/* Random text: code points from ASCII, whitespace, Latin with combining marks, Indic,
+ * CJK, emoji, and the contraction/apostrophe cases; then raw random bytes made valid. */
+TEST(tokenizer_round_trip_random_text) {
+    REQUIRE(bundled());
+    static const uint32_t pool[][2] = {
+        {0x20, 0x7E}, {0x09, 0x0D}, {0x20, 0x20}, {0x27, 0x27}, {0xA0, 0xFF}, {0x300, 0x36F},
+        {0x0C00, 0x0C7F}, {0x0A00, 0x0A7F}, {0x0900, 0x097F}, {0x4E00, 0x4E50}, {0x1F300, 0x1F6FF},
+        {0x2000, 0x200D}, {0x3000, 0x3000}, {0x85, 0x85}, {0x180E, 0x180E}, {0xAC00, 0xAC10}, {0x10000, 0x10FFFF}};
+    char buf[1024];
+    for (int round = 0; round < N_RANDOM_TEXTS; round++) {
+        size_t n = 0, want = 1 + rnd() % 120;
+        for (size_t i = 0; i < want && n + 4 < sizeof buf; i++) {
+            const uint32_t *r = pool[rnd() % (sizeof pool / sizeof *pool)];
+            uint32_t cp = r[0] + rnd() % (r[1] - r[0] + 1);
+            if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
+            n += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)buf + n);
+        }
+        CHECK_MSG(round_trip(g_tok, buf, n), "random text %d does not round-trip", round);
+    }
+    /* random bytes, repaired to valid UTF-8 the way Python's "replace" would */
+    flm_tokenizer *bt = byte_tokenizer();
+    REQUIRE(bt);
+    for (int round = 0; round < N_RANDOM_TEXTS; round++) {
+        int32_t ids[200];
+        size_t m = 1 + rnd() % 200;
+        for (size_t i = 0; i < m; i++) ids[i] = (int32_t)(rnd() % 4 ? rnd() % 128 : rnd() % 256);
+        strbuf sb;
+        sb_init(&sb);
+        CHECK(flm_tokenizer_decode(bt, ids, m, &sb) == FLM_OK);
+        CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "random bytes %d do not round-trip", round);
+        sb_free(&sb);
+    }
+    flm_tokenizer_free(bt);
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+TEST(tokenizer_load_errors) {
+    flm_tokenizer *tok;
+    CHECK(flm_tokenizer_load("/nonexistent/model", &tok) == FLM_ERR_IO && !tok);
+    CHECK(strstr(flm_last_error(), "/nonexistent/model") != NULL);
+    CHECK(flm_tokenizer_load(TEST_DATA "/micro-qwen2", &tok) == FLM_ERR_IO);
+    CHECK(strstr(flm_last_error(), "no tokenizer files") != NULL);
+    const char *bad[] = {
+        "{", "{\"model\": 3}", "{\"model\": {\"vocab\": {\"a\": -1}, \"merges\": []}}",
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
+        "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}",
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}}",
+        "{\"model\": {\"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = flm_tokenizer_load_json(bad[i], strlen(bad[i]), "bad.json", &tok);
+        CHECK_MSG(rc < 0 && !tok, "accepted bad tokenizer.json #%zu", i);
+        CHECK_MSG(*flm_last_error(), "no message for bad tokenizer.json #%zu", i);
+        flm_tokenizer_free(tok);
+    }
+}
+
+TEST(tokenizer_encode_decode_errors) {
+    REQUIRE(bundled());
+    int32_t *ids;
+    size_t n;
+    CHECK(flm_tokenizer_encode(g_tok, "ab\xff", 3, &ids, &n) == FLM_ERR_ARG);
+    CHECK(flm_tokenizer_encode(g_tok, "\xed\xa0\x80", 3, &ids, &n) == FLM_ERR_ARG); /* surrogate */
+    REQUIRE(flm_tokenizer_encode(g_tok, "", 0, &ids, &n) == FLM_OK);
+    CHECK_EQ_INT(n, 0);
+    free(ids);
+    strbuf sb;
+    sb_init(&sb);
+    int32_t bad[] = {9707, QWEN25_VOCAB_SIZE};
+    CHECK(flm_tokenizer_decode(g_tok, bad, 2, &sb) == FLM_ERR_ARG);
+    CHECK(strstr(flm_last_error(), "151665") != NULL);
+    sb_free(&sb);
+}
+
+/* ---- CLI ----------------------------------------------------------------------------- */
+
+TEST(tokenizer_cli_tokenize_detokenize) {
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "printf 'Hello world<|im_end|>' | %s tokenize -m %s", test_bin(), BUNDLED_MODEL);
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
+    CHECK_STR(out, "9707 1879 151645\n");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "printf 'Hello world' | %s tokenize -m %s --json", test_bin(), BUNDLED_MODEL);
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
+    CHECK_STR(out, "[9707,1879]\n");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s --ids 9707,1879,151645", test_bin(), BUNDLED_MODEL);
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
+    CHECK_STR(out, "Hello world<|im_end|>");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "%s tokenize --help", test_bin());
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
+    CHECK(strstr(out, "--json") && strstr(out, "--model"));
+    free(out); free(err);
+}
+
+TEST(tokenizer_cli_errors) {
+    static const char *cases[] = {
+        "tokenize -m /nonexistent </dev/null",
+        "tokenize -m " TEST_DATA "/micro-qwen2 </dev/null",
+        "detokenize -m " BUNDLED_MODEL " --ids 1,999999",
+        "detokenize -m " BUNDLED_MODEL " --ids x",
+        "detokenize -m " BUNDLED_MODEL,
+        "tokenize </dev/null",
+        "tokenize -m " BUNDLED_MODEL " --bogus </dev/null",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char cmd[1024], *out, *err;
+        snprintf(cmd, sizeof cmd, "%s %s", test_bin(), cases[i]);
+        int rc = test_run(cmd, &out, &err);
+        CHECK_MSG(rc > 0 && rc < 128, "'%s' exited %d", cases[i], rc);
+        CHECK_MSG(err && *err, "'%s' printed no error", cases[i]);
+        free(out); free(err);
+    }
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "printf 'a\\377' | %s tokenize -m %s", test_bin(), BUNDLED_MODEL);
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 1);
+    CHECK(strstr(err, "UTF-8") != NULL);
+    free(out); free(err);
+}
