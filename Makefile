@@ -12,6 +12,10 @@ SAN     ?=
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -Iinclude -Isrc \
   -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wpointer-arith \
   -Wformat=2 -Wno-format-nonliteral $(WERROR)
+ifeq ($(FUZZ),1)
+  BUILD := build-fuzz
+  CFLAGS_BASE += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+endif
 ifeq ($(SAN),1)
   BUILD := build-san
   OPT := -O1
@@ -49,7 +53,7 @@ all: deps $(BUILD)/fieldlm $(BUILD)/fieldlm_tests
 deps:
 	@sh tools/check-deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tests/*.h app/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tests/*.h app/*.h) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
 
@@ -72,16 +76,23 @@ test-san:
 
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+# The library is built by clang with coverage instrumentation (FUZZ=1 below), then
+# each target links it with libFuzzer's main and runs on its seed corpus.
 fuzz:
-	@mkdir -p build-fuzz
-	@for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc $(DEP_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/$$t fuzz/$$t.c $(filter-out src/kernels_neon.c,$(wildcard src/*.c)) $(DEP_LIBS) -lm -pthread \
-	    -mavx2 -mfma -mf16c || exit 1; \
+	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
+	    build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus-$$t fuzz/seeds/$$t 2>&1 | tail -n 3 || exit 1; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 build-fuzz/corpus-$$t fuzz/seeds/$$t \
+	    > build-fuzz/$$t.log 2>&1 || { tail -n 40 build-fuzz/$$t.log; echo "fuzz: $$t FAILED"; exit 1; }; \
+	  grep -E "^(#[0-9]+ *DONE|Done)" build-fuzz/$$t.log | tail -n 1; \
 	done
+
+# The main job on the bundled model (grows into convert + run as those land).
+demo: all
+	$(BUILD)/fieldlm verify -m models/kcc-advisor --reference tests/data/kcc-advisor/reference.safetensors
 
 clean:
 	rm -rf build build-san build-fuzz
