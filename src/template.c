@@ -178,6 +178,13 @@ done:
     return r;
 }
 
+int flm_template_source_load(const char *model_path, flm_template_source *out) {
+    memset(out, 0, sizeof *out);
+    if (flm_is_dir(model_path)) return flm_template_source_load_dir(model_path, out);
+    if (!flm_file_exists(model_path)) return flm_fail(FLM_ERR_IO, "%s: no such file or directory", model_path);
+    return flm_fail(FLM_ERR_UNSUPPORTED, "%s: chat templates are read from a Hugging Face model folder", model_path);
+}
+
 int flm_template_load_dir(const char *dir, char **source_out) {
     *source_out = NULL;
     flm_template_source src;

@@ -36,6 +36,10 @@ typedef struct {
  * {"name", "template"}. Special tokens come from tokenizer_config.json.
  * FLM_ERR_IO / FLM_ERR_FORMAT when there is no template or a file is bad. */
 int flm_template_source_load_dir(const char *dir, flm_template_source *out);
+/* The one entry point for a model path: a Hugging Face folder today (the place to
+ * add .gguf packages: read "tokenizer.chat_template" and call
+ * flm_template_source_add). */
+int flm_template_source_load(const char *model_path, flm_template_source *out);
 /* Adds (or replaces) a named template, copying text[0..len). For other containers. */
 int flm_template_source_add(flm_template_source *src, const char *name, const char *text, size_t len);
 /* The template transformers would use: `name` if given; otherwise "tool_use" when
