@@ -3,6 +3,7 @@
  * KCC CSV files and random text, streaming decode, the spec API, the CLI. */
 #include "test.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <utf8proc.h>
@@ -582,4 +583,72 @@ TEST(tokenizer_cli_errors) {
     CHECK_EQ_INT(test_run(cmd, &out, &err), 1);
     CHECK(strstr(err, "UTF-8") != NULL);
     free(out); free(err);
+}
+
+/* ---- added-token flags (tokenizers' AddedVocabulary rules) ---------------------------- */
+
+static void expect_ids(flm_tokenizer *tok, const char *text, const int32_t *want, size_t n_want) {
+    int32_t *ids;
+    size_t n;
+    REQUIRE(flm_tokenizer_encode(tok, text, strlen(text), &ids, &n) == FLM_OK);
+    CHECK_MSG(ids_equal(ids, n, want, n_want), "'%s': got %zu ids (first %d)", text, n, n ? ids[0] : -1);
+    free(ids);
+}
+
+TEST(tokenizer_added_token_flags) {
+    flm_tokenizer *bt = byte_tokenizer(); /* byte b has id b */
+    REQUIRE(bt);
+    flm_tokenizer_spec spec;
+    flm_tokenizer_get_spec(bt, &spec);
+    const flm_added_token added[] = {
+        {.id = 256, .content = "<L>", .special = true, .lstrip = true},
+        {.id = 257, .content = "<R>", .special = true, .rstrip = true},
+        {.id = 258, .content = "<W>", .special = true, .single_word = true},
+        {.id = 259, .content = "<N>", .normalized = true},
+        {.id = 260, .content = "<LL>", .special = true},
+    };
+    spec.added = added;
+    spec.n_added = sizeof added / sizeof *added;
+    flm_tokenizer *tok;
+    REQUIRE(flm_tokenizer_from_spec(&spec, &tok) == FLM_OK);
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), 261);
+    expect_ids(tok, "a  <L>b", (const int32_t[]){'a', 256, 'b'}, 3);
+    expect_ids(tok, "a<R> \t b", (const int32_t[]){'a', 257, 'b'}, 3);
+    expect_ids(tok, "x<W>y", (const int32_t[]){'x', '<', 'W', '>', 'y'}, 5);
+    expect_ids(tok, " <W> ", (const int32_t[]){' ', 258, ' '}, 3);
+    expect_ids(tok, "e\xcc\x81<N>", (const int32_t[]){0xC3, 0xA9, 259}, 3); /* NFC, then matched */
+    expect_ids(tok, "<LL>", (const int32_t[]){260}, 1);                      /* longest wins */
+    strbuf sb;
+    sb_init(&sb);
+    CHECK(flm_tokenizer_decode(tok, (const int32_t[]){'a', 256, 259}, 3, &sb) == FLM_OK);
+    CHECK_STR(sb_cstr(&sb), "a<L><N>");
+    sb_free(&sb);
+    flm_tokenizer_free(tok);
+    flm_tokenizer_free(bt);
+}
+
+/* ---- threads ------------------------------------------------------------------------ */
+
+#define N_THREADS 4
+static const char *g_thread_text = "Hello world! \xe0\xb0\xb5\xe0\xb0\xb0\xe0\xb0\xbf <|im_end|> 12,500 acres";
+static void *encode_many(void *arg) {
+    size_t *n_out = arg;
+    for (int i = 0; i < 200; i++) {
+        int32_t *ids;
+        size_t n;
+        if (flm_tokenizer_encode(g_tok, g_thread_text, strlen(g_thread_text), &ids, &n)) { *n_out = 0; return NULL; }
+        if (i && n != *n_out) { free(ids); *n_out = 0; return NULL; }
+        *n_out = n;
+        free(ids);
+    }
+    return NULL;
+}
+
+TEST(tokenizer_concurrent_encode) {
+    REQUIRE(bundled());
+    pthread_t th[N_THREADS];
+    size_t counts[N_THREADS] = {0};
+    for (int i = 0; i < N_THREADS; i++) REQUIRE(pthread_create(&th[i], NULL, encode_many, &counts[i]) == 0);
+    for (int i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N_THREADS; i++) CHECK(counts[i] > 0 && counts[i] == counts[0]);
 }
