@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "cpu.h"
 
 static void matmul_f32(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     const float *w = W;
@@ -132,7 +133,7 @@ static const flm_kernels SCALAR = {
 const flm_kernels *flm_kernels_scalar(void) { return &SCALAR; }
 
 const flm_kernels *flm_kernels_best(void) {
-    /* SIMD tables are added by the performance work; until one is present for this
-     * CPU, the reference is the best we have. FLM_KERNELS=scalar forces it. */
-    return &SCALAR;
+    /* cpu.c picks the best table this CPU runs (AVX-512, AVX2, NEON), once;
+     * FLM_KERNELS=scalar|avx2|avx512|neon forces one (unavailable: warns, best). */
+    return flm_kernels_select();
 }
