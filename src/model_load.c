@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "json.h"
+#include "lora.h"
 #include "model.h"
 #include "model_source.h"
 #include "safetensors.h"
@@ -251,11 +252,66 @@ static int make_small_tensors_f32(flm_model *m) {
     return FLM_OK;
 }
 
-/* Merges each adapter into the targeted weights (wired to lora.c below). */
+/* Lists every base weight by its HF name and shape, for the adapter check. */
+static flm_lora_base_weight *base_weights(const flm_model *m, size_t *n, char **names_block) {
+    size_t cap = (size_t)m->cfg.n_layers * W_LAYER_COUNT + 3;
+    flm_lora_base_weight *bw = flm_calloc(cap, sizeof *bw);
+    char(*names)[128] = flm_calloc(cap, 128);
+    if (!bw || !names) { free(bw); free(names); return NULL; }
+    size_t k = 0;
+    const flm_tensor *top[] = {&m->embed, &m->final_norm, m->cfg.tie_word_embeddings ? NULL : &m->lm_head};
+    const char *top_names[] = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+    for (int i = 0; i < 3; i++) {
+        if (!top[i]) continue;
+        snprintf(names[k], 128, "%s", top_names[i]);
+        bw[k].name = names[k]; bw[k].ndim = top[i]->ndim;
+        memcpy(bw[k].shape, top[i]->shape, sizeof bw[k].shape);
+        k++;
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int w = 0; w < W_LAYER_COUNT; w++) {
+            const flm_tensor *t = flm_layer_weight_slot(&m->layers[l], (flm_layer_weight)w);
+            flm_hf_layer_name(l, (flm_layer_weight)w, names[k], 128);
+            bw[k].name = names[k]; bw[k].ndim = t->ndim;
+            memcpy(bw[k].shape, t->shape, sizeof bw[k].shape);
+            k++;
+        }
+    *n = k;
+    *names_block = (char *)names;
+    return bw;
+}
+
+/* Merges each adapter into the targeted weights, in order, in float32: the weight
+ * becomes an owned f32 copy W + sum_i scale_i * B_i A_i. */
 static int merge_loras(flm_model *m, const flm_model_options *opt) {
     if (!opt || opt->n_lora == 0) return FLM_OK;
-    (void)m;
-    return flm_fail(FLM_ERR_UNSUPPORTED, "LoRA merging at load is not wired yet");
+    flm_lora **ad = flm_calloc((size_t)opt->n_lora, sizeof *ad);
+    if (!ad) return FLM_ERR_NOMEM;
+    size_t nb = 0;
+    char *names = NULL;
+    flm_lora_base_weight *bw = base_weights(m, &nb, &names);
+    int rc = bw ? FLM_OK : FLM_ERR_NOMEM;
+    for (int i = 0; i < opt->n_lora && rc == FLM_OK; i++) {
+        rc = flm_lora_open(opt->lora_dirs[i], opt->lora_scales ? opt->lora_scales[i] : 1.0f, &ad[i]);
+        if (rc == FLM_OK) rc = flm_lora_check_base(ad[i], bw, nb);
+    }
+    for (int l = 0; l < m->cfg.n_layers && rc == FLM_OK; l++)
+        for (int w = 0; w < W_LAYER_COUNT && rc == FLM_OK; w++) {
+            char name[128];
+            flm_hf_layer_name(l, (flm_layer_weight)w, name, sizeof name);
+            flm_tensor *t = flm_layer_weight_slot(&m->layers[l], (flm_layer_weight)w);
+            bool targeted = false;
+            for (int i = 0; i < opt->n_lora; i++) targeted |= flm_lora_targets(ad[i], name);
+            if (!targeted || t->ndim != 2) continue;
+            if ((rc = flm_tensor_to_f32_owned(m, t))) break;
+            for (int i = 0; i < opt->n_lora && rc == FLM_OK; i++)
+                rc = flm_lora_apply(ad[i], name, (float *)t->data, t->shape[0], t->shape[1]);
+        }
+    for (int i = 0; i < opt->n_lora; i++) flm_lora_free(ad[i]);
+    free(names);
+    free(bw);
+    free(ad);
+    return rc;
 }
 
 int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out) {

@@ -14,9 +14,10 @@
 /* Largest allowed difference between one n-token prefill and n decode steps. */
 #define PREFILL_DECODE_TOL 1e-5
 
-static void verify_fixture(const char *model_dir, const char *ref) {
+static void verify_fixture_lora(const char *model_dir, const char *lora, const char *ref) {
     flm_model *m = NULL;
-    int rc = flm_model_open(model_dir, NULL, &m);
+    flm_model_options mo = {.lora_dirs = &lora, .n_lora = lora ? 1 : 0};
+    int rc = flm_model_open(model_dir, &mo, &m);
     CHECK_MSG(rc == FLM_OK, "open %s: %s", model_dir, flm_last_error());
     if (rc) return;
     flm_verify_options opt = {.tol = FLM_VERIFY_DEFAULT_TOL};
@@ -33,8 +34,22 @@ static void verify_fixture(const char *model_dir, const char *ref) {
     flm_model_close(m);
 }
 
+static void verify_fixture(const char *model_dir, const char *ref) { verify_fixture_lora(model_dir, NULL, ref); }
+
 TEST(model_micro_qwen2_matches_transformers) { verify_fixture(TEST_DATA "/micro-qwen2", TEST_DATA "/micro-qwen2/reference.safetensors"); }
 TEST(model_tiny_qwen2_matches_transformers) { verify_fixture(TEST_DATA "/tiny-qwen2", TEST_DATA "/tiny-qwen2"); }
+
+TEST(model_micro_lora_matches_peft) { verify_fixture_lora(TEST_DATA "/micro-qwen2", TEST_DATA "/micro-qwen2-lora", TEST_DATA "/micro-qwen2-lora"); }
+TEST(model_tiny_lora_matches_peft) { verify_fixture_lora(TEST_DATA "/tiny-qwen2", TEST_DATA "/tiny-qwen2-lora", TEST_DATA "/tiny-qwen2-lora"); }
+
+TEST(model_lora_for_another_base_is_refused) {
+    char cmd[512], *out, *err;
+    snprintf(cmd, sizeof cmd, "%s logits -m %s/micro-qwen2 --lora %s/tiny-qwen2-lora --ids 1 -o %s/x.bin", test_bin(), TEST_DATA, TEST_DATA, test_tmpdir());
+    CHECK_EQ_INT(test_run(cmd, &out, &err), 1);
+    CHECK_MSG(strstr(err, "different base model") && strstr(err, "model.layers.0."), "stderr: %s", err);
+    free(out);
+    free(err);
+}
 
 TEST(model_prefill_equals_decode_steps) {
     flm_model *m;
