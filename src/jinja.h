@@ -116,7 +116,7 @@ typedef struct {
     const char *name;    /* V_UNDEF: what was undefined (for messages), may be NULL */
 } jvalue;
 
-struct jlist { jvalue *items; size_t n; };
+struct jlist { jvalue *items; size_t n; bool tuple; /* prints as (a, b) */ };
 struct jdict { const char **keys; size_t *klens; jvalue *vals; size_t n, cap; };
 struct jloop {
     size_t index0, length;

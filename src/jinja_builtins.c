@@ -195,9 +195,7 @@ static int split(jctx *cx, const jvalue *s, const jvalue *sep, int64_t maxsplit,
             if (np == 4095) return jinja_fail(FLM_ERR_UNSUPPORTED, line, "split: more than 4096 parts");
             size_t b = i;
             if (maxsplit >= 0 && (int64_t)np >= maxsplit) {
-                jvalue rest = jv_str(p + b, n - b), t;
-                strip(&rest, NULL, false, true, &t);
-                parts[np++] = t;
+                parts[np++] = jv_str(p + b, n - b);
                 break;
             }
             while (i < n) { size_t k = dec(p + i, n - i, &c); if (py_space(c)) break; i += k; }

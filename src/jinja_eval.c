@@ -479,6 +479,7 @@ static int eval(jctx *cx, const jexpr *e, jscope *sc, jvalue *out) {
     case E_LIST: case E_TUPLE: {
         jvalue *items;
         if ((r = make_list(cx, e->nargs, out, &items))) break;
+        out->u.list->tuple = e->kind == E_TUPLE;
         for (size_t i = 0; i < e->nargs && !r; i++) r = eval(cx, e->args[i], sc, &items[i]);
         break;
     }

@@ -289,13 +289,15 @@ static void repr(const jvalue *v, strbuf *sb, int depth) {
             }
             sb_putc(sb, '}');
         } else {
-            sb_putc(sb, '[');
+            bool tuple = v->k == V_LIST && v->u.list->tuple;
+            sb_putc(sb, tuple ? '(' : '[');
             for (size_t i = 0; i < seq_len(v); i++) {
                 jvalue x = seq_at(v, i);
                 if (i) sb_puts(sb, ", ");
                 repr(&x, sb, depth + 1);
             }
-            sb_putc(sb, ']');
+            if (tuple && seq_len(v) == 1) sb_putc(sb, ',');
+            sb_putc(sb, tuple ? ')' : ']');
         }
         return;
     default: jv_to_str(v, sb);
