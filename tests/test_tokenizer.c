@@ -652,3 +652,29 @@ TEST(tokenizer_concurrent_encode) {
     for (int i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < N_THREADS; i++) CHECK(counts[i] > 0 && counts[i] == counts[0]);
 }
+
+TEST(tokenizer_ignore_merges) {
+    flm_tokenizer *bt = byte_tokenizer();
+    REQUIRE(bt);
+    flm_tokenizer_spec spec;
+    flm_tokenizer_get_spec(bt, &spec);
+    const char *vocab[258];
+    for (int i = 0; i < 256; i++) vocab[i] = spec.vocab[i];
+    vocab[256] = "ab";
+    vocab[257] = "abc";
+    const char *merges[] = {"a b"}; /* no merge makes "abc" */
+    spec.vocab = vocab;
+    spec.n_vocab = 258;
+    spec.merges = merges;
+    spec.n_merges = 1;
+    flm_tokenizer *tok;
+    REQUIRE(flm_tokenizer_from_spec(&spec, &tok) == FLM_OK);
+    expect_ids(tok, "abc", (const int32_t[]){256, 'c'}, 2);
+    flm_tokenizer_free(tok);
+    spec.ignore_merges = true;
+    REQUIRE(flm_tokenizer_from_spec(&spec, &tok) == FLM_OK);
+    expect_ids(tok, "abc", (const int32_t[]){257}, 1);
+    expect_ids(tok, "abd", (const int32_t[]){256, 'd'}, 2);
+    flm_tokenizer_free(tok);
+    flm_tokenizer_free(bt);
+}
