@@ -266,7 +266,7 @@ static int parse_pre(flm_tokenizer *t, const json *v, int depth) {
     if (!v || v->type == JSON_NULL) return FLM_OK;
     if (v->type != JSON_OBJECT || depth > 4) return flm_fail(FLM_ERR_FORMAT, "pre_tokenizer is not an object");
     const char *ty = type_of(v);
-    tok_pre_step *st;
+    tok_pre_step *st = NULL;
     int rc;
     if (!strcmp(ty, "Sequence")) {
         const json *list = json_get(v, "pretokenizers");
