@@ -1,0 +1,255 @@
+/* test_kernels.c — every SIMD kernel table this build and CPU can run (avx2, avx512,
+ * neon) against the scalar reference in kernels_ref.c: each dtype's matmul on odd
+ * sizes, token counts 1..9 and 64, misaligned W/X, padded Y rows; bit-identical
+ * results for any [r0, r1) split and any token batching; rmsnorm/dot within a
+ * reassociation tolerance; axpy/swiglu bit-identical. Also the table selection.
+ * Builds standalone with tests/main.c + the kernels + common.c + tensor.c (see
+ * tools/neon-test.sh), so it must not use other modules. */
+#include "test.h"
+
+#include <float.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "cpu.h"
+#include "kernels.h"
+
+/* |simd - ref| <= SIMD_REL_TOL * sum_c |w_c * x_c| (+ SIMD_ABS_TOL): summation order
+ * and FMA rounding only. The reference's sequential float sum itself carries error
+ * up to ~cols * FLT_EPSILON of that sum; in practice both are far below this. */
+#define SIMD_REL_TOL 2e-6
+#define SIMD_ABS_TOL 1e-30
+/* rmsnorm: only mean(x^2) is reassociated; its rounding error grows like sqrt(n)
+ * ulp (random signs), and reaches the output through the scale. */
+#define RMS_REL_TOL(n) ((4.0 + sqrt((double)(n))) * FLT_EPSILON)
+
+static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon"};
+#define N_SIMD_TABLES (sizeof SIMD_TABLES / sizeof SIMD_TABLES[0])
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd_u32(void) {
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float rnd_f(void) { return (float)((double)rnd_u32() / 4294967296.0 * 2.0 - 1.0); }
+
+static const flm_dtype MATMUL_DTYPES[] = {FLM_F32, FLM_F16, FLM_BF16, FLM_Q8_0, FLM_Q4_0};
+
+/* Random weights of type dt, rows x cols, written at `dst` (byte size bytes). */
+static void fill_weights(flm_dtype dt, void *dst, int rows, int cols) {
+    size_t n = (size_t)rows * (size_t)cols;
+    switch (dt) {
+    case FLM_F32: for (size_t i = 0; i < n; i++) ((float *)dst)[i] = rnd_f(); break;
+    case FLM_F16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = flm_f32_to_f16(rnd_f()); break;
+    case FLM_BF16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = flm_f32_to_bf16(rnd_f()); break;
+    case FLM_Q8_0:
+        for (size_t b = 0; b < n / QK; b++) {
+            block_q8_0 blk;
+            blk.d = flm_f32_to_f16(0.001f + 0.05f * (rnd_f() + 1.0f));
+            for (int j = 0; j < QK; j++) blk.qs[j] = (int8_t)((int)(rnd_u32() % 255) - 127);
+            memcpy((char *)dst + b * sizeof blk, &blk, sizeof blk);
+        }
+        break;
+    default:
+        for (size_t b = 0; b < n / QK; b++) {
+            block_q4_0 blk;
+            blk.d = flm_f32_to_f16(0.001f + 0.05f * (rnd_f() + 1.0f));
+            for (int j = 0; j < QK / 2; j++) blk.qs[j] = (uint8_t)rnd_u32();
+            memcpy((char *)dst + b * sizeof blk, &blk, sizeof blk);
+        }
+        break;
+    }
+}
+
+/* sum_c |w[r,c] * x[t,c]| from dequantized weights (the error scale). */
+static double abs_products(const float *wf, const float *x, int cols) {
+    double s = 0;
+    for (int c = 0; c < cols; c++) s += fabs((double)wf[c] * (double)x[c]);
+    return s;
+}
+
+/* One matmul case: table k vs the reference, then splits and batching. Returns the
+ * largest error / sum|products| seen (for the report line). */
+static double check_matmul(const flm_kernels *k, flm_dtype dt, int rows, int cols, int n_tok, int misalign) {
+    const flm_kernels *ref = flm_kernels_scalar();
+    const flm_dtype_info *di = flm_dtype_get(dt);
+    size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
+    size_t woff = misalign ? (dt == FLM_F32 ? 4 : dt == FLM_Q8_0 || dt == FLM_Q4_0 ? 1 : 2) : 0;
+    size_t xoff = misalign ? 1 : 0;
+    int ldy = rows + 3;
+    size_t ny = (size_t)n_tok * (size_t)ldy;
+    char *wbuf = malloc(wbytes + 8);
+    float *xbuf = malloc(((size_t)n_tok * (size_t)cols + 1) * sizeof(float));
+    float *wf = malloc((size_t)rows * (size_t)cols * sizeof(float));
+    float *yr = malloc(ny * sizeof(float)), *ys = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+    double worst = 0;
+    if (!wbuf || !xbuf || !wf || !yr || !ys || !y2) { test_fail(__FILE__, __LINE__, "out of memory"); goto out; }
+    void *W = wbuf + woff;
+    float *X = xbuf + xoff;
+    fill_weights(dt, W, rows, cols);
+    di->to_float(W, wf, (size_t)rows * (size_t)cols);
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f();
+    for (size_t i = 0; i < ny; i++) yr[i] = ys[i] = y2[i] = -777.0f;
+
+    ref->matmul[dt](W, X, yr, n_tok, cols, ldy, 0, rows);
+    k->matmul[dt](W, X, ys, n_tok, cols, ldy, 0, rows);
+    int bad = 0;
+    for (int t = 0; t < n_tok; t++) {
+        for (int r = 0; r < ldy; r++) {
+            size_t i = (size_t)t * (size_t)ldy + (size_t)r;
+            if (r >= rows) {
+                if (ys[i] != -777.0f && bad++ < 3)
+                    test_fail(__FILE__, __LINE__, "%s %s: wrote Y padding at t=%d r=%d", k->name, di->name, t, r);
+                continue;
+            }
+            double scale = abs_products(wf + (size_t)r * (size_t)cols, X + (size_t)t * (size_t)cols, cols);
+            double err = fabs((double)ys[i] - (double)yr[i]);
+            if (scale > 0 && err / scale > worst) worst = err / scale;
+            if (!(err <= SIMD_REL_TOL * scale + SIMD_ABS_TOL) && bad++ < 3)
+                test_fail(__FILE__, __LINE__, "%s %s rows=%d cols=%d n_tok=%d mis=%d: y[%d,%d] %.9g vs ref %.9g (sum|p| %.3g)",
+                          k->name, di->name, rows, cols, n_tok, misalign, t, r, ys[i], yr[i], scale);
+        }
+    }
+    /* Any split of [0, rows) gives bit-identical rows. */
+    for (size_t i = 0; i < ny; i++) y2[i] = -777.0f;
+    for (int r0 = 0; r0 < rows;) {
+        int len = 1 + (int)(rnd_u32() % 7u);
+        int r1 = r0 + len > rows ? rows : r0 + len;
+        k->matmul[dt](W, X, y2, n_tok, cols, ldy, r0, r1);
+        r0 = r1;
+    }
+    if (memcmp(ys, y2, ny * sizeof(float)) != 0 && bad++ < 3)
+        test_fail(__FILE__, __LINE__, "%s %s cols=%d n_tok=%d: row split changes results", k->name, di->name, cols, n_tok);
+    /* Token by token (decode) gives the same as the batch (prefill). */
+    if (n_tok > 1) {
+        for (size_t i = 0; i < ny; i++) y2[i] = -777.0f;
+        for (int t = 0; t < n_tok; t++)
+            k->matmul[dt](W, X + (size_t)t * (size_t)cols, y2 + (size_t)t * (size_t)ldy, 1, cols, ldy, 0, rows);
+        if (memcmp(ys, y2, ny * sizeof(float)) != 0 && bad++ < 3)
+            test_fail(__FILE__, __LINE__, "%s %s cols=%d n_tok=%d: batching changes results", k->name, di->name, cols, n_tok);
+    }
+out:
+    free(wbuf); free(xbuf); free(wf); free(yr); free(ys); free(y2);
+    return worst;
+}
+
+static void run_matmul_dtype(flm_dtype dt) {
+    static const int float_cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                     23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 127, 128, 129, 352, 4095};
+    static const int quant_cols[] = {32, 64, 96, 128, 352, 512, 1536};
+    static const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 64};
+    bool quant = dt == FLM_Q8_0 || dt == FLM_Q4_0;
+    const int *cols = quant ? quant_cols : float_cols;
+    size_t ncols = quant ? sizeof quant_cols / sizeof *quant_cols : sizeof float_cols / sizeof *float_cols;
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
+        if (!k) continue;
+        double worst = 0;
+        for (size_t ci = 0; ci < ncols; ci++)
+            for (size_t t = 0; t < sizeof toks / sizeof *toks; t++) {
+                int rows = 1 + (int)(rnd_u32() % 19u);
+                double w = check_matmul(k, dt, rows, cols[ci], toks[t], (int)(t & 1));
+                if (w > worst) worst = w;
+            }
+        /* The real shapes: 1536 -> 8960 and back, decode and a short prefill. */
+        for (int mis = 0; mis < 2; mis++) {
+            double w = check_matmul(k, dt, 9, 8960, 1 + 4 * mis, mis);
+            if (w > worst) worst = w;
+        }
+        printf("    %s %s: max |err| / sum|products| = %.3g (tol %g)\n", k->name, flm_dtype_get(dt)->name, worst, SIMD_REL_TOL);
+    }
+}
+
+TEST(kernels_matmul_f32) { run_matmul_dtype(FLM_F32); }
+TEST(kernels_matmul_f16) { run_matmul_dtype(FLM_F16); }
+TEST(kernels_matmul_bf16) { run_matmul_dtype(FLM_BF16); }
+TEST(kernels_matmul_q8_0) { run_matmul_dtype(FLM_Q8_0); }
+TEST(kernels_matmul_q4_0) { run_matmul_dtype(FLM_Q4_0); }
+
+static const int VEC_SIZES[] = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1536, 4095, 8960};
+#define N_VEC_SIZES (sizeof VEC_SIZES / sizeof VEC_SIZES[0])
+#define VEC_MAX 8960
+
+/* Two buffers of VEC_MAX+1 floats each plus outputs, offset by `mis` floats. */
+typedef struct { float *a, *b, *c, *o1, *o2; void *mem; } vecbufs;
+static bool vec_alloc(vecbufs *v, int mis) {
+    size_t n = VEC_MAX + 1;
+    float *m = malloc(5 * n * sizeof(float));
+    if (!m) return false;
+    v->mem = m;
+    v->a = m + mis; v->b = m + n + mis; v->c = m + 2 * n + mis; v->o1 = m + 3 * n + mis; v->o2 = m + 4 * n + mis;
+    for (size_t i = 0; i < 5 * n; i++) m[i] = rnd_f() * 4.0f;
+    return true;
+}
+
+TEST(kernels_vector_ops) {
+    const flm_kernels *ref = flm_kernels_scalar();
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
+        if (!k) continue;
+        for (int mis = 0; mis < 2; mis++) {
+            vecbufs v;
+            REQUIRE(vec_alloc(&v, mis));
+            for (size_t si = 0; si < N_VEC_SIZES; si++) {
+                int n = VEC_SIZES[si];
+                /* rmsnorm */
+                ref->rmsnorm(v.o1, v.a, v.b, n, 1e-6f);
+                float guard = v.o2[n];
+                k->rmsnorm(v.o2, v.a, v.b, n, 1e-6f);
+                CHECK_MSG(memcmp(&guard, &v.o2[n], sizeof guard) == 0, "%s rmsnorm n=%d wrote past the end", k->name, n);
+                for (int i = 0; i < n; i++)
+                    if (!(fabsf(v.o1[i] - v.o2[i]) <= RMS_REL_TOL(n) * fabsf(v.o1[i]) + 1e-30)) {
+                        test_fail(__FILE__, __LINE__, "%s rmsnorm n=%d mis=%d: out[%d] %.9g vs %.9g", k->name, n, mis, i, v.o2[i], v.o1[i]);
+                        break;
+                    }
+                /* dot */
+                double scale = abs_products(v.a, v.b, n);
+                float dr = ref->dot(v.a, v.b, n), ds = k->dot(v.a, v.b, n);
+                CHECK_MSG(fabs((double)dr - (double)ds) <= SIMD_REL_TOL * scale + SIMD_ABS_TOL,
+                          "%s dot n=%d mis=%d: %.9g vs %.9g", k->name, n, mis, ds, dr);
+                /* axpy: bit-identical */
+                memcpy(v.o1, v.c, (size_t)(n + 1) * sizeof(float));
+                memcpy(v.o2, v.c, (size_t)(n + 1) * sizeof(float));
+                ref->axpy(v.o1, 0.37f, v.a, n);
+                k->axpy(v.o2, 0.37f, v.a, n);
+                CHECK_MSG(memcmp(v.o1, v.o2, (size_t)(n + 1) * sizeof(float)) == 0, "%s axpy n=%d mis=%d differs", k->name, n, mis);
+                /* swiglu: bit-identical, also in place (out == gate, as forward.c calls it) */
+                float *g = v.o1;
+                for (int i = 0; i <= n; i++) g[i] = rnd_f() * 12.0f;
+                if (n > 3) { g[0] = -100.0f; g[1] = 100.0f; g[2] = 0.0f; g[3] = -0.0f; }
+                memcpy(v.o2, g, (size_t)(n + 1) * sizeof(float));
+                ref->swiglu(v.c, g, v.b, n);
+                k->swiglu(v.o2, v.o2, v.b, n);
+                CHECK_MSG(memcmp(v.c, v.o2, (size_t)n * sizeof(float)) == 0, "%s swiglu n=%d mis=%d differs", k->name, n, mis);
+                CHECK_MSG(memcmp(&g[n], &v.o2[n], sizeof(float)) == 0, "%s swiglu n=%d wrote past the end", k->name, n);
+            }
+            free(v.mem);
+        }
+    }
+}
+
+TEST(kernels_selection) {
+    const flm_kernels *best = flm_kernels_best();
+    REQUIRE(best != NULL);
+    CHECK(flm_kernels_by_name("scalar") == flm_kernels_scalar());
+    CHECK(flm_kernels_by_name("no-such-isa") == NULL);
+    CHECK(flm_kernels_by_name(NULL) == NULL);
+    for (int d = 0; d < (int)(sizeof MATMUL_DTYPES / sizeof *MATMUL_DTYPES); d++) CHECK(best->matmul[MATMUL_DTYPES[d]] != NULL);
+    CHECK(best->rmsnorm && best->dot && best->axpy && best->swiglu);
+    const char *env = getenv("FLM_KERNELS");
+    if (env && flm_kernels_by_name(env)) CHECK_STR(best->name, env);
+    else {
+        /* Unforced: the best available, in order of preference. */
+        static const char *const pref[] = {"avx512", "avx2", "neon"};
+        const char *want = "scalar";
+        for (size_t i = 0; i < sizeof pref / sizeof *pref && !strcmp(want, "scalar"); i++)
+            if (flm_kernels_by_name(pref[i])) want = pref[i];
+        CHECK_STR(best->name, want);
+    }
+    const flm_cpu_features *f = flm_cpu_get();
+    CHECK(!f->avx512 || f->avx2);
+    printf("    tables: best=%s%s%s%s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "", f->neon ? " neon" : "");
+    if (!flm_kernels_by_name("avx2") && !flm_kernels_by_name("neon"))
+        printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
+}
