@@ -105,7 +105,9 @@ static void *arena_alloc(gguf_file *f, size_t n) {
     n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     arena_chunk *c = f->arena;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        /* Chunks grow from 4 KiB to 1 MiB, so small files stay cheap. */
+        size_t grow = c ? (c->cap < (1u << 20) ? c->cap * 2 : c->cap) : 4096;
+        size_t cap = n > grow ? n : grow;
         c = flm_malloc(sizeof *c + cap);
         if (!c) return NULL;
         c->cap = cap;
