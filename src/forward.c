@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "threadpool.h"
 
 #define FWD_CHUNK 64
 #define KV_MIN_CAP 256
@@ -32,7 +33,8 @@ struct flm_forward_state {
     float *att;    /* [CHUNK, n_heads*hd] attention output */
     float *hb;     /* [CHUNK, inter] gate */
     float *hb2;    /* [CHUNK, inter] up */
-    float *scores; /* [kv_cap] */
+    float *scores; /* [n_threads, kv_cap] one row per thread */
+    flm_pool *pool; /* NULL: single-threaded */
     float *inv_freq; /* [hd/2] */
 };
 
@@ -48,6 +50,7 @@ void flm_forward_free(flm_forward_state *st) {
     free_cache(st);
     free(st->x); free(st->xb); free(st->q); free(st->kv_k); free(st->kv_v);
     free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
+    flm_pool_free(st->pool);
     free(st);
 }
 
@@ -89,6 +92,25 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
 }
 
 void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k) { st->k = k; }
+
+int flm_forward_set_threads(flm_forward_state *st, int n_threads) {
+    flm_pool *p = NULL;
+    if (n_threads != 1) {
+        int rc = flm_pool_new(n_threads, &p);
+        if (rc) return rc;
+    }
+    /* the per-thread scores rows must exist for every thread */
+    if (st->kv_cap) {
+        float *s = flm_realloc(st->scores, (size_t)st->kv_cap * (size_t)flm_pool_size(p) * sizeof(float));
+        if (!s) { flm_pool_free(p); return FLM_ERR_NOMEM; }
+        st->scores = s;
+    }
+    flm_pool_free(st->pool);
+    st->pool = p;
+    return FLM_OK;
+}
+
+int flm_forward_threads(const flm_forward_state *st) { return flm_pool_size(st->pool); }
 int flm_forward_n_past(const flm_forward_state *st) { return st->n_past; }
 int flm_forward_n_ctx(const flm_forward_state *st) { return st->n_ctx; }
 void flm_forward_truncate(flm_forward_state *st, int n_keep) {
@@ -115,16 +137,36 @@ static int ensure_cache(flm_forward_state *st, int need) {
         if (!v) return FLM_ERR_NOMEM;
         st->vcache[l] = v;
     }
-    float *s = flm_realloc(st->scores, (size_t)cap * sizeof(float));
+    float *s = flm_realloc(st->scores, (size_t)cap * (size_t)flm_pool_size(st->pool) * sizeof(float));
     if (!s) return FLM_ERR_NOMEM;
     st->scores = s;
     st->kv_cap = cap;
     return FLM_OK;
 }
 
-static void matmul(const flm_kernels *k, const flm_tensor *W, const float *X, float *Y, int n_tok) {
-    int rows = (int)W->shape[0], cols = (int)W->shape[1];
-    k->matmul[W->dtype](W->data, X, Y, n_tok, cols, rows, 0, rows);
+typedef struct {
+    const flm_kernels *k;
+    const flm_tensor *W;
+    const float *X;
+    float *Y;
+    int n_tok;
+} matmul_job;
+
+/* Rows are split into contiguous ranges, a multiple of 16 rows each: every row is
+ * computed by one thread from the same inputs, so results do not depend on the
+ * thread count. */
+static void matmul_part(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    int rows = (int)j->W->shape[0], cols = (int)j->W->shape[1];
+    int per = (rows + nth - 1) / nth;
+    per = (per + 15) & ~15;
+    int r0 = ith * per, r1 = r0 + per < rows ? r0 + per : rows;
+    if (r0 < r1) j->k->matmul[j->W->dtype](j->W->data, j->X, j->Y, j->n_tok, cols, rows, r0, r1);
+}
+
+static void matmul(flm_forward_state *st, const flm_tensor *W, const float *X, float *Y, int n_tok) {
+    matmul_job j = {st->k, W, X, Y, n_tok};
+    flm_pool_run(st->pool, matmul_part, &j);
 }
 
 /* NEOX-style rotary embedding: the head vector's halves are rotated as pairs (i, i+hd/2). */
@@ -142,6 +184,33 @@ static void rope(float *v, int n_heads, int hd, int pos, const float *inv_freq) 
     }
 }
 
+typedef struct {
+    flm_forward_state *st;
+    int layer, n, p0;
+} attn_job;
+
+/* Causal GQA attention for every (token, head) pair; pairs are dealt round-robin
+ * to threads, each with its own scores row. Token t sees positions 0..p0+t. */
+static void attention_part(void *ctx, int ith, int nth) {
+    const attn_job *j = ctx;
+    flm_forward_state *st = j->st;
+    const flm_config *c = &st->m->cfg;
+    const flm_kernels *k = st->k;
+    int hd = c->head_dim, nh = c->n_heads, KV = c->n_kv_heads * hd, Q = nh * hd, group = nh / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *scores = st->scores + (size_t)ith * (size_t)st->kv_cap;
+    const float *kc = st->kcache[j->layer], *vc = st->vcache[j->layer];
+    for (int pair = ith; pair < j->n * nh; pair += nth) {
+        int t = pair / nh, h = pair % nh, len = j->p0 + t + 1, kvh = h / group;
+        const float *q = st->q + (size_t)t * Q + (size_t)h * hd;
+        for (int p = 0; p < len; p++) scores[p] = k->dot(q, kc + (size_t)p * KV + (size_t)kvh * hd, hd) * scale;
+        flm_softmax(scores, len);
+        float *out = st->att + (size_t)t * Q + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) k->axpy(out, scores[p], vc + (size_t)p * KV + (size_t)kvh * hd, hd);
+    }
+}
+
 static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *out, int hidden) {
     const flm_dtype_info *d = flm_dtype_get(emb->dtype);
     size_t row_bytes = flm_dtype_bytes(emb->dtype, (uint64_t)hidden);
@@ -154,8 +223,8 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
     const flm_config *c = &m->cfg;
     const flm_kernels *k = st->k;
     int H = c->hidden_size, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-    int Q = nh * hd, KV = nkv * hd, I = c->intermediate_size, group = nh / nkv;
-    float eps = (float)c->rms_norm_eps, scale = 1.0f / sqrtf((float)hd);
+    int Q = nh * hd, KV = nkv * hd, I = c->intermediate_size;
+    float eps = (float)c->rms_norm_eps;
     int p0 = st->n_past;
 
     embed_rows(&m->embed, ids, n, st->x, H);
@@ -163,9 +232,9 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         const flm_layer *L = &m->layers[l];
         for (int t = 0; t < n; t++)
             k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->attn_norm.data, H, eps);
-        matmul(k, &L->wq, st->xb, st->q, n);
-        matmul(k, &L->wk, st->xb, st->kv_k, n);
-        matmul(k, &L->wv, st->xb, st->kv_v, n);
+        matmul(st, &L->wq, st->xb, st->q, n);
+        matmul(st, &L->wk, st->xb, st->kv_k, n);
+        matmul(st, &L->wv, st->xb, st->kv_v, n);
         const float *bq = L->bq.data, *bk = L->bk.data, *bv = L->bv.data;
         for (int t = 0; t < n; t++) {
             float *q = st->q + (size_t)t * Q, *kk = st->kv_k + (size_t)t * KV, *vv = st->kv_v + (size_t)t * KV;
@@ -176,35 +245,23 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
             memcpy(st->kcache[l] + (size_t)(p0 + t) * KV, kk, (size_t)KV * sizeof(float));
             memcpy(st->vcache[l] + (size_t)(p0 + t) * KV, vv, (size_t)KV * sizeof(float));
         }
-        /* causal attention: token t sees positions 0..p0+t */
-        for (int t = 0; t < n; t++) {
-            int len = p0 + t + 1;
-            for (int h = 0; h < nh; h++) {
-                const float *q = st->q + (size_t)t * Q + (size_t)h * hd;
-                int kvh = h / group;
-                for (int p = 0; p < len; p++)
-                    st->scores[p] = k->dot(q, st->kcache[l] + (size_t)p * KV + (size_t)kvh * hd, hd) * scale;
-                flm_softmax(st->scores, len);
-                float *out = st->att + (size_t)t * Q + (size_t)h * hd;
-                memset(out, 0, (size_t)hd * sizeof(float));
-                for (int p = 0; p < len; p++) k->axpy(out, st->scores[p], st->vcache[l] + (size_t)p * KV + (size_t)kvh * hd, hd);
-            }
-        }
-        matmul(k, &L->wo, st->att, st->xb, n);
+        attn_job aj = {st, l, n, p0};
+        flm_pool_run(st->pool, attention_part, &aj);
+        matmul(st, &L->wo, st->att, st->xb, n);
         for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
         for (int t = 0; t < n; t++)
             k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->ffn_norm.data, H, eps);
-        matmul(k, &L->w_gate, st->xb, st->hb, n);
-        matmul(k, &L->w_up, st->xb, st->hb2, n);
+        matmul(st, &L->w_gate, st->xb, st->hb, n);
+        matmul(st, &L->w_up, st->xb, st->hb2, n);
         for (int t = 0; t < n; t++) k->swiglu(st->hb + (size_t)t * I, st->hb + (size_t)t * I, st->hb2 + (size_t)t * I, I);
-        matmul(k, &L->w_down, st->hb, st->xb, n);
+        matmul(st, &L->w_down, st->hb, st->xb, n);
         for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
     }
     st->n_past += n;
     if (mode == FLM_LOGITS_NONE || !logits) return;
     int first = mode == FLM_LOGITS_ALL ? 0 : n - 1;
     for (int t = first; t < n; t++) k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, m->final_norm.data, H, eps);
-    matmul(k, &m->lm_head, st->xb + (size_t)first * H, logits, n - first);
+    matmul(st, &m->lm_head, st->xb + (size_t)first * H, logits, n - first);
 }
 
 int flm_forward(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {

@@ -24,6 +24,12 @@ void flm_forward_free(flm_forward_state *st);
 /* Uses a specific kernel table (tests); default flm_kernels_best(). */
 void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k);
 
+/* Runs the matrix products and attention on n_threads threads (<= 0: physical
+ * cores; 1: the calling thread only, the default). Results are bit-identical for
+ * any thread count. */
+int flm_forward_set_threads(flm_forward_state *st, int n_threads);
+int flm_forward_threads(const flm_forward_state *st);
+
 /* Processes n tokens at positions n_past..n_past+n-1 (prefill when n > 1, decode
  * when n == 1), appending to the cache. Logits go to `logits` as `mode` says.
  * Returns FLM_ERR_CONTEXT (cache untouched) if the tokens do not fit. */

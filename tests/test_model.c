@@ -312,3 +312,38 @@ TEST(model_loads_sharded_checkpoints) {
     sb_free(&idx);
     st_close(src);
 }
+
+TEST(model_threads_give_identical_logits) {
+    flm_model *m;
+    REQUIRE(flm_model_open(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
+    enum { N = 70 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
+    size_t V = (size_t)m->cfg.vocab_size;
+    float *a = malloc(N * V * sizeof(float)), *b = malloc(N * V * sizeof(float));
+    REQUIRE(a && b);
+    int threads[] = {2, 3};
+    flm_forward_state *s1;
+    REQUIRE(flm_forward_new(m, 128, &s1) == FLM_OK);
+    REQUIRE(flm_forward(s1, ids, N, a, FLM_LOGITS_ALL) == FLM_OK);
+    for (size_t i = 0; i < sizeof threads / sizeof *threads; i++) {
+        flm_forward_state *s2;
+        REQUIRE(flm_forward_new(m, 128, &s2) == FLM_OK);
+        REQUIRE(flm_forward_set_threads(s2, threads[i]) == FLM_OK);
+        CHECK_EQ_INT(flm_forward_threads(s2), threads[i]);
+        REQUIRE(flm_forward(s2, ids, N, b, FLM_LOGITS_ALL) == FLM_OK);
+        CHECK_MSG(memcmp(a, b, N * V * sizeof(float)) == 0, "%d threads differ from 1", threads[i]);
+        /* and decode steps after the prefill */
+        float *c1 = malloc(V * sizeof(float)), *c2 = malloc(V * sizeof(float));
+        int32_t nxt = 42;
+        REQUIRE(flm_forward(s1, &nxt, 1, c1, FLM_LOGITS_LAST) == FLM_OK);
+        REQUIRE(flm_forward(s2, &nxt, 1, c2, FLM_LOGITS_LAST) == FLM_OK);
+        CHECK(memcmp(c1, c2, V * sizeof(float)) == 0);
+        flm_forward_truncate(s1, N);
+        free(c1); free(c2);
+        flm_forward_free(s2);
+    }
+    flm_forward_free(s1);
+    free(a); free(b);
+    flm_model_close(m);
+}
