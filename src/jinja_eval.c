@@ -549,10 +549,11 @@ static int exec_for(jctx *cx, const jstmt *s, jscope *sc, int *flow) {
         jvalue *kept = ja_alloc(&cx->arena, n * sizeof *kept);
         if (!kept) return FLM_ERR_NOMEM;
         size_t m = 0;
+        jscope *fs = jinja_scope_new(cx, sc);
+        if (!fs) return FLM_ERR_NOMEM;
         for (size_t i = 0; i < n; i++) {
-            jscope *fs = jinja_scope_new(cx, sc);
             jvalue c;
-            if (!fs) return FLM_ERR_NOMEM;
+            fs->n = 0; /* nothing can hold on to a scope: reuse it */
             if ((r = step(cx, s->line)) || (r = bind_targets(cx, fs, s, &items[i])) || (r = eval(cx, s->filter, fs, &c))) return r;
             if (jv_truthy(&c)) kept[m++] = items[i];
         }
@@ -563,10 +564,11 @@ static int exec_for(jctx *cx, const jstmt *s, jscope *sc, int *flow) {
     if (!L) return FLM_ERR_NOMEM;
     L->length = n;
     L->items = items;
+    jscope *it = jinja_scope_new(cx, sc);
+    if (!it) return FLM_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         if ((r = step(cx, s->line))) return r;
-        jscope *it = jinja_scope_new(cx, sc);
-        if (!it) return FLM_ERR_NOMEM;
+        it->n = 0; /* each iteration starts afresh; nothing can hold on to a scope */
         jvalue lv = {.k = V_LOOP};
         lv.u.loop = L;
         L->index0 = i;
