@@ -1,0 +1,252 @@
+/* kernels_neon.c — the "neon" kernel table (aarch64 Advanced SIMD, with the
+ * architectural fp16 <-> fp32 conversion). Activations stay float32 for every weight
+ * type: weights are widened to float (f16 by fcvtl, bf16 by a 16-bit shift,
+ * q8_0/q4_0 as d*q, which is exact in float) and multiplied into per-(row, token)
+ * accumulators with FMA.
+ *
+ * Determinism: every (row, token) output has its own single accumulator that sees
+ * the same sequence of operations whatever the tile shape, so a row's result does not
+ * depend on its neighbours, on n_tok, or on how [r0, r1) is split across threads.
+ * Results differ from kernels_ref.c only by summation order (and FMA rounding). */
+#include <arm_neon.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "kernels_simd.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define L 4           /* float lanes per vector */
+#define P (QK / 8)    /* 8-weight pieces per 32-element chunk (two vectors each) */
+#define MAX_RB 4
+#define MAX_TB 4
+
+INLINE size_t row_bytes(int dt, int cols) {
+    switch (dt) {
+    case FLM_F32: return (size_t)cols * 4;
+    case FLM_F16: case FLM_BF16: return (size_t)cols * 2;
+    case FLM_Q8_0: return (size_t)(cols / QK) * sizeof(block_q8_0);
+    default: return (size_t)(cols / QK) * sizeof(block_q4_0);
+    }
+}
+
+INLINE float half_to_float(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+INLINE float32x4_t chunk_scale(int dt, const void *row, int ch) {
+    if (dt == FLM_Q8_0) return vdupq_n_f32(half_to_float(((const block_q8_0 *)row)[ch].d));
+    if (dt == FLM_Q4_0) return vdupq_n_f32(half_to_float(((const block_q4_0 *)row)[ch].d));
+    return vdupq_n_f32(0.0f);
+}
+
+INLINE void widen_s8(int8x8_t q, float32x4_t d, float32x4_t *lo, float32x4_t *hi) {
+    int16x8_t s = vmovl_s8(q);
+    *lo = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(s))), d);
+    *hi = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(s))), d);
+}
+
+/* Weights [ch*32 + p*8, +8) of a row as two float vectors. */
+INLINE void load_w(int dt, const void *row, int ch, int p, float32x4_t d, float32x4_t *lo, float32x4_t *hi) {
+    size_t c = (size_t)ch * QK + (size_t)p * 8;
+    switch (dt) {
+    case FLM_F32:
+        *lo = vld1q_f32((const float *)row + c);
+        *hi = vld1q_f32((const float *)row + c + 4);
+        break;
+    case FLM_F16: {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)row + c));
+        *lo = vcvt_f32_f16(vget_low_f16(h));
+        *hi = vcvt_high_f32_f16(h);
+        break;
+    }
+    case FLM_BF16: {
+        uint16x8_t h = vld1q_u16((const uint16_t *)row + c);
+        *lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        *hi = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+        break;
+    }
+    case FLM_Q8_0:
+        widen_s8(vld1_s8(((const block_q8_0 *)row)[ch].qs + p * 8), d, lo, hi);
+        break;
+    default: {
+        uint8x8_t b = vld1_u8(((const block_q4_0 *)row)[ch].qs + (p & 1) * 8);
+        b = p < 2 ? vand_u8(b, vdup_n_u8(0x0F)) : vshr_n_u8(b, 4);
+        widen_s8(vsub_s8(vreinterpret_s8_u8(b), vdup_n_s8(8)), d, lo, hi);
+        break;
+    }
+    }
+}
+
+/* Float-type weights [c, c + min(rem, 4)) of a row, zero beyond (tails). */
+INLINE float32x4_t load_w_tail(int dt, const void *row, size_t c, size_t rem) {
+    size_t n = rem < L ? rem : L;
+    if (dt == FLM_F32) {
+        float buf[L] = {0};
+        memcpy(buf, (const float *)row + c, n * sizeof(float));
+        return vld1q_f32(buf);
+    }
+    uint16_t buf[L] = {0};
+    memcpy(buf, (const uint16_t *)row + c, n * sizeof(uint16_t));
+    uint16x4_t h = vld1_u16(buf);
+    if (dt == FLM_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+INLINE float32x4_t load_x_tail(const float *x, size_t rem) {
+    float buf[L] = {0};
+    memcpy(buf, x, (rem < L ? rem : L) * sizeof(float));
+    return vld1q_f32(buf);
+}
+
+/* Y for rows [r, r+RB) x tokens [t, t+TB): one accumulator per output. */
+INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y, int cols, int ldy, int r, int t) {
+    const char *rows[MAX_RB];
+    const float *xs[MAX_TB];
+    float32x4_t acc[MAX_RB][MAX_TB];
+    size_t rb = row_bytes(dt, cols);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int j = 0; j < TB; j++) xs[j] = X + (size_t)(t + j) * (size_t)cols;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    int nch = cols / QK;
+    for (int ch = 0; ch < nch; ch++) {
+        float32x4_t d[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) {
+            float32x4_t lo[MAX_RB], hi[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) load_w(dt, rows[i], ch, p, d[i], &lo[i], &hi[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                const float *x = xs[j] + (size_t)ch * QK + (size_t)p * 8;
+                float32x4_t x0 = vld1q_f32(x), x1 = vld1q_f32(x + 4);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) {
+                    acc[i][j] = vfmaq_f32(acc[i][j], lo[i], x0);
+                    acc[i][j] = vfmaq_f32(acc[i][j], hi[i], x1);
+                }
+            }
+        }
+    }
+    if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16) {
+        for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
+            size_t rem = (size_t)cols - c;
+            float32x4_t w[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) w[i] = load_w_tail(dt, rows[i], c, rem);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                float32x4_t x = load_x_tail(xs[j] + c, rem);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) acc[i][j] = vfmaq_f32(acc[i][j], w[i], x);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = vaddvq_f32(acc[i][j]);
+}
+
+/* Decode streams 4 rows at once; prefill uses 4 rows x 4 tokens so each weight
+ * vector is used four times. All tiles compute each output identically. */
+INLINE void matmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 4, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 4, 1, W, X, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 1, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 1, 1, W, X, Y, cols, ldy, r, t);
+    }
+}
+
+#define MATMUL(name, dt)                                                                              \
+    static void name(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) { \
+        matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1);                                           \
+    }
+MATMUL(matmul_f32, FLM_F32)
+MATMUL(matmul_f16, FLM_F16)
+MATMUL(matmul_bf16, FLM_BF16)
+MATMUL(matmul_q8_0, FLM_Q8_0)
+MATMUL(matmul_q4_0, FLM_Q4_0)
+
+/* Sum of squares in vector lanes, then the reference's scalar formula; the
+ * elementwise part is the reference's exact operation order. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        float32x4_t v0 = vld1q_f32(x + i), v1 = vld1q_f32(x + i + L);
+        a0 = vfmaq_f32(a0, v0, v0);
+        a1 = vfmaq_f32(a1, v1, v1);
+    }
+    for (; i < n; i += L) {
+        float32x4_t v = load_x_tail(x + i, (size_t)(n - i));
+        a0 = vfmaq_f32(a0, v, v);
+    }
+    float ss = vaddvq_f32(vaddq_f32(a0, a1));
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    float32x4_t vs = vdupq_n_f32(scale);
+    for (i = 0; i + L <= n; i += L) vst1q_f32(out + i, vmulq_f32(vld1q_f32(w + i), vmulq_f32(vld1q_f32(x + i), vs)));
+    for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        a0 = vfmaq_f32(a0, vld1q_f32(a + i), vld1q_f32(b + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(a + i + L), vld1q_f32(b + i + L));
+    }
+    for (; i < n; i += L) a0 = vfmaq_f32(a0, load_x_tail(a + i, (size_t)(n - i)), load_x_tail(b + i, (size_t)(n - i)));
+    return vaddvq_f32(vaddq_f32(a0, a1));
+}
+
+/* y += a*x with a separate multiply and add: bit-identical to the reference. */
+static void axpy(float *y, float a, const float *x, int n) {
+    float32x4_t va = vdupq_n_f32(a);
+    int i = 0;
+    for (; i + L <= n; i += L) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_f32(va, vld1q_f32(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* silu(g)*u with libm expf (bit-identical to the reference); the divide and the
+ * multiply are vectorised (IEEE-exact, so still identical). out may alias gate. */
+static void swiglu(float *out, const float *gate, const float *up, int n) {
+    float e[L];
+    int i = 0;
+    for (; i + L <= n; i += L) {
+        for (int j = 0; j < L; j++) e[j] = expf(-gate[i + j]);
+        float32x4_t g = vld1q_f32(gate + i);
+        float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), vld1q_f32(e)));
+        vst1q_f32(out + i, vmulq_f32(s, vld1q_f32(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static const flm_kernels NEON = {
+    .name = "neon",
+    .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
+               [FLM_Q8_0] = matmul_q8_0, [FLM_Q4_0] = matmul_q4_0},
+    .rmsnorm = rmsnorm,
+    .dot = dot,
+    .axpy = axpy,
+    .swiglu = swiglu,
+};
+
+const flm_kernels *flm_kernels_neon(void) { return &NEON; }
