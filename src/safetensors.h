@@ -26,3 +26,17 @@ const flm_tensor *st_find(const st_file *f, const char *name);
 const char *st_metadata(const st_file *f, const char *key);
 
 #endif
+
+/* ---- streaming writer ----
+ * Declare every tensor (name, dtype, shape) first, then write each tensor's bytes in
+ * declaration order; memory is one tensor at most. Output goes to PATH.tmp and is
+ * renamed to PATH by st_writer_finish (after fsync); st_writer_abort removes it. */
+typedef struct st_writer st_writer;
+int st_writer_new(const char *path, st_writer **out);
+int st_writer_declare(st_writer *w, const char *name, flm_dtype dtype, int ndim, const int64_t *shape);
+/* Writes the header; call after the last declare. */
+int st_writer_begin_data(st_writer *w);
+/* Appends bytes of the current tensor (may be called several times per tensor). */
+int st_writer_write(st_writer *w, const void *data, size_t n);
+int st_writer_finish(st_writer *w); /* frees w */
+void st_writer_abort(st_writer *w); /* frees w, removes the temporary file */
