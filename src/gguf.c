@@ -271,19 +271,25 @@ static int rd_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char
     return FLM_OK;
 }
 
-/* Sorts indices 0..n-1 by key or tensor name: a merge sort into tmp, with no
- * global state (qsort has no context argument), so threads may open files at once. */
-static void sort_idx(uint32_t *idx, uint32_t *tmp, size_t n, const gguf_file *f, bool by_key) {
+typedef enum { BY_KEY, BY_NAME, BY_OFFSET } sort_order;
+
+static bool idx_le(const gguf_file *f, sort_order by, uint32_t a, uint32_t b) {
+    switch (by) {
+    case BY_KEY: return strcmp(f->kvs[a].key, f->kvs[b].key) <= 0;
+    case BY_NAME: return strcmp(f->tensors[a].name, f->tensors[b].name) <= 0;
+    default: return f->tensors[a].offset <= f->tensors[b].offset;
+    }
+}
+
+/* Sorts indices 0..n-1 (stable merge sort through tmp[n], O(n log n) whatever the
+ * file's order; no global state, so threads may open files at once). */
+static void sort_idx(uint32_t *idx, uint32_t *tmp, size_t n, const gguf_file *f, sort_order by) {
     if (n < 2) return;
     size_t h = n / 2;
-    sort_idx(idx, tmp, h, f, by_key);
-    sort_idx(idx + h, tmp, n - h, f, by_key);
+    sort_idx(idx, tmp, h, f, by);
+    sort_idx(idx + h, tmp, n - h, f, by);
     size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) {
-        const char *a = by_key ? f->kvs[idx[i]].key : f->tensors[idx[i]].name;
-        const char *b = by_key ? f->kvs[idx[j]].key : f->tensors[idx[j]].name;
-        tmp[k++] = strcmp(a, b) <= 0 ? idx[i++] : idx[j++];
-    }
+    while (i < h && j < n) tmp[k++] = idx_le(f, by, idx[i], idx[j]) ? idx[i++] : idx[j++];
     while (i < h) tmp[k++] = idx[i++];
     while (j < n) tmp[k++] = idx[j++];
     memcpy(idx, tmp, n * sizeof *idx);
@@ -319,7 +325,7 @@ static int parse_kvs(cursor *c, uint64_t n_kv) {
     f->kv_sorted = flm_malloc((f->n_kv ? f->n_kv : 1) * 2 * sizeof(uint32_t));
     if (!f->kv_sorted) return FLM_ERR_NOMEM;
     for (size_t i = 0; i < f->n_kv; i++) f->kv_sorted[i] = (uint32_t)i;
-    sort_idx(f->kv_sorted, f->kv_sorted + f->n_kv, f->n_kv, f, true);
+    sort_idx(f->kv_sorted, f->kv_sorted + f->n_kv, f->n_kv, f, BY_KEY);
     for (size_t i = 1; i < f->n_kv; i++)
         if (!strcmp(f->kvs[f->kv_sorted[i]].key, f->kvs[f->kv_sorted[i - 1]].key))
             return flm_fail(FLM_ERR_FORMAT, "%s: duplicate metadata key '%s'", f->name, f->kvs[f->kv_sorted[i]].key);
@@ -403,7 +409,7 @@ static int parse_tensors(cursor *c, uint64_t n_t) {
     f->tensor_sorted = flm_malloc((f->n_tensors ? f->n_tensors : 1) * 2 * sizeof(uint32_t));
     if (!f->tensor_sorted) return FLM_ERR_NOMEM;
     for (size_t i = 0; i < f->n_tensors; i++) f->tensor_sorted[i] = (uint32_t)i;
-    sort_idx(f->tensor_sorted, f->tensor_sorted + f->n_tensors, f->n_tensors, f, false);
+    sort_idx(f->tensor_sorted, f->tensor_sorted + f->n_tensors, f->n_tensors, f, BY_NAME);
     for (size_t i = 1; i < f->n_tensors; i++)
         if (!strcmp(f->tensors[f->tensor_sorted[i]].name, f->tensors[f->tensor_sorted[i - 1]].name))
             return flm_fail(FLM_ERR_FORMAT, "%s: duplicate tensor name %s", f->name, f->tensors[f->tensor_sorted[i]].name);
@@ -427,22 +433,22 @@ static int check_extents(gguf_file *f, uint64_t header_end) {
                             "(expected at most %" PRIu64 " data bytes)", f->name, ti->name, ti->offset, ti->nbytes, data_size);
         ti->data = f->base + start + ti->offset;
     }
-    /* Overlap: sort by offset (reusing the scratch half of tensor_sorted). */
-    uint32_t *ord = f->tensor_sorted + f->n_tensors;
+    /* Overlap: sort by offset. */
+    uint32_t *ord = flm_malloc(f->n_tensors * 2 * sizeof *ord);
+    if (!ord) return FLM_ERR_NOMEM;
     for (size_t i = 0; i < f->n_tensors; i++) ord[i] = (uint32_t)i;
-    for (size_t i = 1; i < f->n_tensors; i++) { /* insertion sort is O(n) on files written in order */
-        uint32_t x = ord[i];
-        size_t j = i;
-        while (j > 0 && f->tensors[ord[j - 1]].offset > f->tensors[x].offset) { ord[j] = ord[j - 1]; j--; }
-        ord[j] = x;
-    }
+    sort_idx(ord, ord + f->n_tensors, f->n_tensors, f, BY_OFFSET);
+    int rc = FLM_OK;
     for (size_t i = 1; i < f->n_tensors; i++) {
         const gguf_tensor_info *p = &f->tensors[ord[i - 1]], *q = &f->tensors[ord[i]];
-        if (p->offset + p->nbytes > q->offset)
-            return flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: data at offset %" PRIu64 " overlaps tensor %s ([%" PRIu64 ", +%" PRIu64 "))",
-                            f->name, q->name, q->offset, p->name, p->offset, p->nbytes);
+        if (p->offset + p->nbytes > q->offset) {
+            rc = flm_fail(FLM_ERR_FORMAT, "%s: tensor %s: data at offset %" PRIu64 " overlaps tensor %s ([%" PRIu64 ", +%" PRIu64 "))",
+                          f->name, q->name, q->offset, p->name, p->offset, p->nbytes);
+            break;
+        }
     }
-    return FLM_OK;
+    free(ord);
+    return rc;
 }
 
 static int parse(gguf_file *f) {
@@ -468,7 +474,7 @@ static int parse(gguf_file *f) {
 bool gguf_has_magic(const void *buf, size_t n) { return buf && n >= 4 && !memcmp(buf, GGUF_MAGIC, 4); }
 
 bool gguf_is_gguf_file(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) return false;
     char m[4];
     ssize_t n = read(fd, m, 4);
@@ -502,10 +508,14 @@ int gguf_open(const char *path, gguf_file **out) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return flm_fail(FLM_ERR_IO, "%s: %s", path, S_ISREG(st.st_mode) ? strerror(e) : "not a regular file");
+        return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return flm_fail(FLM_ERR_IO, "%s: not a regular file", path);
     }
     if (st.st_size < 4) {
         close(fd);

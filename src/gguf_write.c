@@ -322,7 +322,7 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, flm_dtype dtype, in
         return wfail(w, FLM_ERR_ARG, "%s: tensor %s: row length %lld is not a multiple of %d, as %s requires",
                      w->path, name, (long long)shape[ndim - 1], di->block_size, di->name);
     size_t nbytes = flm_dtype_bytes(dtype, numel);
-    if (!nbytes || w->data_size > UINT64_MAX - nbytes - w->alignment)
+    if (!nbytes || nbytes > UINT64_MAX / 4 || w->data_size > UINT64_MAX / 2 - nbytes)
         return wfail(w, FLM_ERR_ARG, "%s: tensor %s: size overflows", w->path, name);
     if (w->n_tensors == w->cap_tensors) {
         size_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;

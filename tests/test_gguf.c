@@ -763,3 +763,25 @@ TEST(gguf_writer_empty_file_round_trips) {
     gguf_close(f);
     free(p);
 }
+
+TEST(gguf_accepts_tensors_out_of_offset_order) {
+    /* Offsets need not follow declaration order; overlap is checked after sorting. */
+    bytes o;
+    uint64_t ne[1] = {8};
+    header(&o, 3, 0);
+    tinfo(&o, "c", 1, ne, GGML_TYPE_F32, 64);
+    tinfo(&o, "a", 1, ne, GGML_TYPE_F32, 0);
+    tinfo(&o, "b", 1, ne, GGML_TYPE_F32, 32);
+    pad_to(&o, 32, 96);
+    gguf_file *f;
+    REQUIRE(gguf_open_memory(o.b, o.n, "order.gguf", &f) == FLM_OK);
+    CHECK_STR(gguf_tensor_at(f, 0)->name, "c");
+    CHECK_EQ_INT(gguf_tensor_find(f, "b")->offset, 32);
+    gguf_close(f);
+    header(&o, 2, 0);
+    uint64_t ne16[1] = {16};
+    tinfo(&o, "late", 1, ne16, GGML_TYPE_F32, 32);
+    tinfo(&o, "early", 1, ne16, GGML_TYPE_F32, 0);
+    pad_to(&o, 32, 96);
+    expect_bad(&o, FLM_ERR_FORMAT, "tensor late: data at offset 32 overlaps tensor early", "overlap, reversed");
+}
