@@ -1,0 +1,336 @@
+/* cmd_run.c — `fieldlm run`: one prompt → chat template → generation, streamed to
+ * stdout (or one JSON object with --json), timings on stderr. Also owns what `run`
+ * and `chat` share (cmd_run.h): generation options, the bundled-model default,
+ * opening a session, the timings line. */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd_run.h"
+#include "common.h"
+#include "session.h"
+
+/* ---- shared options ---- */
+
+void gen_cli_init(gen_cli_args *g) {
+    memset(g, 0, sizeof *g);
+    flm_gen_config_defaults(&g->ov);
+}
+
+void gen_cli_free(gen_cli_args *g) {
+    free(g->model_owned);
+    g->model_owned = NULL;
+}
+
+static int bad_value(const char *cmd, const char *opt, const char *what) {
+    fprintf(stderr, "fieldlm %s: %s needs %s\n", cmd, opt, what);
+    return -1;
+}
+
+int gen_cli_arg(gen_cli_args *g, int argc, char **argv, int *i, const char *cmd) {
+    int r = cli_model_arg(&g->ma, argc, argv, i, cmd);
+    if (r) return r;
+    const char *opt = argv[*i], *v;
+    double d;
+    long n;
+    if (!strcmp(opt, "--greedy")) { g->greedy = true; return 1; }
+    static const char *const with_value[] = {"-n", "--max-new-tokens", "--temp", "--top-k", "--top-p", "--min-p",
+                                             "--repeat-penalty", "--seed", "-c", "--ctx", "-t", "--threads",
+                                             "--system", "--stop"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(opt, with_value[k]);
+    if (!known) return 0;
+    if (!(v = cli_value(argc, argv, i, cmd))) return -1;
+    if (cli_is(opt, "-n", "--max-new-tokens")) {
+        if (!cli_parse_int(v, &n) || n <= 0 || n > INT_MAX) return bad_value(cmd, opt, "a positive integer");
+        flm_gen_config_set_max_new_tokens(&g->ov, n);
+    } else if (!strcmp(opt, "--temp")) {
+        if (!cli_parse_double(v, &d) || !(d >= 0) || d > 1e6) return bad_value(cmd, opt, "a number >= 0");
+        flm_gen_config_set_temperature(&g->ov, d);
+    } else if (!strcmp(opt, "--top-k")) {
+        if (!cli_parse_int(v, &n) || n < 0 || n > INT_MAX) return bad_value(cmd, opt, "an integer >= 0");
+        flm_gen_config_set_top_k(&g->ov, (int)n);
+    } else if (!strcmp(opt, "--top-p")) {
+        if (!cli_parse_double(v, &d) || !(d >= 0 && d <= 1)) return bad_value(cmd, opt, "a number in [0, 1]");
+        flm_gen_config_set_top_p(&g->ov, d);
+    } else if (!strcmp(opt, "--min-p")) {
+        if (!cli_parse_double(v, &d) || !(d >= 0 && d <= 1)) return bad_value(cmd, opt, "a number in [0, 1]");
+        flm_gen_config_set_min_p(&g->ov, d);
+    } else if (!strcmp(opt, "--repeat-penalty")) {
+        if (!cli_parse_double(v, &d) || !(d > 0) || d > 1e6) return bad_value(cmd, opt, "a number > 0");
+        flm_gen_config_set_repetition_penalty(&g->ov, d);
+    } else if (!strcmp(opt, "--seed")) {
+        char *end;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (end == v || *end || v[0] == '-') return bad_value(cmd, opt, "a non-negative integer");
+        g->seed = s;
+        g->have_seed = true;
+    } else if (cli_is(opt, "-c", "--ctx")) {
+        if (!cli_parse_int(v, &n) || n <= 0 || n > INT_MAX) return bad_value(cmd, opt, "a positive integer");
+        g->n_ctx = (int)n;
+    } else if (cli_is(opt, "-t", "--threads")) {
+        if (!cli_parse_int(v, &n) || n <= 0 || n > 1024) return bad_value(cmd, opt, "a positive integer");
+        g->n_threads = (int)n;
+    } else if (!strcmp(opt, "--system")) {
+        g->system = v;
+    } else if (!strcmp(opt, "--stop")) {
+        if (!v[0]) return bad_value(cmd, opt, "a non-empty string");
+        if (g->n_stop == GEN_CLI_MAX_STOP) return bad_value(cmd, opt, "at most 16 strings in all");
+        g->stop[g->n_stop++] = v;
+    }
+    return 1;
+}
+
+void gen_cli_help(FILE *f) {
+    fprintf(f,
+            "  -m, --model MODEL       Hugging Face folder or .gguf package. Default: the bundled model,\n"
+            "                          models/kcc-advisor-q8_0.gguf if it exists, else models/kcc-advisor,\n"
+            "                          looked up in the current directory, then in ../models/ next to\n"
+            "                          the fieldlm binary\n"
+            "      --lora DIR[:S]      merge a PEFT LoRA adapter folder at load, scale S (default 1);\n"
+            "                          repeatable\n"
+            "  -n, --max-new-tokens N  stop after N new tokens (default: max_new_tokens of the model's\n"
+            "                          generation_config.json, else %d)\n"
+            "      --temp X            temperature (0 = greedy)\n"
+            "      --top-k N           keep the N most likely tokens (0 = off)\n"
+            "      --top-p X           nucleus sampling threshold in [0, 1] (1 = off)\n"
+            "      --min-p X           drop tokens below X times the top probability (0 = off)\n"
+            "      --repeat-penalty X  transformers' repetition penalty over prompt + output (1 = off)\n"
+            "                          The five above default to generation_config.json, else\n"
+            "                          transformers' defaults (temperature 1, top-k 50, top-p 1, min-p\n"
+            "                          off, penalty 1); sampling is on when its do_sample is true.\n"
+            "      --greedy            always take the most likely token (no sampling, and no\n"
+            "                          repetition penalty unless --repeat-penalty is given)\n"
+            "      --seed N            sampling seed (default: random, printed with the timings)\n"
+            "  -c, --ctx N             context length in tokens: prompt + output (default\n"
+            "                          min(4096, max_position_embeddings); at most max_position_embeddings)\n"
+            "  -t, --threads N         threads for the forward pass (default: physical cores)\n"
+            "      --system TEXT       system message (default: none, so the template's own default\n"
+            "                          system prompt applies, as in transformers)\n"
+            "      --stop STR          also stop when the text contains STR (not printed); repeatable.\n"
+            "                          Generation always stops at every eos id of generation_config.json\n"
+            "                          and the tokenizer (Qwen2.5: <|im_end|> and <|endoftext|>)\n",
+            FLM_DEFAULT_MAX_NEW_TOKENS);
+}
+
+/* Directory of the running binary + "/../models/NAME", or NULL. */
+static char *beside_binary(const char *name) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    size_t len = strlen(exe) + strlen(name) + 16;
+    char *p = malloc(len);
+    if (p) snprintf(p, len, "%s/../%s", exe, name);
+    return p;
+}
+
+/* The bundled model: the q8_0 package if present, else the HF folder; each looked
+ * up from the current directory, then beside the binary. Malloc'ed or NULL. */
+static char *bundled_model(void) {
+    static const char *const names[] = {"models/kcc-advisor-q8_0.gguf", "models/kcc-advisor"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (flm_file_exists(names[i]) || flm_is_dir(names[i])) return flm_strdup(names[i]);
+        char *p = beside_binary(names[i]);
+        if (p && (flm_file_exists(p) || flm_is_dir(p))) return p;
+        free(p);
+    }
+    return NULL;
+}
+
+flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
+    if (!g->ma.model) {
+        if (!(g->model_owned = bundled_model())) {
+            fprintf(stderr, "fieldlm %s: no -m MODEL given and the bundled model (models/kcc-advisor-q8_0.gguf "
+                            "or models/kcc-advisor) was not found\n", cmd);
+            return NULL;
+        }
+        g->ma.model = g->model_owned;
+    }
+    const char *dirs[CLI_MAX_LORA];
+    float scales[CLI_MAX_LORA];
+    char *owned[CLI_MAX_LORA] = {0};
+    for (int i = 0; i < g->ma.n_lora; i++) {
+        /* "DIR[:SCALE]": only a trailing ":number" is a scale, as cli_model.c reads it */
+        const char *spec = g->ma.lora[i], *colon = strrchr(spec, ':');
+        double v;
+        scales[i] = 1.0f;
+        if (colon && colon[1] && cli_parse_double(colon + 1, &v)) {
+            scales[i] = (float)v;
+            owned[i] = flm_strndup(spec, (size_t)(colon - spec));
+        }
+        dirs[i] = owned[i] ? owned[i] : spec;
+    }
+    flm_model_options mo = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = g->ma.n_lora};
+    flm_assets *a = NULL;
+    int rc = flm_assets_load(g->ma.model, &mo, &a);
+    for (int i = 0; i < g->ma.n_lora; i++) free(owned[i]);
+    if (rc) cli_error(cmd);
+    return a;
+}
+
+flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd) {
+    uint64_t seed = g->have_seed ? g->seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    flm_gen_params p;
+    flm_gen_params_from_config(a, &g->ov, g->greedy, seed, &p);
+    p.n_ctx = g->n_ctx;
+    p.n_threads = g->n_threads;
+    p.stop = g->stop;
+    p.n_stop = g->n_stop;
+    flm_gen_session *s = NULL;
+    if (flm_gen_session_new(a, &p, &s)) { cli_error(cmd); return NULL; }
+    if (p.sp.do_sample && !(p.sp.temperature == 0))
+        fprintf(stderr, "fieldlm %s: sampling: temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g, "
+                        "seed %llu\n", cmd, p.sp.temperature, p.sp.top_k, p.sp.top_p, p.sp.min_p,
+                p.sp.repetition_penalty, (unsigned long long)seed);
+    return s;
+}
+
+void gen_cli_print_timings(FILE *f, const flm_gen_result *r) {
+    const flm_timings *t = &r->timings;
+    fprintf(f, "prompt %d tokens", t->prompt_tokens);
+    if (t->reused_tokens) fprintf(f, " (%d cached)", t->reused_tokens);
+    fprintf(f, ", prefill %.3f s (%.1f tok/s); generated %d tokens, %.1f tok/s; first token %.3f s; stop: %s\n",
+            t->prefill_s, t->prefill_tok_s, t->generated_tokens, t->decode_tok_s, t->ttft_s,
+            flm_stop_reason_str(r->stop_reason));
+}
+
+/* ---- run ---- */
+
+static flm_gen_session *volatile g_running;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    flm_gen_session *s = g_running;
+    if (s) flm_gen_cancel(s);
+    else _exit(130);
+}
+
+static int stream_piece(void *user, const char *piece, size_t len, int32_t token) {
+    (void)user; (void)token;
+    if (len) {
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: fieldlm run [-m MODEL] -p PROMPT [OPTIONS]\n\n"
+            "Generates an answer to PROMPT as transformers' generate() does with the model's own\n"
+            "generation_config.json: the prompt becomes the user message of the chat template\n"
+            "(add_generation_prompt), the text is streamed to stdout as it is generated, and the\n"
+            "timings go to stderr. Exit status 1 on an error (e.g. a prompt longer than the context).\n\n"
+            "  -p, --prompt TEXT       the user message; '-' reads it from stdin\n"
+            "      --raw               use the prompt text as is (no chat template; special tokens\n"
+            "                          written in it are recognised)\n"
+            "      --json              print one JSON object instead of streaming: prompt_ids, ids\n"
+            "                          (generated, stop token excluded), text, stop_reason\n"
+            "                          (eos|length|context|stop_string|cancelled), stop_token, timings\n");
+    gen_cli_help(f);
+    fprintf(f, "  -h, --help              this help\n");
+}
+
+static char *read_stdin(void) {
+    strbuf sb;
+    sb_init(&sb);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
+    if (sb.oom) { sb_free(&sb); return NULL; }
+    sb_cstr(&sb);
+    return sb_take(&sb);
+}
+
+static void json_ids(strbuf *sb, const int32_t *ids, int n) {
+    sb_putc(sb, '[');
+    for (int i = 0; i < n; i++) sb_printf(sb, i ? ", %d" : "%d", ids[i]);
+    sb_putc(sb, ']');
+}
+
+static void print_json(const flm_gen_result *r) {
+    const flm_timings *t = &r->timings;
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{\"prompt_ids\": ");
+    json_ids(&sb, r->prompt_ids, r->n_prompt);
+    sb_puts(&sb, ", \"ids\": ");
+    json_ids(&sb, r->ids, r->n_ids);
+    sb_puts(&sb, ", \"text\": ");
+    sb_json_string(&sb, r->text, r->text_len, false);
+    sb_printf(&sb, ", \"stop_reason\": \"%s\", \"stop_token\": ", flm_stop_reason_str(r->stop_reason));
+    if (r->stop_token >= 0) sb_printf(&sb, "%d", r->stop_token);
+    else sb_puts(&sb, "null");
+    sb_printf(&sb,
+              ", \"timings\": {\"prompt_tokens\": %d, \"reused_tokens\": %d, \"prefill_s\": %.6f, "
+              "\"prefill_tok_s\": %.3f, \"generated_tokens\": %d, \"decode_s\": %.6f, \"decode_tok_s\": %.3f, "
+              "\"ttft_s\": %.6f}}\n",
+              t->prompt_tokens, t->reused_tokens, t->prefill_s, t->prefill_tok_s, t->generated_tokens, t->decode_s,
+              t->decode_tok_s, t->ttft_s);
+    fputs(sb_cstr(&sb), stdout);
+    sb_free(&sb);
+}
+
+static int cmd_run(int argc, char **argv) {
+    gen_cli_args g;
+    gen_cli_init(&g);
+    const char *prompt_arg = NULL;
+    bool raw = false, as_json = false;
+    for (int i = 1; i < argc; i++) {
+        int r = gen_cli_arg(&g, argc, argv, &i, "run");
+        if (r < 0) return EXIT_USAGE;
+        if (r) continue;
+        if (cli_is(argv[i], "-h", "--help")) { help(stdout); return EXIT_OK; }
+        else if (cli_is(argv[i], "-p", "--prompt")) { if (!(prompt_arg = cli_value(argc, argv, &i, "run"))) return EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--raw")) raw = true;
+        else if (!strcmp(argv[i], "--json")) as_json = true;
+        else { fprintf(stderr, "fieldlm run: unknown option '%s'\n", argv[i]); help(stderr); return EXIT_USAGE; }
+    }
+    if (!prompt_arg) { fprintf(stderr, "fieldlm run: -p PROMPT is required\n"); help(stderr); return EXIT_USAGE; }
+    if (raw && g.system) { fprintf(stderr, "fieldlm run: --system has no effect with --raw\n"); return EXIT_USAGE; }
+    char *prompt = !strcmp(prompt_arg, "-") ? read_stdin() : flm_strdup(prompt_arg);
+    if (!prompt) { fprintf(stderr, "fieldlm run: cannot read the prompt\n"); return EXIT_FAIL; }
+    int status = EXIT_FAIL;
+    flm_assets *a = gen_cli_open_assets(&g, "run");
+    flm_gen_session *s = a ? gen_cli_new_session(&g, a, "run") : NULL;
+    if (!s) goto done;
+    g_running = s;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    flm_gen_result res;
+    int rc;
+    if (raw) {
+        rc = flm_gen_run_text(s, prompt, as_json ? NULL : stream_piece, NULL, &res);
+    } else {
+        const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
+        size_t first = g.system ? 0 : 1;
+        rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : stream_piece, NULL, &res);
+    }
+    g_running = NULL;
+    if (rc) { cli_error("run"); goto done; }
+    if (as_json) print_json(&res);
+    else {
+        if (res.text_len && res.text[res.text_len - 1] != '\n') putchar('\n');
+        fflush(stdout);
+    }
+    gen_cli_print_timings(stderr, &res);
+    status = EXIT_OK;
+done:
+    flm_gen_session_free(s);
+    flm_assets_free(a);
+    free(prompt);
+    gen_cli_free(&g);
+    return status;
+}
+CLI_COMMAND(run, "run", "generate an answer to one prompt (chat template, streaming, timings)", 10, cmd_run)

@@ -1,0 +1,43 @@
+/* cmd_run.h — what `run` and `chat` share (defined in cmd_run.c): the generation
+ * options, the bundled-model default, opening the assets and a session, timings. */
+#ifndef FLM_CMD_RUN_H
+#define FLM_CMD_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "gen_config.h"
+#include "session.h"
+
+#define GEN_CLI_MAX_STOP 16
+
+typedef struct {
+    cli_model_args ma;
+    flm_gen_config ov;        /* user overrides (flm_gen_config_set_*) */
+    bool greedy;
+    bool have_seed;
+    uint64_t seed;
+    int n_ctx;                /* 0: default */
+    int n_threads;            /* 0: physical cores */
+    const char *system;       /* --system */
+    const char *stop[GEN_CLI_MAX_STOP];
+    int n_stop;
+    char *model_owned;        /* the resolved bundled model path, when -m was not given */
+} gen_cli_args;
+
+void gen_cli_init(gen_cli_args *g);
+void gen_cli_free(gen_cli_args *g);
+/* Consumes one generation option at argv[*i]: 1 consumed, 0 not ours, -1 usage error (printed). */
+int gen_cli_arg(gen_cli_args *g, int argc, char **argv, int *i, const char *cmd);
+/* The help text of those options. */
+void gen_cli_help(FILE *f);
+/* Loads the assets of -m (or the bundled model); prints the error and returns NULL on failure. */
+flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd);
+/* Creates a session with the merged parameters; prints errors. */
+flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd);
+/* "prompt N tokens (R cached), prefill ... tok/s; N generated, ... tok/s; first token ... s; stop: X" */
+void gen_cli_print_timings(FILE *f, const flm_gen_result *r);
+
+#endif
