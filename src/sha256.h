@@ -1,0 +1,21 @@
+/* sha256.h — SHA-256 (FIPS 180-4), for the provenance of converted packages. */
+#ifndef FLM_SHA256_H
+#define FLM_SHA256_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint32_t h[8];
+    uint64_t total;
+    unsigned char buf[64];
+    size_t n;
+} flm_sha256;
+
+void flm_sha256_init(flm_sha256 *s);
+void flm_sha256_update(flm_sha256 *s, const void *data, size_t len);
+void flm_sha256_final(flm_sha256 *s, unsigned char out[32]);
+/* Hex digest (64 chars + NUL) of a whole file. */
+int flm_sha256_file(const char *path, char hex[65]);
+void flm_sha256_hex(const unsigned char d[32], char hex[65]);
+
+#endif
