@@ -21,6 +21,7 @@
 #define V (QK / L)    /* vectors per 32-element chunk */
 #define MAX_RB 4
 #define MAX_TB 4
+#define PF_BYTES 768 /* decode prefetch distance ahead of each row stream */
 
 INLINE size_t row_bytes(int dt, int cols) {
     switch (dt) {
@@ -37,6 +38,9 @@ INLINE float hsum(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
+/* Prefetch on chunks where (ch & mask) == 0: chunk bytes 128/64/64/34/18. */
+INLINE int prefetch_mask(int dt) { return dt == FLM_Q8_0 ? 1 : dt == FLM_Q4_0 ? 3 : 0; }
 
 /* The scale of chunk ch (32 weights) of a row: unused for float types, d for blocks. */
 INLINE __m256 chunk_scale(int dt, const void *row, int ch) {
@@ -63,8 +67,8 @@ INLINE __m256 load_w(int dt, const void *row, int ch, int k, __m256 d) {
         const block_q4_0 *b = (const block_q4_0 *)row + ch;
         __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + (k & 1) * L)));
         q = k < 2 ? _mm256_and_si256(q, _mm256_set1_epi32(0x0F)) : _mm256_srli_epi32(q, 4);
-        q = _mm256_sub_epi32(q, _mm256_set1_epi32(8));
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+        /* d*n - 8d: one rounding of the exact d*(n-8), which fits in float: exact */
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), d, _mm256_mul_ps(d, _mm256_set1_ps(-8.0f)));
     }
     }
 }
@@ -103,6 +107,12 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
         __m256 d[MAX_RB];
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
+        /* Decode: short rows (1536 weights) are too short for the hardware
+         * prefetcher to ramp up per stream; ask for each row's line ahead, about
+         * once per 64 bytes. Past the row end this is the next tile's data. */
+        if (TB == 1 && (ch & prefetch_mask(dt)) == 0)
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)ch * (rb / (size_t)nch) + PF_BYTES, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int k = 0; k < V; k++) {
             __m256 w[MAX_RB];

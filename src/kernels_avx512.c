@@ -20,6 +20,7 @@
 #define V (QK / L)    /* vectors per 32-element chunk */
 #define MAX_RB 8
 #define MAX_TB 4
+#define PF_BYTES 768 /* decode prefetch distance ahead of each row stream */
 
 /* Bytes of one row of `cols` weights of type dt. */
 INLINE size_t row_bytes(int dt, int cols) {
@@ -30,6 +31,9 @@ INLINE size_t row_bytes(int dt, int cols) {
     default: return (size_t)(cols / QK) * sizeof(block_q4_0);
     }
 }
+
+/* Prefetch on chunks where (ch & mask) == 0: chunk bytes 128/64/64/34/18. */
+INLINE int prefetch_mask(int dt) { return dt == FLM_Q8_0 ? 1 : dt == FLM_Q4_0 ? 3 : 0; }
 
 /* The scale of chunk ch (32 weights) of a row: 1 for float types, d for blocks. */
 INLINE __m512 chunk_scale(int dt, const void *row, int ch) {
@@ -56,8 +60,8 @@ INLINE __m512 load_w(int dt, const void *row, int ch, int k, __m512 d) {
         const block_q4_0 *b = (const block_q4_0 *)row + ch;
         __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->qs));
         q = k == 0 ? _mm512_and_si512(q, _mm512_set1_epi32(0x0F)) : _mm512_srli_epi32(q, 4);
-        q = _mm512_sub_epi32(q, _mm512_set1_epi32(8));
-        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), d);
+        /* d*n - 8d: one rounding of the exact d*(n-8), which fits in float: exact */
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0f)));
     }
     }
 }
@@ -92,6 +96,12 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
         __m512 d[MAX_RB];
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
+        /* Decode: short rows (1536 weights) are too short for the hardware
+         * prefetcher to ramp up per stream; ask for each row's line ahead, about
+         * once per 64 bytes. Past the row end this is the next tile's data. */
+        if (TB == 1 && (ch & prefetch_mask(dt)) == 0)
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)ch * (rb / (size_t)nch) + PF_BYTES, _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int k = 0; k < V; k++) {
             __m512 w[MAX_RB];

@@ -1,0 +1,115 @@
+/* bench_kernels.c — single-thread kernel benchmark: matvec (decode) GB/s of weights
+ * streamed for a Qwen2.5-1.5B MLP weight (8960 x 1536, and its 1536 x 8960
+ * transpose) in each dtype and each kernel table, against this core's measured read
+ * bandwidth; and prefill (64 tokens) GFLOP/s. Weights are rotated through enough
+ * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
+ * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "cpu.h"
+#include "kernels.h"
+
+#define ROTATE_BYTES ((size_t)512 << 20)
+#define MIN_SECONDS 0.6
+
+static uint64_t rng = 88172645463325252ull;
+static uint8_t rnd_byte(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint8_t)(rng >> 24); }
+
+/* Plausible random weights (finite halves/bfloats, small block scales). */
+static void fill(flm_dtype dt, void *w, size_t bytes) {
+    uint8_t *p = w;
+    for (size_t i = 0; i < bytes; i++) p[i] = rnd_byte();
+    if (dt == FLM_F16 || dt == FLM_BF16) {
+        uint16_t *h = w;
+        for (size_t i = 0; i < bytes / 2; i++) h[i] = dt == FLM_F16 ? (uint16_t)(h[i] & 0xBBFF) : (uint16_t)(h[i] & 0xBF7F);
+    } else if (dt == FLM_F32) {
+        float *f = w;
+        for (size_t i = 0; i < bytes / 4; i++) f[i] = (float)(p[4 * i] & 0x7F) / 64.0f - 1.0f;
+    } else if (dt == FLM_Q8_0) {
+        block_q8_0 *b = w;
+        for (size_t i = 0; i < bytes / sizeof *b; i++) b[i].d = flm_f32_to_f16(0.01f);
+    } else {
+        block_q4_0 *b = w;
+        for (size_t i = 0; i < bytes / sizeof *b; i++) b[i].d = flm_f32_to_f16(0.01f);
+    }
+}
+
+/* Read bandwidth of one core: the best table's dot over two large arrays. */
+static double read_bandwidth(void) {
+    size_t n = ROTATE_BYTES / 2 / sizeof(float);
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    if (!a || !b) return 0;
+    for (size_t i = 0; i < n; i++) { a[i] = 1.0f; b[i] = 0.5f; }
+    const flm_kernels *k = flm_kernels_best();
+    int chunk = 1 << 20;
+    double best = 0;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = flm_now_seconds();
+        for (size_t i = 0; i + (size_t)chunk <= n; i += (size_t)chunk) sink += k->dot(a + i, b + i, chunk);
+        double gbs = 2.0 * (double)n * sizeof(float) / (flm_now_seconds() - t0) / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    (void)sink;
+    free(a); free(b);
+    return best;
+}
+
+/* Runs matmul over rotating weight copies; returns seconds per call. */
+static double time_matmul(const flm_kernels *k, flm_dtype dt, const char *wbuf, size_t wbytes, size_t ncopies,
+                          const float *X, float *Y, int n_tok, int rows, int cols) {
+    size_t calls = 0, c = 0;
+    k->matmul[dt](wbuf, X, Y, n_tok, cols, rows, 0, rows); /* warm-up */
+    double t0 = flm_now_seconds(), t;
+    do {
+        k->matmul[dt](wbuf + c * wbytes, X, Y, n_tok, cols, rows, 0, rows);
+        c = (c + 1) % ncopies;
+        calls++;
+        t = flm_now_seconds() - t0;
+    } while (t < MIN_SECONDS || calls < 3);
+    return t / (double)calls;
+}
+
+int main(int argc, char **argv) {
+    const char *def[] = {"scalar", "avx2", "avx512", "neon"};
+    const char **names = argc > 1 ? (const char **)(argv + 1) : def;
+    int nnames = argc > 1 ? argc - 1 : 4;
+    static const flm_dtype dts[] = {FLM_F32, FLM_F16, FLM_BF16, FLM_Q8_0, FLM_Q4_0};
+    static const int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
+    double bw = read_bandwidth();
+    printf("single-core read bandwidth (best table's dot over %zu MiB): %.1f GB/s\n", ROTATE_BYTES >> 20, bw);
+    float *X = malloc(64 * 8960 * sizeof(float)), *Y = malloc(64 * 8960 * sizeof(float));
+    if (!X || !Y) return 1;
+    for (int i = 0; i < 64 * 8960; i++) X[i] = (float)(rnd_byte() & 0x7F) / 64.0f - 1.0f;
+    printf("%-7s %-5s %-11s %9s %8s %7s %14s\n", "table", "dtype", "rows x cols", "ms/matvec", "GB/s", "of bw", "prefill GFLOP/s");
+    for (size_t di = 0; di < sizeof dts / sizeof *dts; di++) {
+        flm_dtype dt = dts[di];
+        size_t wbytes = flm_dtype_bytes(dt, (uint64_t)8960 * 1536);
+        size_t ncopies = ROTATE_BYTES / wbytes + 1;
+        char *wbuf = malloc(wbytes * ncopies);
+        if (!wbuf) return 1;
+        fill(dt, wbuf, wbytes);
+        for (size_t c = 1; c < ncopies; c++) memcpy(wbuf + c * wbytes, wbuf, wbytes);
+        for (int ni = 0; ni < nnames; ni++) {
+            const flm_kernels *k = flm_kernels_by_name(names[ni]);
+            if (!k) continue;
+            for (int s = 0; s < 2; s++) {
+                int rows = shapes[s][0], cols = shapes[s][1];
+                double sec = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 1, rows, cols);
+                double gbs = (double)wbytes / sec / 1e9;
+                double sp = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
+                double gflops = 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9;
+                printf("%-7s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", k->name, flm_dtype_get(dt)->name, rows, cols,
+                       sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
+                fflush(stdout);
+            }
+        }
+        free(wbuf);
+    }
+    free(X); free(Y);
+    return 0;
+}
