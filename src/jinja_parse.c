@@ -177,7 +177,7 @@ static int lex_string(lexer *L) {
         if (c == q) break;
         if (c == '\n') L->line++;
         if (c != '\\') { sb_putc(&sb, c); i++; continue; }
-        if (i + 1 >= L->len) continue; /* reported as unterminated above */
+        if (i + 1 >= L->len) { i++; continue; } /* reported as unterminated above */
         char e = L->src[i + 1];
         i += 2;
         int ndig = 0;
@@ -242,13 +242,13 @@ static int lex_number(lexer *L) {
     size_t bn = 0;
 #define TAKE_DIGITS()                                                                 \
     while (i < L->len && (is_digit(L->src[i]) || (L->src[i] == '_' && i + 1 < L->len && is_digit(L->src[i + 1])))) { \
-        if (L->src[i] != '_' && bn < sizeof buf - 1) buf[bn++] = L->src[i];          \
+        if (L->src[i] != '_' && bn < sizeof buf - 4) buf[bn++] = L->src[i];          \
         i++;                                                                          \
     }
     TAKE_DIGITS();
     if (i + 1 < L->len && L->src[i] == '.' && is_digit(L->src[i + 1])) {
         is_float = true;
-        buf[bn++] = '.';
+        if (bn < sizeof buf - 4) buf[bn++] = '.';
         i++;
         TAKE_DIGITS();
     }
@@ -264,7 +264,7 @@ static int lex_number(lexer *L) {
     }
 #undef TAKE_DIGITS
     buf[bn] = 0;
-    if (bn >= sizeof buf - 4) return jinja_fail(FLM_ERR_UNSUPPORTED, L->line, "number literal too long");
+    if (i - L->pos > 100) return jinja_fail(FLM_ERR_UNSUPPORTED, L->line, "number literal too long");
     int r = push_tok(L, is_float ? T_FLOAT : T_INT, L->line, L->src + L->pos, i - L->pos);
     if (r) return r;
     tok *t = &L->toks[L->ntoks - 1];
