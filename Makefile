@@ -90,6 +90,14 @@ fuzz:
 	  grep -E "^(#[0-9]+ *DONE|Done)" build-fuzz/$$t.log | tail -n 1; \
 	done
 
+# Programs in examples/ that use only include/fieldlm.h (no -Isrc), linked with the library.
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+.PHONY: examples
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: examples/%.c include/fieldlm.h $(BUILD)/libfieldlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(BUILD)/libfieldlm.a $(LDLIBS)
+
 # The main job on the bundled model (grows into convert + run as those land).
 demo: all
 	$(BUILD)/fieldlm verify -m models/kcc-advisor --reference tests/data/kcc-advisor/reference.safetensors

@@ -342,7 +342,7 @@ int flm_gen_run(flm_gen_session *s, const int32_t *prompt, int n_prompt, flm_gen
     }
     atomic_store(&s->cancel, 0);
     s->text.len = s->emitted;
-    sb_cstr(&s->text);
+    if (s->text.data) s->text.data[s->text.len] = 0;
     double t_end = flm_now_seconds();
     res->stop_reason = why;
     res->timings.generated_tokens = n_gen;

@@ -1,0 +1,58 @@
+/* simple.c — the smallest complete fieldlm program: open a model, ask one farmer
+ * question through the chat template, stream the answer. Uses only fieldlm.h.
+ *
+ *   make examples
+ *   build/examples/simple [MODEL [QUESTION]]
+ *
+ * MODEL defaults to the bundled models/kcc-advisor (run from the repository root). */
+#include <stdio.h>
+
+#include "fieldlm.h"
+
+/* Called for every new piece of the answer (always whole UTF-8 characters). */
+static int print_piece(void *user, const char *piece, size_t len, int32_t token) {
+    (void)user;
+    (void)token;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0; /* non-zero would stop the answer here */
+}
+
+int main(int argc, char **argv) {
+    const char *model = argc > 1 ? argv[1] : "models/kcc-advisor";
+    const char *question = argc > 2 ? argv[2] : "How do I control thrips in chilli? (crop: Chillies)";
+
+    flm_handle *h = NULL;
+    if (flm_open(model, NULL, &h) != FLM_OK) {
+        fprintf(stderr, "cannot open %s: %s\n", model, flm_errmsg(NULL));
+        return 1;
+    }
+
+    /* Defaults come from the model's generation_config.json; cap the answer length. */
+    flm_session_options opt = flm_session_default_options();
+    opt.max_new_tokens = 96;
+    opt.seed = 42;
+    flm_session *s = NULL;
+    if (flm_session_new(h, &opt, &s) != FLM_OK) {
+        fprintf(stderr, "cannot create a session: %s\n", flm_errmsg(h));
+        flm_close(h);
+        return 1;
+    }
+
+    flm_message conversation[] = {
+        {"system", "You are an agricultural advisor for smallholder farmers. Answer briefly and practically."},
+        {"user", question},
+    };
+    flm_result res;
+    int rc = flm_generate(s, conversation, 2, print_piece, NULL, &res);
+    if (rc != FLM_OK) {
+        fprintf(stderr, "\ngeneration failed: %s\n", flm_session_errmsg(s));
+    } else {
+        printf("\n");
+        fprintf(stderr, "[%d prompt tokens, %d generated at %.1f tok/s, stop: %s]\n", res.timings.prompt_tokens,
+                res.timings.generated_tokens, res.timings.decode_tok_s, flm_stop_reason_str(res.stop_reason));
+    }
+    flm_session_free(s);
+    flm_close(h);
+    return rc == FLM_OK ? 0 : 1;
+}
