@@ -1,0 +1,173 @@
+/* test_bench.c — the memory-bandwidth measurement (src/membw.c) and `fieldlm bench`:
+ * well-formed JSON with positive numbers on the micro fixture and the peer GGUF,
+ * the text report, --membw, and usage errors. Buffers are kept small (hidden
+ * --membw-mib) so the tests stay fast; the numbers are not judged here. */
+#include <stdlib.h>
+
+#include "common.h"
+#include "json.h"
+#include "kernels.h"
+#include "membw.h"
+#include "model.h"
+#include "test.h"
+#include "threadpool.h"
+
+#define MICRO TEST_DATA "/micro-qwen2"
+#define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
+#define SMALL_MIB "64"
+
+static int bench(const char *args, char **out, char **err) {
+    strbuf cmd;
+    sb_init(&cmd);
+    sb_printf(&cmd, "%s bench %s", test_bin(), args);
+    int rc = test_run(sb_cstr(&cmd), out, err);
+    sb_free(&cmd);
+    return rc;
+}
+
+static json_doc *bench_json(const char *args) {
+    char *out = NULL, *err = NULL;
+    int rc = bench(args, &out, &err);
+    json_doc *d = NULL;
+    if (rc != 0) test_fail(__FILE__, __LINE__, "bench %s exited %d: %s", args, rc, err ? err : "");
+    else if (!(d = json_parse(out, strlen(out), "bench --json")))
+        test_fail(__FILE__, __LINE__, "bench %s: not JSON: %s", args, flm_last_error());
+    free(out);
+    free(err);
+    return d;
+}
+
+static double num(const json *root, const char *key) {
+    const json *v = json_get(root, key);
+    if (!v || v->type != JSON_NUMBER) {
+        test_fail(__FILE__, __LINE__, "bench JSON: \"%s\" missing or not a number", key);
+        return -1;
+    }
+    return v->number;
+}
+
+TEST(bench_membw_library) {
+    flm_membw_options o = {.bytes = 4u << 20, .n_threads = 1, .repeats = 2};
+    flm_membw_result r;
+    REQUIRE(flm_membw_measure(&o, &r) == FLM_OK);
+    CHECK(r.best_gb_s > 0 && r.best_gb_s >= r.mean_gb_s && r.mean_gb_s >= r.worst_gb_s && r.worst_gb_s > 0);
+    CHECK_EQ_INT(r.n_threads, 1);
+    CHECK_EQ_INT(r.repeats, 2);
+    CHECK_EQ_INT(r.bytes, 4u << 20);
+    CHECK_STR(r.isa, flm_membw_isa());
+    /* two threads split the buffer; odd sizes are rounded down to whole slices */
+    o = (flm_membw_options){.bytes = (3u << 20) + 12345, .n_threads = 2, .repeats = 1};
+    REQUIRE(flm_membw_measure(&o, &r) == FLM_OK);
+    CHECK_EQ_INT(r.n_threads, 2);
+    CHECK(r.bytes <= o.bytes && r.bytes + 2 * 512 > o.bytes);
+    o.bytes = 1000;
+    CHECK_EQ_INT(flm_membw_measure(&o, &r), FLM_ERR_ARG);
+    CHECK(strstr(flm_last_error(), "too small"));
+}
+
+TEST(bench_micro_json) {
+    json_doc *d = bench_json("-m " MICRO " -p 16 -n 8 --json --membw-mib " SMALL_MIB);
+    REQUIRE(d);
+    const json *r = json_root(d);
+    CHECK_STR(json_string(json_get(r, "model"), NULL), MICRO);
+    CHECK_STR(json_string(json_get(r, "kernels"), NULL), flm_kernels_best()->name);
+    CHECK_EQ_INT(num(r, "threads"), flm_physical_cores());
+    CHECK_EQ_INT(num(r, "prompt_tokens"), 16);
+    CHECK_EQ_INT(num(r, "decode_tokens"), 8);
+    CHECK_EQ_INT(num(r, "n_ctx"), 24);
+    static const char *const positive[] = {"prefill_tok_s", "decode_tok_s", "decode_gb_s", "membw_gb_s", "peak_rss_mb",
+                                           "prefill_s", "decode_s", "kv_bytes_per_token", "decode_membw_pct"};
+    for (size_t i = 0; i < sizeof positive / sizeof *positive; i++)
+        CHECK_MSG(num(r, positive[i]) > 0, "%s should be positive", positive[i]);
+    flm_model *m;
+    REQUIRE(flm_model_open(MICRO, NULL, &m) == FLM_OK);
+    CHECK_EQ_INT(num(r, "weight_bytes_per_token"), (long long)flm_model_weight_bytes(m));
+    /* decode GB/s is (weights + KV) bytes per token times tokens per second */
+    double want = (num(r, "weight_bytes_per_token") + num(r, "kv_bytes_per_token")) * num(r, "decode_tok_s") / 1e9;
+    CHECK_NEAR(num(r, "decode_gb_s"), want, 1e-3 * want + 1e-3);
+    /* KV read per token, averaged over positions 16..23 reading 17..24 entries */
+    const flm_config *c = &m->cfg;
+    CHECK_NEAR(num(r, "kv_bytes_per_token"), 2.0 * c->n_layers * 20.5 * c->n_kv_heads * c->head_dim * 4, 1);
+    flm_model_close(m);
+    json_free(d);
+}
+
+TEST(bench_threads_and_no_membw) {
+    json_doc *d = bench_json("-m " MICRO " -p 8 -n 2 -t 1 --no-membw --json");
+    REQUIRE(d);
+    const json *r = json_root(d);
+    CHECK_EQ_INT(num(r, "threads"), 1);
+    CHECK(json_get(r, "membw_gb_s") && json_get(r, "membw_gb_s")->type == JSON_NULL);
+    CHECK(num(r, "prefill_tok_s") > 0);
+    json_free(d);
+    /* -n 0: prefill only */
+    d = bench_json("-m " MICRO " -p 8 -n 0 -t 2 -c 64 --json --membw-mib " SMALL_MIB);
+    REQUIRE(d);
+    r = json_root(d);
+    CHECK_EQ_INT(num(r, "threads"), 2);
+    CHECK_EQ_INT(num(r, "n_ctx"), 64);
+    CHECK_EQ_INT(num(r, "decode_tok_s"), 0);
+    json_free(d);
+}
+
+TEST(bench_gguf_and_text_report) {
+    char *out, *err;
+    REQUIRE(bench("-m " PEER_GGUF " -p 8 -n 4 --membw-mib " SMALL_MIB, &out, &err) == 0);
+    CHECK(strstr(out, "prefill: 8 tokens in"));
+    CHECK(strstr(out, "decode: "));
+    CHECK(strstr(out, " GB/s = "));
+    CHECK(strstr(out, "% of measured "));
+    CHECK(strstr(out, "peak RSS: "));
+    CHECK(strstr(out, "memory read bandwidth: "));
+    free(out);
+    free(err);
+}
+
+TEST(bench_membw_only) {
+    json_doc *d = bench_json("--membw --membw-mib " SMALL_MIB " -t 2 --json");
+    REQUIRE(d);
+    const json *r = json_root(d);
+    CHECK(num(r, "membw_gb_s") > 0);
+    CHECK_EQ_INT(num(r, "threads"), 2);
+    CHECK(num(r, "buffer_bytes") > 63.0 * (1 << 20) && num(r, "buffer_bytes") <= 64.0 * (1 << 20));
+    CHECK_STR(json_string(json_get(r, "isa"), NULL), flm_membw_isa());
+    json_free(d);
+    char *out, *err;
+    REQUIRE(bench("--membw --membw-mib " SMALL_MIB, &out, &err) == 0);
+    CHECK(strstr(out, "memory read bandwidth: ") && strstr(out, "GB/s"));
+    free(out);
+    free(err);
+}
+
+TEST(bench_bad_options) {
+    static const char *const usage[] = {
+        "",                                  /* neither -m nor --membw */
+        "--bogus",
+        "-m " MICRO " -p 0",
+        "-m " MICRO " -p abc",
+        "-m " MICRO " -n -1",
+        "-m " MICRO " -t 0",
+        "-m " MICRO " -p",                   /* missing value */
+        "-m " MICRO " -p 16 -n 8 -c 10",     /* context smaller than the work */
+        "-m " MICRO " -p 100000 -n 1",       /* beyond max_position_embeddings */
+        "--membw -m " MICRO,
+        "--membw --no-membw",
+        "--membw --membw-mib 0",
+    };
+    for (size_t i = 0; i < sizeof usage / sizeof *usage; i++) {
+        char *out, *err;
+        CHECK_MSG(bench(usage[i], &out, &err) == 2, "bench %s should be a usage error (2)", usage[i]);
+        CHECK_MSG(strstr(err, "fieldlm bench"), "bench %s: no message: %s", usage[i], err);
+        free(out);
+        free(err);
+    }
+    char *out, *err;
+    CHECK_EQ_INT(bench("-m /nonexistent-model -p 4 -n 1", &out, &err), 1);
+    CHECK(strstr(err, "/nonexistent-model"));
+    free(out);
+    free(err);
+    REQUIRE(bench("--help", &out, &err) == 0);
+    CHECK(strstr(out, "--membw") && strstr(out, "--json") && strstr(out, "-t, --threads"));
+    free(out);
+    free(err);
+}
