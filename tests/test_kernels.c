@@ -75,7 +75,9 @@ static double check_matmul(const flm_kernels *k, flm_dtype dt, int rows, int col
     const flm_kernels *ref = flm_kernels_scalar();
     const flm_dtype_info *di = flm_dtype_get(dt);
     size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
-    size_t woff = misalign ? (dt == FLM_F32 ? 4 : dt == FLM_Q8_0 || dt == FLM_Q4_0 ? 1 : 2) : 0;
+    /* Misaligned: W off by one element (f32 4 bytes, f16/bf16 2); blocks by 2 bytes,
+     * the least their uint16 scale allows (so no longer 4/16/32-byte aligned). */
+    size_t woff = misalign ? (dt == FLM_F32 ? 4 : 2) : 0;
     size_t xoff = misalign ? 1 : 0;
     int ldy = rows + 3;
     size_t ny = (size_t)n_tok * (size_t)ldy;
@@ -171,10 +173,10 @@ static const int VEC_SIZES[] = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64
 #define N_VEC_SIZES (sizeof VEC_SIZES / sizeof VEC_SIZES[0])
 #define VEC_MAX 8960
 
-/* Two buffers of VEC_MAX+1 floats each plus outputs, offset by `mis` floats. */
+/* Five buffers of VEC_MAX+1 usable floats (n + a guard), offset by `mis` floats. */
 typedef struct { float *a, *b, *c, *o1, *o2; void *mem; } vecbufs;
 static bool vec_alloc(vecbufs *v, int mis) {
-    size_t n = VEC_MAX + 1;
+    size_t n = VEC_MAX + 2; /* room for the guard element and the offset */
     float *m = malloc(5 * n * sizeof(float));
     if (!m) return false;
     v->mem = m;
