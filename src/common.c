@@ -109,11 +109,11 @@ void sb_printf(strbuf *sb, const char *fmt, ...) {
     va_end(ap2);
 }
 const char *sb_cstr(strbuf *sb) {
-    if (!sb->data) sb_reserve(sb, 0);
+    if (!sb->data && sb_reserve(sb, 0)) sb->data[0] = 0;
     return sb->data ? sb->data : "";
 }
 char *sb_take(strbuf *sb) {
-    sb_cstr(sb);
+    (void)sb_cstr(sb);
     char *p = sb->data;
     sb_init(sb);
     return p;

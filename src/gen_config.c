@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "gen_config.h"
+#include "package.h"
 #include "json.h"
 
 #define GEN_CONFIG_NAME "generation_config.json"
@@ -199,6 +200,14 @@ int flm_gen_config_parse(const char *text, size_t len, const char *what, flm_gen
 int flm_gen_config_load(const char *path, flm_gen_config *gc) {
     flm_gen_config_defaults(gc);
     if (!path) return flm_fail(FLM_ERR_ARG, "generation config: no path");
+    if (flm_is_package_path(path)) {
+        gguf_file *g;
+        int rc = gguf_open(path, &g);
+        if (rc) return rc;
+        rc = flm_package_gen_config(g, gc);
+        gguf_close(g);
+        return rc;
+    }
     char *file = flm_is_dir(path) ? flm_path_join(path, GEN_CONFIG_NAME) : flm_strdup(path);
     if (!file) return FLM_ERR_NOMEM;
     if (!flm_file_exists(file)) {

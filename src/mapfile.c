@@ -42,3 +42,12 @@ void flm_map_close(flm_map *m) {
     if (m->data) munmap((void *)m->data, m->size);
     memset(m, 0, sizeof *m);
 }
+
+void flm_map_release(const void *p, size_t n) {
+    if (!p || !n) return;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~((uintptr_t)ps - 1);
+    uintptr_t b = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
+    madvise((void *)a, b - a, MADV_DONTNEED);
+}

@@ -13,4 +13,10 @@ typedef struct {
 int flm_map_open(const char *path, flm_map *m);
 void flm_map_close(flm_map *m);
 
+
+
+/* Tells the kernel the pages covering [p, p+n) of a read-only mapping are not needed
+ * any more (they are dropped from this process's resident set and re-read on next
+ * use). Used by the converter to keep its memory at one tensor. */
+void flm_map_release(const void *p, size_t n);
 #endif

@@ -253,7 +253,7 @@ static int make_small_tensors_f32(flm_model *m) {
 }
 
 /* Lists every base weight by its HF name and shape, for the adapter check. */
-static flm_lora_base_weight *base_weights(const flm_model *m, size_t *n, char **names_block) {
+flm_lora_base_weight *flm_model_base_weights(const flm_model *m, size_t *n, char **names_block) {
     size_t cap = (size_t)m->cfg.n_layers * W_LAYER_COUNT + 3;
     flm_lora_base_weight *bw = flm_calloc(cap, sizeof *bw);
     char(*names)[128] = flm_calloc(cap, 128);
@@ -289,7 +289,7 @@ static int merge_loras(flm_model *m, const flm_model_options *opt) {
     if (!ad) return FLM_ERR_NOMEM;
     size_t nb = 0;
     char *names = NULL;
-    flm_lora_base_weight *bw = base_weights(m, &nb, &names);
+    flm_lora_base_weight *bw = flm_model_base_weights(m, &nb, &names);
     int rc = bw ? FLM_OK : FLM_ERR_NOMEM;
     for (int i = 0; i < opt->n_lora && rc == FLM_OK; i++) {
         rc = flm_lora_open(opt->lora_dirs[i], opt->lora_scales ? opt->lora_scales[i] : 1.0f, &ad[i]);
@@ -369,6 +369,12 @@ void flm_model_close(flm_model *m) {
     free(m->layers);
     free(m->path);
     free(m);
+}
+
+bool flm_model_is_mapped(const flm_model *m, const void *p) {
+    for (size_t i = 0; i < m->source->n_shards; i++)
+        if (st_contains(m->source->shards[i], p)) return true;
+    return false;
 }
 
 size_t flm_model_weight_bytes(const flm_model *m) {

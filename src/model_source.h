@@ -19,6 +19,14 @@ void *flm_model_own(flm_model *m, size_t bytes);
 int flm_tensor_to_f32_owned(flm_model *m, flm_tensor *t);
 int flm_check_shape(const char *file, const flm_tensor *t, const char *name, const int64_t *shape, int ndim);
 
+/* Every weight of m by its Hugging Face name and shape (for LoRA base checks).
+ * Caller frees the array and *names_block. */
+#include "lora.h"
+flm_lora_base_weight *flm_model_base_weights(const flm_model *m, size_t *n, char **names_block);
+
+/* True when p lies in one of the model's mapped source files (not an owned copy). */
+bool flm_model_is_mapped(const flm_model *m, const void *p);
+
 /* model_gguf.c */
 int flm_model_bind_gguf(flm_model *m, const char *path);
 void model_source_close_gguf(model_source *src);

@@ -161,3 +161,8 @@ const flm_tensor *st_find(const st_file *f, const char *name) {
 const char *st_metadata(const st_file *f, const char *key) {
     return json_string(json_get(json_get(json_root(f->header), "__metadata__"), key), NULL);
 }
+
+bool st_contains(const st_file *f, const void *p) {
+    const unsigned char *c = p;
+    return f->data && c >= f->data && c < f->data + f->size;
+}

@@ -40,3 +40,5 @@ int st_writer_begin_data(st_writer *w);
 int st_writer_write(st_writer *w, const void *data, size_t n);
 int st_writer_finish(st_writer *w); /* frees w */
 void st_writer_abort(st_writer *w); /* frees w, removes the temporary file */
+/* True when p points into f's bytes (a mapped file or the caller's buffer). */
+bool st_contains(const st_file *f, const void *p);

@@ -2,6 +2,7 @@
  * model's template source and special-token variables, and compiling / rendering
  * through the Jinja engine in jinja_*.c. */
 #include "template.h"
+#include "package.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -182,7 +183,15 @@ int flm_template_source_load(const char *model_path, flm_template_source *out) {
     memset(out, 0, sizeof *out);
     if (flm_is_dir(model_path)) return flm_template_source_load_dir(model_path, out);
     if (!flm_file_exists(model_path)) return flm_fail(FLM_ERR_IO, "%s: no such file or directory", model_path);
-    return flm_fail(FLM_ERR_UNSUPPORTED, "%s: chat templates are read from a Hugging Face model folder", model_path);
+    if (flm_is_package_path(model_path)) {
+        gguf_file *g;
+        int rc = gguf_open(model_path, &g);
+        if (rc) return rc;
+        rc = flm_package_template(g, out);
+        gguf_close(g);
+        return rc;
+    }
+    return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a Hugging Face model folder or a .gguf package", model_path);
 }
 
 int flm_template_load_dir(const char *dir, char **source_out) {

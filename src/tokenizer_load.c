@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "package.h"
 
 #define MAX_TOKEN_ID (1 << 24)
 
@@ -292,7 +293,13 @@ int flm_tokenizer_load(const char *path, flm_tokenizer **out) {
     if (!flm_file_exists(path)) return flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
     size_t n = strlen(path);
     if (n >= 5 && !strcmp(path + n - 5, ".json")) return load_json_file(path, out);
-    if (n >= 5 && !strcmp(path + n - 5, ".gguf"))
-        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: reading the tokenizer from a GGUF file is not supported yet", path);
+    if (flm_is_package_path(path)) {
+        gguf_file *g;
+        int rc = gguf_open(path, &g);
+        if (rc) return rc;
+        rc = flm_package_tokenizer(g, out);
+        gguf_close(g);
+        return rc;
+    }
     return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a model folder or tokenizer.json", path);
 }

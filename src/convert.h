@@ -1,0 +1,34 @@
+/* convert.h — the streaming converter: Hugging Face checkpoint (+ PEFT LoRA
+ * adapters) → one GGUF package. One source tensor is read (mapped), merged,
+ * converted/quantized in row chunks and written at a time, so peak memory is
+ * bounded by a tensor's working set, never the model. Output is atomic. */
+#ifndef FLM_CONVERT_H
+#define FLM_CONVERT_H
+
+#include <signal.h>
+#include <stdint.h>
+#include "tensor.h"
+
+typedef struct {
+    flm_dtype type;               /* weight matrices: f32, f16, bf16, q8_0 or q4_0 */
+    const char *const *lora_dirs; /* PEFT adapters merged in order */
+    const float *lora_scales;     /* extra user scale per adapter (NULL: 1.0) */
+    int n_lora;
+    int n_threads;                /* <= 0: physical cores */
+    volatile sig_atomic_t *cancel;/* checked between chunks; non-zero aborts (FLM_ERR_CANCELLED) */
+    /* Called before each tensor (may be NULL). */
+    void (*progress)(void *ctx, int index, int total, const char *name, uint64_t bytes_done, uint64_t bytes_total);
+    void *progress_ctx;
+} flm_convert_options;
+
+typedef struct {
+    int n_tensors;
+    int n_fallback;               /* quantized requests kept as f16 (rows not a multiple of 32) */
+    uint64_t bytes_written;       /* size of the output file */
+    double seconds;
+    size_t peak_rss;
+} flm_convert_stats;
+
+int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats);
+
+#endif

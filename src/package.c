@@ -1,0 +1,410 @@
+/* package.c — package metadata: writing every asset a model needs into GGUF keys,
+ * and reading the config, tokenizer, chat template and generation defaults back. */
+#include "package.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "json.h"
+
+/* llama.cpp token types (gguf-py constants.py TokenType). */
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+/* llama.cpp general.file_type (LlamaFileType): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32. */
+static int file_type_id(const char *t) {
+    if (!t) return -1;
+    if (!strcmp(t, "f32")) return 0;
+    if (!strcmp(t, "f16")) return 1;
+    if (!strcmp(t, "q4_0")) return 2;
+    if (!strcmp(t, "q8_0")) return 7;
+    if (!strcmp(t, "bf16")) return 32;
+    return -1;
+}
+
+bool flm_is_package_path(const char *path) { return flm_file_exists(path) && gguf_is_gguf_file(path); }
+
+/* ---- writing ---- */
+
+static int write_tokenizer(gguf_writer *w, const flm_config *cfg, const flm_tokenizer *tok, const flm_gen_config *gen) {
+    flm_tokenizer_spec sp;
+    flm_tokenizer_get_spec(tok, &sp);
+    size_t n = (size_t)cfg->vocab_size;
+    if (sp.n_vocab > n) n = sp.n_vocab;
+    for (size_t i = 0; i < sp.n_added; i++)
+        if ((size_t)sp.added[i].id >= n) n = (size_t)sp.added[i].id + 1;
+    const char **tokens = flm_calloc(n, sizeof *tokens);
+    int32_t *types = flm_calloc(n, sizeof *types);
+    char **pads = flm_calloc(n, sizeof *pads);
+    int rc = (tokens && types && pads) ? FLM_OK : FLM_ERR_NOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (i < sp.n_vocab && sp.vocab[i]) { tokens[i] = sp.vocab[i]; types[i] = TT_NORMAL; }
+    }
+    for (size_t i = 0; !rc && i < sp.n_added; i++) {
+        tokens[sp.added[i].id] = sp.added[i].content;
+        types[sp.added[i].id] = sp.added[i].special ? TT_CONTROL : TT_USER_DEFINED;
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (tokens[i]) continue;
+        char buf[32];
+        snprintf(buf, sizeof buf, "[PAD%zu]", i); /* llama.cpp's filler for unused ids */
+        pads[i] = flm_strdup(buf);
+        if (!pads[i]) { rc = FLM_ERR_NOMEM; break; }
+        tokens[i] = pads[i];
+        types[i] = TT_UNUSED;
+    }
+    if (!rc) rc = gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2");
+    if (!rc) rc = gguf_writer_add_str(w, "tokenizer.ggml.pre", "qwen2");
+    if (!rc) rc = gguf_writer_add_str_array(w, "tokenizer.ggml.tokens", tokens, n);
+    if (!rc) rc = gguf_writer_add_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n);
+    if (!rc) rc = gguf_writer_add_str_array(w, "tokenizer.ggml.merges", sp.merges, sp.n_merges);
+    int32_t eos = cfg->n_eos ? cfg->eos_token_ids[0] : (gen->n_eos ? gen->eos_ids[0] : -1);
+    int32_t bos = cfg->bos_token_id >= 0 ? cfg->bos_token_id : gen->bos_id;
+    int32_t pad = gen->pad_id >= 0 ? gen->pad_id : bos;
+    if (!rc && eos >= 0) rc = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    if (!rc && bos >= 0) rc = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (!rc && pad >= 0) rc = gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)pad);
+    if (!rc) rc = gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false);
+    /* the exact Hugging Face configuration, so the tokenizer behaves as the original */
+    if (!rc && sp.normalizer_json) rc = gguf_writer_add_str(w, "fieldlm.tokenizer.normalizer", sp.normalizer_json);
+    if (!rc && sp.pre_tokenizer_json) rc = gguf_writer_add_str(w, "fieldlm.tokenizer.pre_tokenizer", sp.pre_tokenizer_json);
+    if (!rc && sp.decoder_json) rc = gguf_writer_add_str(w, "fieldlm.tokenizer.decoder", sp.decoder_json);
+    if (!rc) rc = gguf_writer_add_bool(w, "fieldlm.tokenizer.ignore_merges", sp.ignore_merges);
+    if (!rc) {
+        strbuf sb;
+        sb_init(&sb);
+        sb_putc(&sb, '[');
+        for (size_t i = 0; i < sp.n_added; i++) {
+            const flm_added_token *a = &sp.added[i];
+            sb_printf(&sb, "%s{\"id\":%d,\"content\":", i ? "," : "", a->id);
+            sb_json_string(&sb, a->content, strlen(a->content), false);
+            sb_printf(&sb, ",\"special\":%s,\"lstrip\":%s,\"rstrip\":%s,\"single_word\":%s,\"normalized\":%s}",
+                      a->special ? "true" : "false", a->lstrip ? "true" : "false", a->rstrip ? "true" : "false",
+                      a->single_word ? "true" : "false", a->normalized ? "true" : "false");
+        }
+        sb_putc(&sb, ']');
+        rc = sb.oom ? FLM_ERR_NOMEM : gguf_writer_add_str(w, "fieldlm.tokenizer.added_tokens", sb_cstr(&sb));
+        sb_free(&sb);
+    }
+    for (size_t i = 0; pads && i < n; i++) free(pads[i]);
+    free(pads);
+    free(tokens);
+    free(types);
+    return rc;
+}
+
+static int write_generation(gguf_writer *w, const flm_config *cfg, const flm_gen_config *g, const flm_tokenizer *tok) {
+    int rc = FLM_OK;
+    uint32_t f = g->from_file;
+    if (!rc && (f & FLM_GEN_DO_SAMPLE)) rc = gguf_writer_add_bool(w, "fieldlm.generation.do_sample", g->do_sample);
+    if (!rc && (f & FLM_GEN_TEMPERATURE)) rc = gguf_writer_add_f64(w, "fieldlm.generation.temperature", g->temperature);
+    if (!rc && (f & FLM_GEN_TOP_K)) rc = gguf_writer_add_i32(w, "fieldlm.generation.top_k", g->top_k);
+    if (!rc && (f & FLM_GEN_TOP_P)) rc = gguf_writer_add_f64(w, "fieldlm.generation.top_p", g->top_p);
+    if (!rc && (f & FLM_GEN_MIN_P)) rc = gguf_writer_add_f64(w, "fieldlm.generation.min_p", g->min_p);
+    if (!rc && (f & FLM_GEN_REPETITION_PENALTY)) rc = gguf_writer_add_f64(w, "fieldlm.generation.repetition_penalty", g->repetition_penalty);
+    if (!rc && (f & FLM_GEN_MAX_NEW_TOKENS)) rc = gguf_writer_add_i64(w, "fieldlm.generation.max_new_tokens", g->max_new_tokens);
+    if (!rc && (f & FLM_GEN_MAX_LENGTH)) rc = gguf_writer_add_i64(w, "fieldlm.generation.max_length", g->max_length);
+    if (!rc && (f & FLM_GEN_BOS)) rc = gguf_writer_add_i32(w, "fieldlm.generation.bos_token_id", g->bos_id);
+    if (!rc && (f & FLM_GEN_PAD)) rc = gguf_writer_add_i32(w, "fieldlm.generation.pad_token_id", g->pad_id);
+    /* every stop id: generation_config.json's, config.json's and the tokenizer's eos */
+    int32_t ids[FLM_GEN_MAX_EOS + 8];
+    (void)tok;
+    int n = flm_gen_config_eos_ids(g, -1, ids, FLM_GEN_MAX_EOS);
+    if (n < 0) n = 0;
+    for (int i = 0; i < cfg->n_eos && n < FLM_GEN_MAX_EOS + 8; i++) {
+        bool dup = false;
+        for (int j = 0; j < n; j++) dup |= ids[j] == cfg->eos_token_ids[i];
+        if (!dup && cfg->eos_token_ids[i] >= 0) ids[n++] = cfg->eos_token_ids[i];
+    }
+    if (!rc && n > 0) rc = gguf_writer_add_array(w, "fieldlm.eos_token_ids", GGUF_TYPE_INT32, ids, (size_t)n);
+    return rc;
+}
+
+static int write_template(gguf_writer *w, const flm_template_source *t) {
+    int rc = FLM_OK;
+    for (size_t i = 0; !rc && i < t->n; i++) {
+        if (!strcmp(t->templates[i].name, "default")) {
+            rc = gguf_writer_add_strn(w, "tokenizer.chat_template", t->templates[i].text, t->templates[i].len);
+        } else {
+            char key[256];
+            snprintf(key, sizeof key, "tokenizer.chat_template.%s", t->templates[i].name);
+            rc = gguf_writer_add_strn(w, key, t->templates[i].text, t->templates[i].len);
+        }
+    }
+    if (!rc && t->vars) {
+        strbuf sb;
+        sb_init(&sb);
+        json_write(&sb, json_root(t->vars), false);
+        rc = sb.oom ? FLM_ERR_NOMEM : gguf_writer_add_str(w, "fieldlm.chat_template_vars", sb_cstr(&sb));
+        sb_free(&sb);
+    }
+    return rc;
+}
+
+int flm_package_write_metadata(gguf_writer *w, const flm_config *cfg, const flm_tokenizer *tok,
+                               const flm_template_source *tmpl, const flm_gen_config *gen,
+                               const flm_package_provenance *prov) {
+    int rc = gguf_writer_add_str(w, "general.architecture", "qwen2");
+    if (!rc) rc = gguf_writer_add_str(w, "general.name", "fieldlm package");
+    int ft = file_type_id(prov ? prov->file_type : NULL);
+    if (!rc && ft >= 0) rc = gguf_writer_add_u32(w, "general.file_type", (uint32_t)ft);
+    if (!rc) rc = gguf_writer_add_u32(w, "general.quantization_version", 2);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.context_length", (uint32_t)cfg->max_position_embeddings);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.embedding_length", (uint32_t)cfg->hidden_size);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.block_count", (uint32_t)cfg->n_layers);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.feed_forward_length", (uint32_t)cfg->intermediate_size);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.attention.head_count", (uint32_t)cfg->n_heads);
+    if (!rc) rc = gguf_writer_add_u32(w, "qwen2.attention.head_count_kv", (uint32_t)cfg->n_kv_heads);
+    if (!rc) rc = gguf_writer_add_f32(w, "qwen2.rope.freq_base", (float)cfg->rope_theta);
+    if (!rc) rc = gguf_writer_add_f32(w, "qwen2.attention.layer_norm_rms_epsilon", (float)cfg->rms_norm_eps);
+    if (!rc && cfg->head_dim * cfg->n_heads != cfg->hidden_size) {
+        rc = gguf_writer_add_u32(w, "qwen2.attention.key_length", (uint32_t)cfg->head_dim);
+        if (!rc) rc = gguf_writer_add_u32(w, "qwen2.attention.value_length", (uint32_t)cfg->head_dim);
+    }
+    /* exact values (the qwen2.* floats above are f32 as llama.cpp expects) */
+    if (!rc) rc = gguf_writer_add_f64(w, "fieldlm.rope_theta", cfg->rope_theta);
+    if (!rc) rc = gguf_writer_add_f64(w, "fieldlm.rms_norm_eps", cfg->rms_norm_eps);
+    if (!rc) rc = gguf_writer_add_u32(w, "fieldlm.format_version", 1);
+    if (!rc) rc = gguf_writer_add_str(w, "fieldlm.converter", "fieldlm " FLM_VERSION);
+    if (!rc) rc = write_tokenizer(w, cfg, tok, gen);
+    if (!rc && tmpl) rc = write_template(w, tmpl);
+    if (!rc) rc = write_generation(w, cfg, gen, tok);
+    if (!rc && prov) {
+        if (prov->source_dtype && prov->source_dtype[0]) rc = gguf_writer_add_str(w, "fieldlm.source.dtype", prov->source_dtype);
+        if (!rc && prov->n_source_files) rc = gguf_writer_add_str_array(w, "fieldlm.source.files", prov->source_files, prov->n_source_files);
+        if (!rc && prov->n_adapters) rc = gguf_writer_add_str_array(w, "fieldlm.lora.adapters", prov->adapters, prov->n_adapters);
+    }
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static int get_u32_req(const gguf_file *g, const char *key, int *out) {
+    uint32_t v;
+    if (gguf_get_u32(g, key, &v) != FLM_OK) return flm_fail(FLM_ERR_FORMAT, "%s: missing or non-integer key %s", gguf_name(g), key);
+    if (v > 1000000000u) return flm_fail(FLM_ERR_FORMAT, "%s: %s = %u is out of range", gguf_name(g), key, v);
+    *out = (int)v;
+    return FLM_OK;
+}
+
+int flm_package_config(const gguf_file *g, flm_config *c) {
+    memset(c, 0, sizeof *c);
+    const char *arch = NULL;
+    if (gguf_get_str(g, "general.architecture", &arch) != FLM_OK)
+        return flm_fail(FLM_ERR_FORMAT, "%s: missing general.architecture", gguf_name(g));
+    if (strcmp(arch, "qwen2") != 0)
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (fieldlm runs \"qwen2\")", gguf_name(g), arch);
+    snprintf(c->model_type, sizeof c->model_type, "qwen2");
+    int rc;
+    if ((rc = get_u32_req(g, "qwen2.context_length", &c->max_position_embeddings)) ||
+        (rc = get_u32_req(g, "qwen2.embedding_length", &c->hidden_size)) ||
+        (rc = get_u32_req(g, "qwen2.block_count", &c->n_layers)) ||
+        (rc = get_u32_req(g, "qwen2.feed_forward_length", &c->intermediate_size)) ||
+        (rc = get_u32_req(g, "qwen2.attention.head_count", &c->n_heads)))
+        return rc;
+    c->n_kv_heads = c->n_heads;
+    uint32_t v;
+    if (gguf_get_u32(g, "qwen2.attention.head_count_kv", &v) == FLM_OK) c->n_kv_heads = (int)v;
+    if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->hidden_size <= 0 || c->n_layers <= 0 || c->intermediate_size <= 0 ||
+        c->n_heads % c->n_kv_heads)
+        return flm_fail(FLM_ERR_FORMAT, "%s: inconsistent qwen2.* hyper-parameters", gguf_name(g));
+    c->head_dim = c->hidden_size / c->n_heads;
+    if (gguf_get_u32(g, "qwen2.attention.key_length", &v) == FLM_OK) c->head_dim = (int)v;
+    if (c->head_dim <= 0 || c->head_dim % 2) return flm_fail(FLM_ERR_FORMAT, "%s: bad head dimension %d", gguf_name(g), c->head_dim);
+    double d;
+    float f;
+    c->rope_theta = 10000.0;
+    if (gguf_get_f64(g, "fieldlm.rope_theta", &d) == FLM_OK) c->rope_theta = d;
+    else if (gguf_get_f32(g, "qwen2.rope.freq_base", &f) == FLM_OK) c->rope_theta = f;
+    c->rms_norm_eps = 1e-6;
+    if (gguf_get_f64(g, "fieldlm.rms_norm_eps", &d) == FLM_OK) c->rms_norm_eps = d;
+    else if (gguf_get_f32(g, "qwen2.attention.layer_norm_rms_epsilon", &f) == FLM_OK) c->rms_norm_eps = f;
+    if (!(c->rope_theta > 0) || !(c->rms_norm_eps > 0)) return flm_fail(FLM_ERR_FORMAT, "%s: bad rope base or rms epsilon", gguf_name(g));
+    const gguf_tensor_info *emb = gguf_tensor_find(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2) return flm_fail(FLM_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_name(g));
+    c->vocab_size = (int)emb->shape[0];
+    c->tie_word_embeddings = gguf_tensor_find(g, "output.weight") == NULL;
+    c->bos_token_id = -1;
+    if (gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v) == FLM_OK) c->bos_token_id = (int)v;
+    const gguf_value *arr;
+    if (gguf_get_array(g, "fieldlm.eos_token_ids", GGUF_TYPE_COUNT, &arr) == FLM_OK) {
+        for (uint64_t i = 0; i < gguf_array_len(arr) && c->n_eos < 8; i++) {
+            int64_t x;
+            if (gguf_array_i64(arr, i, &x) == FLM_OK) c->eos_token_ids[c->n_eos++] = (int)x;
+        }
+    } else if (gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &v) == FLM_OK) {
+        c->eos_token_ids[c->n_eos++] = (int)v;
+    }
+    const char *dt = NULL;
+    if (gguf_get_str(g, "fieldlm.source.dtype", &dt) == FLM_OK) snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
+    return FLM_OK;
+}
+
+static const char *opt_str(const gguf_file *g, const char *key) {
+    const char *s = NULL;
+    return gguf_get_str(g, key, &s) == FLM_OK ? s : NULL;
+}
+
+int flm_package_tokenizer(const gguf_file *g, flm_tokenizer **out) {
+    *out = NULL;
+    const char *model = opt_str(g, "tokenizer.ggml.model");
+    if (!model) return flm_fail(FLM_ERR_FORMAT, "%s: no tokenizer (tokenizer.ggml.model is missing)", gguf_name(g));
+    if (strcmp(model, "gpt2") != 0)
+        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: tokenizer model \"%s\" is not supported (byte-level BPE \"gpt2\" only)", gguf_name(g), model);
+    const gguf_value *toks, *merges, *types = NULL;
+    if (gguf_get_array(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks) != FLM_OK)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing", gguf_name(g));
+    if (gguf_get_array(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &merges) != FLM_OK)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tokenizer.ggml.merges is missing", gguf_name(g));
+    gguf_get_array(g, "tokenizer.ggml.token_type", GGUF_TYPE_COUNT, &types);
+    size_t n = (size_t)gguf_array_len(toks), nm = (size_t)gguf_array_len(merges);
+    if (types && gguf_array_len(types) != n) return flm_fail(FLM_ERR_FORMAT, "%s: token_type has %llu entries, tokens %zu", gguf_name(g), (unsigned long long)gguf_array_len(types), n);
+    flm_tokenizer_spec sp;
+    memset(&sp, 0, sizeof sp);
+    const char **vocab = flm_calloc(n, sizeof *vocab);
+    const char **mg = flm_calloc(nm ? nm : 1, sizeof *mg);
+    flm_added_token *added = flm_calloc(n, sizeof *added);
+    json_doc *added_doc = NULL;
+    int rc = (vocab && mg && added) ? FLM_OK : FLM_ERR_NOMEM;
+    size_t n_added = 0;
+    const char *added_json = opt_str(g, "fieldlm.tokenizer.added_tokens");
+    if (!rc && added_json) {
+        added_doc = json_parse(added_json, strlen(added_json), "fieldlm.tokenizer.added_tokens");
+        const json *a = json_root(added_doc);
+        if (!a || a->type != JSON_ARRAY) rc = flm_fail(FLM_ERR_FORMAT, "%s: fieldlm.tokenizer.added_tokens is not a JSON array", gguf_name(g));
+        for (size_t i = 0; !rc && i < a->len; i++) {
+            const json *e = &a->items[i];
+            int64_t id = json_int(json_get(e, "id"), -1);
+            const char *content = json_string(json_get(e, "content"), NULL);
+            if (id < 0 || (size_t)id >= n || !content) { rc = flm_fail(FLM_ERR_FORMAT, "%s: bad added token #%zu", gguf_name(g), i); break; }
+            added[n_added++] = (flm_added_token){(int32_t)id, content, json_bool(json_get(e, "special"), false),
+                                                 json_bool(json_get(e, "lstrip"), false), json_bool(json_get(e, "rstrip"), false),
+                                                 json_bool(json_get(e, "single_word"), false), json_bool(json_get(e, "normalized"), false)};
+        }
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        const char *s;
+        uint64_t len;
+        if (gguf_array_str(toks, i, &s, &len) != FLM_OK) { rc = flm_fail(FLM_ERR_FORMAT, "%s: bad token %zu", gguf_name(g), i); break; }
+        int64_t type = TT_NORMAL;
+        if (types) gguf_array_i64(types, i, &type);
+        bool is_added = false;
+        for (size_t k = 0; k < n_added && !is_added; k++) is_added = added[k].id == (int32_t)i;
+        if (is_added || type == TT_UNUSED) continue;
+        if (type == TT_CONTROL || type == TT_USER_DEFINED) {
+            if (added_json) continue; /* the JSON list is authoritative */
+            /* llama.cpp files: control = special added token, user-defined = normal added token */
+            added[n_added++] = (flm_added_token){(int32_t)i, s, type == TT_CONTROL, false, false, false, type != TT_CONTROL};
+            continue;
+        }
+        vocab[i] = s;
+    }
+    for (size_t i = 0; !rc && i < nm; i++) {
+        uint64_t len;
+        if (gguf_array_str(merges, i, &mg[i], &len) != FLM_OK) rc = flm_fail(FLM_ERR_FORMAT, "%s: bad merge %zu", gguf_name(g), i);
+    }
+    if (!rc) {
+        /* the model vocabulary ends before the first added/unused id (holes are fine) */
+        sp.vocab = vocab;
+        sp.n_vocab = n;
+        sp.merges = mg;
+        sp.n_merges = nm;
+        sp.added = added;
+        sp.n_added = n_added;
+        sp.normalizer_json = opt_str(g, "fieldlm.tokenizer.normalizer");
+        sp.pre_tokenizer_json = opt_str(g, "fieldlm.tokenizer.pre_tokenizer");
+        sp.decoder_json = opt_str(g, "fieldlm.tokenizer.decoder");
+        bool im = false;
+        if (gguf_get_bool(g, "fieldlm.tokenizer.ignore_merges", &im) == FLM_OK) sp.ignore_merges = im;
+        if (!sp.pre_tokenizer_json) {
+            const char *pre = opt_str(g, "tokenizer.ggml.pre");
+            rc = flm_tokenizer_preset(pre ? pre : "gpt2", &sp);
+            if (rc) rc = flm_fail(FLM_ERR_UNSUPPORTED, "%s: pre-tokenizer \"%s\" is not known to fieldlm (supported: qwen2, gpt2)", gguf_name(g), pre ? pre : "?");
+        }
+    }
+    if (!rc) rc = flm_tokenizer_from_spec(&sp, out);
+    json_free(added_doc);
+    free(vocab);
+    free(mg);
+    free(added);
+    return rc;
+}
+
+int flm_package_template(const gguf_file *g, flm_template_source *out) {
+    memset(out, 0, sizeof *out);
+    int rc = FLM_OK;
+    for (size_t i = 0; !rc && i < gguf_kv_count(g); i++) {
+        const gguf_kv *kv = gguf_kv_at(g, i);
+        if (strncmp(kv->key, "tokenizer.chat_template", 23) != 0 || kv->value.type != GGUF_TYPE_STRING) continue;
+        const char *name = kv->key[23] == '.' ? kv->key + 24 : kv->key[23] == 0 ? "default" : NULL;
+        if (name) rc = flm_template_source_add(out, name, kv->value.s.str, (size_t)kv->value.s.len);
+    }
+    if (!rc && out->n == 0) rc = flm_fail(FLM_ERR_FORMAT, "%s: no chat template (tokenizer.chat_template)", gguf_name(g));
+    const char *vars = opt_str(g, "fieldlm.chat_template_vars");
+    if (!rc && vars) {
+        out->vars = json_parse(vars, strlen(vars), "fieldlm.chat_template_vars");
+        if (!out->vars) rc = FLM_ERR_FORMAT;
+    }
+    if (!rc) out->origin = flm_strdup(gguf_name(g));
+    if (rc) flm_template_source_free(out);
+    return rc;
+}
+
+bool flm_package_has_generation(const gguf_file *g) {
+    for (size_t i = 0; i < gguf_kv_count(g); i++)
+        if (!strncmp(gguf_kv_at(g, i)->key, "fieldlm.generation.", 19)) return true;
+    return false;
+}
+
+int flm_package_gen_config(const gguf_file *g, flm_gen_config *out) {
+    /* Rebuild the generation_config.json fields the package carries and parse them
+     * with the same reader, so defaults and provenance bits behave identically. */
+    static const struct { const char *key, *json; } F[] = {
+        {"fieldlm.generation.do_sample", "do_sample"}, {"fieldlm.generation.temperature", "temperature"},
+        {"fieldlm.generation.top_k", "top_k"}, {"fieldlm.generation.top_p", "top_p"},
+        {"fieldlm.generation.min_p", "min_p"}, {"fieldlm.generation.repetition_penalty", "repetition_penalty"},
+        {"fieldlm.generation.max_new_tokens", "max_new_tokens"}, {"fieldlm.generation.max_length", "max_length"},
+        {"fieldlm.generation.bos_token_id", "bos_token_id"}, {"fieldlm.generation.pad_token_id", "pad_token_id"},
+    };
+    strbuf sb;
+    sb_init(&sb);
+    sb_putc(&sb, '{');
+    int n = 0;
+    for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
+        const gguf_value *v = gguf_find(g, F[i].key);
+        if (!v) continue;
+        sb_printf(&sb, "%s\"%s\": ", n++ ? ", " : "", F[i].json);
+        if (v->type == GGUF_TYPE_BOOL) sb_puts(&sb, v->num.b ? "true" : "false");
+        else if (v->type == GGUF_TYPE_FLOAT32 || v->type == GGUF_TYPE_FLOAT64) sb_printf(&sb, "%.17g", v->num.f);
+        else if (v->type == GGUF_TYPE_INT8 || v->type == GGUF_TYPE_INT16 || v->type == GGUF_TYPE_INT32 || v->type == GGUF_TYPE_INT64) sb_printf(&sb, "%lld", (long long)v->num.i);
+        else sb_printf(&sb, "%llu", (unsigned long long)v->num.u);
+    }
+    const gguf_value *arr;
+    if (gguf_get_array(g, "fieldlm.eos_token_ids", GGUF_TYPE_COUNT, &arr) == FLM_OK) {
+        sb_printf(&sb, "%s\"eos_token_id\": [", n++ ? ", " : "");
+        for (uint64_t i = 0; i < gguf_array_len(arr); i++) {
+            int64_t x = -1;
+            gguf_array_i64(arr, i, &x);
+            sb_printf(&sb, "%s%lld", i ? ", " : "", (long long)x);
+        }
+        sb_putc(&sb, ']');
+    }
+    sb_putc(&sb, '}');
+    int rc;
+    if (sb.oom) rc = FLM_ERR_NOMEM;
+    else if (!flm_package_has_generation(g)) {
+        flm_gen_config_defaults(out);
+        /* stop ids still come from the file's tokenizer */
+        uint32_t eos;
+        if (n && (rc = flm_gen_config_parse(sb.data, sb.len, gguf_name(g), out)) != FLM_OK) { sb_free(&sb); return rc; }
+        if (n) { out->from_file &= ~(uint32_t)FLM_GEN_EOS; out->file_found = false; }
+        if (out->n_eos == 0 && gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &eos) == FLM_OK) out->eos_ids[out->n_eos++] = (int32_t)eos;
+        rc = FLM_OK;
+    } else {
+        rc = flm_gen_config_parse(sb.data, sb.len, gguf_name(g), out);
+    }
+    sb_free(&sb);
+    return rc;
+}
