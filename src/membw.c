@@ -101,20 +101,37 @@ static uint64_t read_neon(const unsigned char *p, size_t n) {
 
 typedef struct { read_fn fn; const char *name; } reader;
 
-static reader pick_reader(void) {
+/* Load loops this build has, best first. */
+static const reader READERS[] = {
 #ifdef MEMBW_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return (reader){read_avx512, "avx512"};
-    if (__builtin_cpu_supports("avx2")) return (reader){read_avx2, "avx2"};
+    {read_avx512, "avx512"},
+    {read_avx2, "avx2"},
 #endif
 #ifdef MEMBW_NEON
-    return (reader){read_neon, "neon"};
-#else
-    return (reader){read_scalar, "scalar"};
+    {read_neon, "neon"},
 #endif
+    {read_scalar, "scalar"},
+};
+#define N_READERS (sizeof READERS / sizeof READERS[0])
+
+static bool reader_runs(const reader *r) {
+#ifdef MEMBW_X86
+    __builtin_cpu_init();
+    if (!strcmp(r->name, "avx512")) return __builtin_cpu_supports("avx512f");
+    if (!strcmp(r->name, "avx2")) return __builtin_cpu_supports("avx2");
+#endif
+    (void)r;
+    return true;
 }
 
-const char *flm_membw_isa(void) { return pick_reader().name; }
+/* The named loop (NULL: the best this CPU runs); NULL if unknown or unsupported. */
+static const reader *pick_reader(const char *name) {
+    for (size_t i = 0; i < N_READERS; i++)
+        if ((!name || !strcmp(name, READERS[i].name)) && reader_runs(&READERS[i])) return &READERS[i];
+    return NULL;
+}
+
+const char *flm_membw_isa(void) { return pick_reader(NULL)->name; }
 
 /* One job for the pool: thread ith touches (fill) or reads its slice. */
 typedef struct {
@@ -143,6 +160,8 @@ int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out) {
     int repeats = opt && opt->repeats > 0 ? opt->repeats : FLM_MEMBW_DEFAULT_REPEATS;
     int want = opt ? opt->n_threads : 0;
     if (bytes < MIB) return flm_fail(FLM_ERR_ARG, "membw: buffer of %zu bytes is too small (at least 1 MiB)", bytes);
+    const reader *rd = pick_reader(opt ? opt->isa : NULL);
+    if (!rd) return flm_fail(FLM_ERR_ARG, "membw: load loop '%s' is not built in or this CPU cannot run it", opt->isa);
 
     flm_pool *pool = NULL;
     int rc = flm_pool_new(want, &pool);
@@ -163,8 +182,7 @@ int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out) {
         flm_pool_free(pool);
         return flm_fail(FLM_ERR_NOMEM, "membw: cannot allocate a %zu MiB buffer", total / MIB);
     }
-    reader rd = pick_reader();
-    membw_job job = {.buf = mem, .slice = slice, .fill = true, .fn = rd.fn};
+    membw_job job = {.buf = mem, .slice = slice, .fill = true, .fn = rd->fn};
     flm_pool_run(pool, membw_worker, &job);
     job.fill = false;
     flm_pool_run(pool, membw_worker, &job); /* warm-up pass: TLB, frequency, pool wake-up */
@@ -188,6 +206,6 @@ int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out) {
     out->bytes = total;
     out->n_threads = nth;
     out->repeats = repeats;
-    out->isa = rd.name;
+    out->isa = rd->name;
     return FLM_OK;
 }

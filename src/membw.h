@@ -21,6 +21,7 @@ typedef struct {
     size_t bytes;   /* buffer size; 0 = FLM_MEMBW_DEFAULT_BYTES (rounded down to 4 KiB, >= 1 MiB) */
     int n_threads;  /* <= 0: the number of physical cores */
     int repeats;    /* <= 0: FLM_MEMBW_DEFAULT_REPEATS */
+    const char *isa;/* NULL: the widest loads this CPU has; or "avx512", "avx2", "neon", "scalar" */
 } flm_membw_options;
 
 typedef struct {
@@ -35,7 +36,7 @@ typedef struct {
 
 /* Runs the measurement (about bytes × (repeats + 1) of memory traffic). opt may be
  * NULL for the defaults. FLM_ERR_NOMEM when the buffer cannot be allocated,
- * FLM_ERR_ARG for a buffer under 1 MiB. */
+ * FLM_ERR_ARG for a buffer under 1 MiB or a load loop this CPU cannot run. */
 int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out);
 
 /* The load loop this CPU uses (what flm_membw_result.isa will say). */

@@ -65,6 +65,29 @@ TEST(bench_membw_library) {
     CHECK(strstr(flm_last_error(), "too small"));
 }
 
+/* Every load loop this CPU runs gives a positive figure; the portable one always runs. */
+TEST(bench_membw_every_isa) {
+    static const char *const isas[] = {"avx512", "avx2", "neon", "scalar"};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof *isas; i++) {
+        flm_membw_options o = {.bytes = 2u << 20, .n_threads = 2, .repeats = 1, .isa = isas[i]};
+        flm_membw_result r;
+        int rc = flm_membw_measure(&o, &r);
+        if (rc == FLM_ERR_ARG) continue; /* not built in, or this CPU lacks it */
+        REQUIRE(rc == FLM_OK);
+        CHECK_STR(r.isa, isas[i]);
+        CHECK(r.best_gb_s > 0);
+        ran++;
+    }
+    CHECK(ran >= 1);
+    flm_membw_options o = {.bytes = 2u << 20, .isa = "scalar"};
+    flm_membw_result r;
+    CHECK_EQ_INT(flm_membw_measure(&o, &r), FLM_OK);
+    o.isa = "sse9";
+    CHECK_EQ_INT(flm_membw_measure(&o, &r), FLM_ERR_ARG);
+    CHECK(strstr(flm_last_error(), "sse9"));
+}
+
 TEST(bench_micro_json) {
     json_doc *d = bench_json("-m " MICRO " -p 16 -n 8 --json --membw-mib " SMALL_MIB);
     REQUIRE(d);
