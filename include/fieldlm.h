@@ -153,7 +153,7 @@ typedef struct {
     int generated_tokens;  /* tokens generated (stop token excluded) */
     double decode_s;       /* from the end of the prefill to the end */
     double decode_tok_s;   /* generated_tokens / decode_s */
-    double ttft_s;         /* from the start of the call to the first token */
+    double ttft_s;         /* from the start of the prefill (after rendering and encoding) to the first token */
 } flm_timings;
 
 typedef struct {
