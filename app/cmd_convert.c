@@ -104,6 +104,8 @@ static int cmd_convert(int argc, char **argv) {
     }
     fprintf(stderr, "convert: wrote %s: %d tensors, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out, st.n_tensors,
             (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6, n_lora ? ", LoRA merged" : "");
+    if (st.no_tokenizer)
+        fprintf(stderr, "convert: note: %s has no tokenizer files: the package runs on token ids only\n", in);
     if (st.n_fallback)
         fprintf(stderr, "convert: note: %d matri%s kept as f16 (rows not a multiple of 32)\n", st.n_fallback, st.n_fallback == 1 ? "x" : "ces");
     return EXIT_OK;

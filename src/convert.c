@@ -144,6 +144,17 @@ static int write_tensor(const flm_model *m, gguf_writer *w, flm_pool *pool, cons
 
 static const char *type_name(flm_dtype t) { return flm_dtype_get(t)->name; }
 
+static bool flm_has_tokenizer_files(const char *dir) {
+    static const char *const any[] = {"tokenizer.json", "vocab.json"};
+    for (size_t i = 0; i < sizeof any / sizeof *any; i++) {
+        char *p = flm_path_join(dir, any[i]);
+        bool ok = p && flm_file_exists(p);
+        free(p);
+        if (ok) return true;
+    }
+    return false;
+}
+
 int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats) {
     double t0 = flm_now_seconds();
     memset(stats, 0, sizeof *stats);
@@ -171,7 +182,11 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     int rc;
 
     if ((rc = flm_model_open(hf_dir, NULL, &m))) goto done;
-    if ((rc = flm_tokenizer_load_dir(hf_dir, &tok))) { flm_fail_context(rc, "%s: tokenizer", hf_dir); goto done; }
+    if (flm_has_tokenizer_files(hf_dir)) {
+        if ((rc = flm_tokenizer_load_dir(hf_dir, &tok))) goto done;
+    } else {
+        stats->no_tokenizer = true; /* runs on token ids only; said in the summary */
+    }
     if (flm_template_source_load_dir(hf_dir, &tmpl) == FLM_OK) have_tmpl = true; /* a base model may have none */
     if ((rc = flm_gen_config_load(hf_dir, &gen))) goto done;
     if ((rc = flm_pool_new(opt->n_threads, &pool))) goto done;

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t bytes_written;       /* size of the output file */
     double seconds;
     size_t peak_rss;
+    bool no_tokenizer;            /* the folder had no tokenizer files: none in the package */
 } flm_convert_stats;
 
 int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats);

@@ -168,7 +168,7 @@ int flm_package_write_metadata(gguf_writer *w, const flm_config *cfg, const flm_
     if (!rc) rc = gguf_writer_add_f64(w, "fieldlm.rms_norm_eps", cfg->rms_norm_eps);
     if (!rc) rc = gguf_writer_add_u32(w, "fieldlm.format_version", 1);
     if (!rc) rc = gguf_writer_add_str(w, "fieldlm.converter", "fieldlm " FLM_VERSION);
-    if (!rc) rc = write_tokenizer(w, cfg, tok, gen);
+    if (!rc && tok) rc = write_tokenizer(w, cfg, tok, gen);
     if (!rc && tmpl) rc = write_template(w, tmpl);
     if (!rc) rc = write_generation(w, cfg, gen, tok);
     if (!rc && prov) {
@@ -306,9 +306,12 @@ int flm_package_tokenizer(const gguf_file *g, flm_tokenizer **out) {
         if (gguf_array_str(merges, i, &mg[i], &len) != FLM_OK) rc = flm_fail(FLM_ERR_FORMAT, "%s: bad merge %zu", gguf_name(g), i);
     }
     if (!rc) {
-        /* the model vocabulary ends before the first added/unused id (holes are fine) */
+        /* the model vocabulary ends at its last normal token: padding ids ([PADn],
+         * added for llama.cpp's tensor shapes) are not part of the tokenizer */
+        size_t n_model = n;
+        while (n_model > 0 && !vocab[n_model - 1]) n_model--;
         sp.vocab = vocab;
-        sp.n_vocab = n;
+        sp.n_vocab = n_model;
         sp.merges = mg;
         sp.n_merges = nm;
         sp.added = added;

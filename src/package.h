@@ -28,7 +28,8 @@ typedef struct {
     const char *file_type;            /* f32, f16, bf16, q8_0, q4_0 */
 } flm_package_provenance;
 
-/* Writes every metadata key of a package (all but the tensors). */
+/* Writes every metadata key of a package (all but the tensors). tok and tmpl may be
+ * NULL for checkpoints without them (test models that run on token ids only). */
 int flm_package_write_metadata(gguf_writer *w, const flm_config *cfg, const flm_tokenizer *tok,
                                const flm_template_source *tmpl, const flm_gen_config *gen,
                                const flm_package_provenance *prov);

@@ -1,0 +1,277 @@
+/* test_convert.c — `fieldlm convert`: packages reproduce the HF folders (verify),
+ * LoRA merges equal peft's, quantized packages stay within the fidelity bars, the
+ * package carries tokenizer / template / generation defaults, and every failure
+ * leaves no output behind. */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "gen_config.h"
+#include "gguf.h"
+#include "json.h"
+#include "model.h"
+#include "package.h"
+#include "safetensors.h"
+#include "template.h"
+#include "test.h"
+#include "tokenizer.h"
+#include "verify.h"
+
+/* issue 4's bar for q8_0 packages of kcc-advisor */
+#define Q8_MIN_TOP1 0.97
+#define Q8_MAX_MEAN_KL 0.01
+#define LORA_MERGE_TOL 1e-6
+
+static char *convert(const char *src, const char *name, const char *type, const char *extra) {
+    char *out = flm_path_join(test_tmpdir(), name);
+    char cmd[2048], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s -o %s --type %s %s", test_bin(), src, out, type, extra ? extra : "");
+    int rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 0, "%s: exit %d: %s", cmd, rc, e);
+    CHECK_MSG(strstr(e, "peak RSS") != NULL, "no summary: %s", e);
+    free(o);
+    free(e);
+    return out;
+}
+
+static void verify_all(const char *model, const char *ref, double tol, double min_top1, double max_kl, bool greedy_exact) {
+    flm_model *m;
+    int rc = flm_model_open(model, NULL, &m);
+    CHECK_MSG(rc == FLM_OK, "%s: %s", model, flm_last_error());
+    if (rc) return;
+    flm_verify_options opt = {.tol = tol};
+    flm_verify_case *cs;
+    int n;
+    REQUIRE(flm_verify_run(m, ref, &opt, &cs, &n) == FLM_OK);
+    int top1 = 0, pos = 0;
+    double kl = 0;
+    for (int i = 0; i < n; i++) {
+        if (greedy_exact) CHECK_MSG(cs[i].pass, "%s case %d: err %g, greedy diff at %d", model, i, cs[i].max_abs_err, cs[i].greedy_first_diff);
+        top1 += cs[i].top1_agree;
+        pos += cs[i].n_input;
+        kl += cs[i].mean_kl * cs[i].n_input;
+    }
+    CHECK_MSG((double)top1 / pos >= min_top1, "%s: top-1 %d/%d", model, top1, pos);
+    CHECK_MSG(kl / pos <= max_kl, "%s: mean KL %g", model, kl / pos);
+    free(cs);
+    flm_model_close(m);
+}
+
+TEST(convert_f32_bf16_packages_match_transformers) {
+    char *p = convert(TEST_DATA "/micro-qwen2", "micro-f32.gguf", "f32", NULL);
+    verify_all(p, TEST_DATA "/micro-qwen2", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
+    free(p);
+    p = convert(TEST_DATA "/tiny-qwen2", "tiny-bf16.gguf", "bf16", NULL);
+    verify_all(p, TEST_DATA "/tiny-qwen2", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
+    free(p);
+    p = convert(BUNDLED_MODEL, "kcc-f32.gguf", "f32", NULL);
+    verify_all(p, TEST_DATA "/kcc-advisor", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-6, true);
+    free(p);
+}
+
+TEST(convert_lora_packages_match_peft) {
+    char *p = convert(TEST_DATA "/micro-qwen2", "micro-lora.gguf", "f32", "--lora " TEST_DATA "/micro-qwen2-lora");
+    verify_all(p, TEST_DATA "/micro-qwen2-lora", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
+    /* the merged weights equal peft's merge_and_unload() */
+    gguf_file *g;
+    st_file *merged;
+    REQUIRE(gguf_open(p, &g) == FLM_OK);
+    REQUIRE(st_open(TEST_DATA "/micro-qwen2-lora/merged/model.safetensors", &merged) == FLM_OK);
+    double worst = 0;
+    int compared = 0;
+    for (int l = 0; l < 3; l++)
+        for (int w = 0; w < W_LAYER_COUNT; w++) {
+            char gn[96], hn[128];
+            flm_gguf_layer_name(l, (flm_layer_weight)w, gn, sizeof gn);
+            flm_hf_layer_name(l, (flm_layer_weight)w, hn, sizeof hn);
+            flm_tensor a;
+            const flm_tensor *b = st_find(merged, hn);
+            REQUIRE(b && gguf_get_tensor(g, gn, &a) == FLM_OK && a.dtype == FLM_F32 && b->dtype == FLM_F32);
+            REQUIRE(a.nbytes == b->nbytes);
+            const float *x = a.data, *y = b->data;
+            for (size_t i = 0; i < a.nbytes / 4; i++) { double e = fabs((double)x[i] - y[i]); if (e > worst) worst = e; }
+            compared++;
+        }
+    CHECK_EQ_INT(compared, 3 * W_LAYER_COUNT);
+    CHECK_MSG(worst <= LORA_MERGE_TOL, "merged weights differ from peft by %g", worst);
+    /* provenance names the adapter with its rank, alpha and scale */
+    const gguf_value *ad;
+    REQUIRE(gguf_get_array(g, "fieldlm.lora.adapters", GGUF_TYPE_STRING, &ad) == FLM_OK);
+    const char *s;
+    uint64_t len;
+    REQUIRE(gguf_array_str(ad, 0, &s, &len) == FLM_OK);
+    CHECK(strstr(s, "\"r\":4") && strstr(s, "\"lora_alpha\":8") && strstr(s, "\"scale\":2"));
+    st_close(merged);
+    gguf_close(g);
+    free(p);
+    p = convert(TEST_DATA "/tiny-qwen2", "tiny-lora.gguf", "f32", "--lora " TEST_DATA "/tiny-qwen2-lora");
+    verify_all(p, TEST_DATA "/tiny-qwen2-lora", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
+    free(p);
+    p = convert(BUNDLED_MODEL, "kcc-lora.gguf", "f32", "--lora " TEST_DATA "/kcc-advisor-lora");
+    verify_all(p, TEST_DATA "/kcc-advisor-lora", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-6, true);
+    free(p);
+}
+
+TEST(convert_q8_0_meets_the_fidelity_bar) {
+    char *p = convert(BUNDLED_MODEL, "kcc-q8.gguf", "q8_0", NULL);
+    verify_all(p, TEST_DATA "/kcc-advisor", 1e9, Q8_MIN_TOP1, Q8_MAX_MEAN_KL, false);
+    /* bit-compatible with llama.cpp's own q8_0 file of the same model */
+    gguf_file *ours, *peer;
+    REQUIRE(gguf_open(p, &ours) == FLM_OK);
+    REQUIRE(gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
+    int same = 0, total = 0;
+    for (size_t i = 0; i < gguf_tensor_count(peer); i++) {
+        const gguf_tensor_info *b = gguf_tensor_at(peer, i), *a = gguf_tensor_find(ours, b->name);
+        REQUIRE(a);
+        total++;
+        same += a->ggml_type == b->ggml_type && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0;
+    }
+    CHECK_MSG(same == total, "%d of %d tensors identical to llama.cpp's q8_0 file", same, total);
+    gguf_close(ours);
+    gguf_close(peer);
+    free(p);
+}
+
+TEST(convert_package_carries_tokenizer_template_and_generation) {
+    char *p = convert(BUNDLED_MODEL, "kcc-assets.gguf", "q4_0", NULL);
+    flm_tokenizer *a, *b;
+    REQUIRE(flm_tokenizer_load(BUNDLED_MODEL, &a) == FLM_OK);
+    REQUIRE(flm_tokenizer_load(p, &b) == FLM_OK);
+    CHECK_EQ_INT(flm_tokenizer_vocab_size(a), flm_tokenizer_vocab_size(b));
+    char *text;
+    size_t len;
+    REQUIRE(flm_read_file(TEST_DATA "/tokenizer-cases/encode_shared.jsonl", &text, &len) == FLM_OK);
+    int cases = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_doc *d = json_parse(line, strlen(line), "case");
+        REQUIRE(d);
+        const json *t = json_get(json_root(d), "text");
+        int32_t *ia, *ib;
+        size_t na, nb;
+        REQUIRE(flm_tokenizer_encode(a, t->str, t->len, &ia, &na) == FLM_OK);
+        REQUIRE(flm_tokenizer_encode(b, t->str, t->len, &ib, &nb) == FLM_OK);
+        CHECK_MSG(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0, "package tokenizer differs on case %d", cases);
+        free(ia);
+        free(ib);
+        json_free(d);
+        cases++;
+    }
+    CHECK(cases > 20);
+    free(text);
+    flm_tokenizer_free(a);
+    flm_tokenizer_free(b);
+    /* the chat template renders identically */
+    flm_template_source sa, sb;
+    REQUIRE(flm_template_source_load(BUNDLED_MODEL, &sa) == FLM_OK);
+    REQUIRE(flm_template_source_load(p, &sb) == FLM_OK);
+    CHECK_STR(flm_template_source_pick(&sa, false, NULL)->text, flm_template_source_pick(&sb, false, NULL)->text);
+    flm_template_source_free(&sa);
+    flm_template_source_free(&sb);
+    /* generation defaults and both stop ids */
+    flm_gen_config ga, gb;
+    REQUIRE(flm_gen_config_load(BUNDLED_MODEL, &ga) == FLM_OK);
+    REQUIRE(flm_gen_config_load(p, &gb) == FLM_OK);
+    CHECK(gb.file_found && gb.do_sample == ga.do_sample);
+    CHECK_NEAR(gb.temperature, 0.7, 0);
+    CHECK_NEAR(gb.top_p, 0.8, 0);
+    CHECK_EQ_INT(gb.top_k, 20);
+    CHECK_NEAR(gb.repetition_penalty, 1.1, 0);
+    CHECK_EQ_INT(gb.from_file, ga.from_file);
+    int32_t eos[8];
+    int ne = flm_gen_config_eos_ids(&gb, -1, eos, 8);
+    bool has645 = false, has643 = false;
+    for (int i = 0; i < ne; i++) { has645 |= eos[i] == 151645; has643 |= eos[i] == 151643; }
+    CHECK(has645 && has643);
+    /* a llama.cpp file has no fieldlm generation keys: transformers' defaults */
+    flm_gen_config gp;
+    REQUIRE(flm_gen_config_load(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &gp) == FLM_OK);
+    CHECK(!gp.file_found && !gp.do_sample && gp.top_k == 50);
+    CHECK(gp.n_eos >= 1);
+    free(p);
+}
+
+static void expect_convert_fails(const char *args, const char *needle, const char *out) {
+    char cmd[2048], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s", test_bin(), args);
+    int rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 1 || rc == 2, "%s: exit %d", cmd, rc);
+    CHECK_MSG(strstr(e, needle) != NULL, "%s: stderr lacks '%s': %s", cmd, needle, e);
+    if (out) {
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s.tmp", out);
+        CHECK_MSG(!flm_file_exists(out) && !flm_file_exists(tmp), "%s: output left behind", cmd);
+    }
+    free(o);
+    free(e);
+}
+
+TEST(convert_failures_leave_nothing_behind) {
+    char *out = flm_path_join(test_tmpdir(), "fail.gguf");
+    char args[2048];
+    snprintf(args, sizeof args, "%s/micro-qwen2 -o %s --lora %s/tiny-qwen2-lora", TEST_DATA, out, TEST_DATA);
+    expect_convert_fails(args, "different base model", out);
+    snprintf(args, sizeof args, "%s -o %s", test_tmpdir(), out);
+    expect_convert_fails(args, "no config.json", out);
+    /* unsupported architecture */
+    char *d = flm_path_join(test_tmpdir(), "llama-dir");
+    mkdir(d, 0755);
+    char *cfg = flm_path_join(d, "config.json");
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"model_type\": \"llama\"}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "%s -o %s", d, out);
+    expect_convert_fails(args, "not supported", out);
+    /* truncated weights */
+    char *trunc = flm_path_join(test_tmpdir(), "trunc-dir");
+    snprintf(args, sizeof args, "mkdir -p %s && cp %s/micro-qwen2/config.json %s/ && head -c 1000000 %s/micro-qwen2/model.safetensors > %s/model.safetensors",
+             trunc, TEST_DATA, trunc, TEST_DATA, trunc);
+    REQUIRE(test_run(args, NULL, NULL) == 0);
+    snprintf(args, sizeof args, "%s -o %s", trunc, out);
+    expect_convert_fails(args, "past the end", out);
+    /* unwritable location */
+    snprintf(args, sizeof args, "%s/micro-qwen2 -o /nonexistent-dir/x.gguf", TEST_DATA);
+    expect_convert_fails(args, "/nonexistent-dir/x.gguf", NULL);
+    /* a full disk: the file size limit makes writes fail with EFBIG part-way */
+    {
+        char cmd[2048], *o, *e;
+        snprintf(cmd, sizeof cmd, "sh -c 'trap \"\" XFSZ; ulimit -f 200; exec %s convert %s/micro-qwen2 -o %s --type f32'", test_bin(), TEST_DATA, out);
+        int rc = test_run(cmd, &o, &e);
+        CHECK_MSG(rc == 1, "full disk: exit %d: %s", rc, e);
+        CHECK_MSG(strstr(e, "no output written") != NULL, "full disk: %s", e);
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s.tmp", out);
+        CHECK(!flm_file_exists(out) && !flm_file_exists(tmp));
+        free(o);
+        free(e);
+    }
+    /* bad options */
+    snprintf(args, sizeof args, "%s/micro-qwen2 -o %s --type q5_k", TEST_DATA, out);
+    expect_convert_fails(args, "--type must be", out);
+    free(trunc);
+    free(cfg);
+    free(d);
+    free(out);
+}
+
+TEST(convert_interrupted_leaves_nothing_behind) {
+    /* Ctrl-C part-way through a conversion of the bundled model */
+    char *out = flm_path_join(test_tmpdir(), "interrupted.gguf");
+    char cmd[2048], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s -o %s --type q8_0 -t 1 & pid=$!; sleep 0.3; kill -INT $pid; wait $pid", test_bin(), BUNDLED_MODEL, out);
+    int rc = test_run(cmd, &o, &e);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    CHECK_MSG(!flm_file_exists(tmp), "temporary file left behind");
+    if (rc == 0) {
+        /* the conversion finished before the signal: then the output must be complete */
+        CHECK(flm_file_exists(out));
+    } else {
+        CHECK_MSG(strstr(e, "interrupted") != NULL, "stderr: %s", e);
+        CHECK(!flm_file_exists(out));
+    }
+    free(o);
+    free(e);
+    free(out);
+}
