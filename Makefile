@@ -4,6 +4,8 @@
 #   make test-san   the same suite built with ASan + UBSan (build-san/)
 #   make fuzz       libFuzzer targets (clang), each run for FUZZ_SECONDS
 #   make demo       convert the bundled kcc-advisor model and ask it a farmer question
+#   make test-neon  the kernel tests for ARM64 NEON, under qemu-aarch64
+#   make examples   programs in examples/ that use only include/fieldlm.h
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -47,7 +49,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 $(BUILD)/src/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
 $(BUILD)/src/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
 
-.PHONY: all deps test test-san fuzz demo clean bench-tokenizer
+.PHONY: all deps test test-san test-neon fuzz demo clean
 all: deps $(BUILD)/fieldlm $(BUILD)/fieldlm_tests
 
 deps:
@@ -98,9 +100,22 @@ $(BUILD)/examples/%: examples/%.c include/fieldlm.h $(BUILD)/libfieldlm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(BUILD)/libfieldlm.a $(LDLIBS)
 
-# The main job on the bundled model (grows into convert + run as those land).
+# The main job on the bundled model: convert it (HF folder, bf16) to a q8_0 package,
+# then ask it a real Kisan Call Centre question (data/agri-kcc), streaming the answer
+# with the model's own generation defaults (fixed seed, so the demo repeats).
+DEMO_SYSTEM   := You are an agricultural advisor for smallholder farmers. Answer briefly and practically.
+DEMO_QUESTION := Stem borer in paddy (crop: Paddy (Dhan))
 demo: all
-	$(BUILD)/fieldlm verify -m models/kcc-advisor --reference tests/data/kcc-advisor/reference.safetensors
+	$(BUILD)/fieldlm convert models/kcc-advisor -o models/kcc-advisor-q8_0.gguf --type q8_0
+	@echo
+	@echo "farmer: $(DEMO_QUESTION)"
+	@echo "advisor:"
+	@$(BUILD)/fieldlm run -m models/kcc-advisor-q8_0.gguf --seed 42 --system "$(DEMO_SYSTEM)" -p "$(DEMO_QUESTION)"
+
+# ARM64 NEON kernels: cross-compiled and run under qemu-aarch64 (installs the
+# cross toolchain and qemu-user when missing and running as root).
+test-neon:
+	sh tools/neon-test.sh
 
 clean:
 	rm -rf build build-san build-fuzz
