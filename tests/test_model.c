@@ -249,7 +249,7 @@ static void write_shard(const char *path, st_file *src, bool (*pick)(const char 
         for (int d = 0; d < t->ndim; d++) sb_printf(&h, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         sb_printf(&h, "], \"data_offsets\": [%zu, %zu]}", off, off + t->nbytes);
         off += t->nbytes;
-        sb_printf(index, "%s\"%s\": \"%s\"", index->len > 15 ? ", " : "", t->name, fname);
+        sb_printf(index, "%s\"%s\": \"%s\"", index->data[index->len - 1] == '{' ? "" : ", ", t->name, fname);
     }
     sb_putc(&h, '}');
     FILE *f = fopen(path, "wb");
