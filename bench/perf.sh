@@ -58,6 +58,13 @@ else
     MODELS="bf16:$SRC"
 fi
 
+# Other processes on the cores distort everything (a 2-thread decode waits for a
+# descheduled thread at every matrix product): say so in the results.
+load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
+if awk -v l="$load_start" 'BEGIN { exit !(l + 0 > 0.5) }'; then
+    echo "perf.sh: warning: load average $load_start before the measurements; other processes compete for the cores" >&2
+fi
+
 HAVE_RUN=0
 "$FLM" run --help >/dev/null 2>&1 && HAVE_RUN=1
 
@@ -108,7 +115,7 @@ ref() {
 {
     first=${MODELS# }
     first=${first%% *}
-    echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs; kernels: $(jget "$WORK/bench-${first%%:*}.json" kernels); threads: $THREADS"
+    echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs; kernels: $(jget "$WORK/bench-${first%%:*}.json" kernels); threads: $THREADS; load average $load_start before, $(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?") after"
     echo
     echo "| type | prefill $PROMPT tok/s (× llama.cpp) | decode tok/s (× llama.cpp) | decode GB/s | measured bandwidth GB/s | decode / bandwidth | TTFT, 256-token chat prompt | peak RSS (p$PROMPT+n$DECODE) | peak RSS, $CTX ctx filled | decode tok/s at $CTX ctx | convert time, peak RSS |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
