@@ -20,7 +20,17 @@ static int bind(flm_model *m, const char *name, const int64_t *shape, int ndim, 
                         m->path, name, gguf_ggml_type_name(ti->ggml_type));
     int rc = gguf_tensor_view(g, ti, slot);
     if (rc) return rc;
-    return flm_check_shape(m->path, slot, name, shape, ndim);
+    if ((rc = flm_check_shape(m->path, slot, name, shape, ndim))) return rc;
+    /* a file with general.alignment 1 may misalign data: copy such a tensor once */
+    const flm_dtype_info *d = flm_dtype_get(slot->dtype);
+    size_t align = d->block_size == 1 ? d->block_bytes : 2;
+    if ((uintptr_t)slot->data % align) {
+        void *copy = flm_model_own(m, slot->nbytes);
+        if (!copy) return FLM_ERR_NOMEM;
+        memcpy(copy, slot->data, slot->nbytes);
+        slot->data = copy;
+    }
+    return FLM_OK;
 }
 
 int flm_model_bind_gguf(flm_model *m, const char *path) {

@@ -196,6 +196,16 @@ static int hf_bind(flm_model *m, const char *name, const int64_t *shape, int ndi
     int rc = flm_check_shape(file, t, name, shape, ndim);
     if (rc) return rc;
     *slot = *t;
+    /* safetensors does not require aligned data (a header whose length is not a
+     * multiple of 8 shifts everything): kernels need element alignment, so such a
+     * tensor is copied once into an aligned buffer */
+    size_t align = flm_dtype_get(t->dtype)->block_size == 1 ? flm_dtype_get(t->dtype)->block_bytes : 2;
+    if ((uintptr_t)t->data % align) {
+        void *copy = flm_model_own(m, t->nbytes);
+        if (!copy) return FLM_ERR_NOMEM;
+        memcpy(copy, t->data, t->nbytes);
+        slot->data = copy;
+    }
     return FLM_OK;
 }
 
