@@ -40,6 +40,8 @@ TEST(model_micro_qwen2_matches_transformers) { verify_fixture(TEST_DATA "/micro-
 TEST(model_tiny_qwen2_matches_transformers) { verify_fixture(TEST_DATA "/tiny-qwen2", TEST_DATA "/tiny-qwen2"); }
 
 TEST(model_micro_lora_matches_peft) { verify_fixture_lora(TEST_DATA "/micro-qwen2", TEST_DATA "/micro-qwen2-lora", TEST_DATA "/micro-qwen2-lora"); }
+TEST(model_kcc_advisor_matches_transformers) { verify_fixture(BUNDLED_MODEL, TEST_DATA "/kcc-advisor"); }
+TEST(model_kcc_lora_matches_peft) { verify_fixture_lora(BUNDLED_MODEL, TEST_DATA "/kcc-advisor-lora", TEST_DATA "/kcc-advisor-lora"); }
 TEST(model_tiny_lora_matches_peft) { verify_fixture_lora(TEST_DATA "/tiny-qwen2", TEST_DATA "/tiny-qwen2-lora", TEST_DATA "/tiny-qwen2-lora"); }
 
 TEST(model_lora_for_another_base_is_refused) {

@@ -165,6 +165,27 @@ static void check_greedy_reference(const char *model, const char *extra, const c
 TEST(session_greedy_kcc_reference) { check_greedy_reference(KCC, NULL, TEST_DATA "/kcc-advisor"); }
 TEST(session_greedy_kcc_lora_reference) { check_greedy_reference(KCC, "--lora " KCC_LORA, KCC_LORA); }
 
+/* The same full text path from f32 packages made by `fieldlm convert` (plain, and with
+ * the adapter merged at conversion). */
+static char *convert_to(const char *name, const char *extra) {
+    char *out = flm_path_join(test_tmpdir(), name);
+    char cmd[1024], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s -o %s --type f32 -q %s", test_bin(), KCC, out, extra);
+    int rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 0, "convert: %s", e);
+    free(o);
+    free(e);
+    return out;
+}
+TEST(session_greedy_kcc_package_reference) {
+    char *p = convert_to("kcc-f32.gguf", "");
+    check_greedy_reference(p, NULL, TEST_DATA "/kcc-advisor");
+    free(p);
+    p = convert_to("kcc-lora-f32.gguf", "--lora " KCC_LORA);
+    check_greedy_reference(p, NULL, KCC_LORA);
+    free(p);
+}
+
 /* ------------------------------------------------------------- CLI behaviour */
 
 TEST(session_seed_reproduces) {
