@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "mapfile.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian fields with memcpy; port it before using a big-endian host"
@@ -87,8 +88,7 @@ struct gguf_file {
     char *name;
     const uint8_t *base;         /* the image */
     uint64_t size;
-    void *map;                   /* owned mapping (gguf_open) or NULL */
-    size_t map_len;
+    flm_map map;                 /* owned mapping (gguf_open); empty for gguf_open_memory */
     uint32_t version, alignment;
     uint64_t data_offset;
     gguf_kv *kvs;
@@ -505,46 +505,28 @@ int gguf_open_memory(const void *buf, size_t size, const char *name, gguf_file *
 
 int gguf_open(const char *path, gguf_file **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(e));
+    flm_map map;
+    int rc = flm_map_open(path, &map);
+    if (rc) return rc;
+    if (map.size < 4) {
+        flm_map_close(&map);
+        return flm_fail(FLM_ERR_FORMAT, "%s: not a GGUF file (%zu bytes)", path, map.size);
     }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return flm_fail(FLM_ERR_IO, "%s: not a regular file", path);
-    }
-    if (st.st_size < 4) {
-        close(fd);
-        return flm_fail(FLM_ERR_FORMAT, "%s: not a GGUF file (%lld bytes)", path, (long long)st.st_size);
-    }
-    if ((uint64_t)st.st_size > SIZE_MAX) {
-        close(fd);
-        return flm_fail(FLM_ERR_UNSUPPORTED, "%s: file too large to map", path);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED) return flm_fail(FLM_ERR_IO, "%s: mmap: %s", path, strerror(e));
     gguf_file *f = flm_calloc(1, sizeof *f);
     if (!f || !(f->name = flm_strdup(path))) {
         free(f);
-        munmap(map, (size_t)st.st_size);
+        flm_map_close(&map);
         return FLM_ERR_NOMEM;
     }
     f->map = map;
-    f->map_len = (size_t)st.st_size;
-    f->base = map;
-    f->size = (uint64_t)st.st_size;
+    f->base = map.data;
+    f->size = map.size;
     return open_common(f, out);
 }
 
 void gguf_close(gguf_file *f) {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_len);
+    flm_map_close(&f->map);
     for (arena_chunk *c = f->arena, *n; c; c = n) { n = c->next; free(c); }
     free(f->kvs);
     free(f->tensors);
