@@ -1,5 +1,6 @@
-/* kernels_avx2.c — the "avx2" kernel table (AVX2 + FMA + F16C).
- * Activations stay float32 for every weight type: weights are widened to float
+/* kernels_avx2.c — the "avx2" kernel table (AVX2 + FMA + F16C), and int8-activation
+ * q8_0/q4_0 matmuls (vpmaddubsw + vpmaddwd; also used by AVX-512 CPUs without VNNI).
+ * Float activations (all dtypes; q8_0/q4_0 with FLM_QACT=0): weights are widened to float
  * (f16 by vcvtph2ps, bf16 by a 16-bit shift, q8_0/q4_0 as d*q, which is exact in
  * float) and multiplied into per-(row, token) accumulators with FMA.
  *
@@ -7,9 +8,18 @@
  * the same sequence of operations whatever the tile shape, so a row's result does not
  * depend on its neighbours, on n_tok, or on how [r0, r1) is split across threads.
  * Results differ from kernels_ref.c only by summation order (and FMA rounding).
+ * Int8 activations: X is quantized per call to 32-value blocks exactly as the
+ * reference does (kernels_ref.c); per block and (row, token) the exact integer sum
+ * of q_w * q_x comes from vpmaddubsw (unsigned x signed bytes, pair sums in int16)
+ * and vpmaddwd (into 8 int32 lanes): q8_0 multiplies |q_w| by q_x with q_w's sign
+ * (|products| <= 128 * 127, so pair sums never saturate); q4_0 multiplies the raw
+ * nibble n = q_w + 8 by q_x and subtracts the token's 8 * (lane sums of q_x). The
+ * lanes are converted to float and accumulated with FMA, scaled by d_w * d_x.
+ *
  * Only called after cpu.c has confirmed the CPU and OS support AVX2/FMA/F16C. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +30,7 @@
 #define L 8           /* float lanes per vector */
 #define V (QK / L)    /* vectors per 32-element chunk */
 #define MAX_RB 4
+#define QB_TOK 4 /* int8 path: tokens per prefill tile */
 #define MAX_TB 4
 #define PF_BYTES 768 /* decode prefetch distance ahead of each row stream */
 
@@ -174,6 +185,143 @@ MATMUL(matmul_f16, FLM_F16)
 MATMUL(matmul_bf16, FLM_BF16)
 MATMUL(matmul_q8_0, FLM_Q8_0)
 MATMUL(matmul_q4_0, FLM_Q4_0)
+
+/* ---- int8 activations ------------------------------------------------------- */
+
+/* The quantized tokens: q [n_tok][cols] int8, corr [n_tok][nb][8] int32 (8 times
+ * the lane sums of q, for q4_0's offset), d [n_tok][nb]. */
+typedef struct {
+    int8_t *q;
+    int32_t *corr;
+    float *d;
+} xquant;
+
+INLINE int32_t *align32(char *p) { return (int32_t *)(void *)p; }
+
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
+static bool quantize_x(const float *X, int n_tok, int cols, xquant *xq) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
+    char *buf = flm_kernel_scratch(0, nq + nb * 8 * sizeof(int32_t) + nb * sizeof(float));
+    if (!buf) return false;
+    xq->q = (int8_t *)buf;
+    xq->corr = align32(buf + nq);
+    xq->d = (float *)(void *)(buf + nq + nb * 8 * sizeof(int32_t));
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t b = 0; b < nb; b++) {
+        const float *x = X + b * QK;
+        __m256 a[4];
+        for (int k = 0; k < 4; k++) a[k] = _mm256_loadu_ps(x + k * L);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, a[0]), _mm256_andnot_ps(sign, a[1])),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, a[2]), _mm256_andnot_ps(sign, a[3])));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i[4];
+        for (int k = 0; k < 4; k++) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(a[k], vid));
+        __m256i q = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        q = _mm256_permutevar8x32_epi32(q, perm);
+        _mm256_storeu_si256((__m256i *)(xq->q + b * QK), q);
+        __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), q), _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(xq->corr + b * 8), c);
+        xq->d[b] = db;
+    }
+    return true;
+}
+
+/* Block b of a row: q8_0 bytes q_w (signed) or q4_0 nibbles n (unsigned, in order
+ * 0..31), and d_w broadcast. */
+INLINE void load_wq(int dt, const void *row, int b, __m256i *w, __m256 *dw) {
+    if (dt == FLM_Q8_0) {
+        const block_q8_0 *blk = (const block_q8_0 *)row + b;
+        *w = _mm256_loadu_si256((const __m256i *)blk->qs);
+        *dw = _mm256_set1_ps(_cvtsh_ss(blk->d));
+    } else {
+        const block_q4_0 *blk = (const block_q4_0 *)row + b;
+        __m128i v = _mm_loadu_si128((const __m128i *)blk->qs), m = _mm_set1_epi8(0x0F);
+        *w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+        *dw = _mm256_set1_ps(_cvtsh_ss(blk->d));
+    }
+}
+
+/* Rows [r, r+RB) x tokens [t, t+TB): one accumulator per output, blocks in order. */
+INLINE void qtile(int dt, int RB, int TB, const void *W, const xquant *xq, float *Y, int cols, int ldy, int r, int t) {
+    int nb = cols / QK;
+    size_t rb = row_bytes(dt, cols);
+    const char *rows[MAX_RB];
+    __m256 acc[MAX_RB][QB_TOK];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = _mm256_setzero_ps();
+    size_t bb = dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    for (int b = 0; b < nb; b++) {
+        __m256i w[MAX_RB], aw[MAX_RB];
+        __m256 dw[MAX_RB];
+        if (TB == 1 && (b & prefetch_mask(dt)) == 0)
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)b * bb + PF_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            load_wq(dt, rows[i], b, &w[i], &dw[i]);
+            aw[i] = dt == FLM_Q8_0 ? _mm256_sign_epi8(w[i], w[i]) : w[i];
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) {
+            size_t xb = (size_t)(t + j) * (size_t)nb + (size_t)b;
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq->q + xb * QK));
+            __m256 dx = _mm256_broadcast_ss(xq->d + xb);
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) {
+                __m256i p;
+                if (dt == FLM_Q8_0) {
+                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(x, w[i])), ones);
+                } else {
+                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], x), ones);
+                    p = _mm256_sub_epi32(p, _mm256_loadu_si256((const __m256i *)(xq->corr + xb * 8)));
+                }
+                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx), acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = hsum(acc[i][j]);
+}
+
+INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    xquant xq;
+    if (!quantize_x(X, n_tok, cols, &xq)) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; }
+    int r = r0;
+    if (n_tok == 1)
+        for (; r + 4 <= r1; r += 4) qtile(dt, 4, 1, W, &xq, Y, cols, ldy, r, 0);
+    for (; r + 2 <= r1; r += 2) {
+        int t = 0;
+        for (; t + QB_TOK <= n_tok; t += QB_TOK) qtile(dt, 2, QB_TOK, W, &xq, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) qtile(dt, 2, 1, W, &xq, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, &xq, Y, cols, ldy, r, t);
+}
+
+static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0};
+const flm_qact_fns *flm_qact_avx2(void) { return &QACT; }
+
+/* ---- vector ops --------------------------------------------------------------- */
 
 /* Sum of squares in vector lanes, then the reference's scalar formula; the
  * elementwise part is the reference's exact operation order. */

@@ -7,6 +7,7 @@
 #include "common.h"
 #include "kernels.h"
 #include "cpu.h"
+#include "kernels_simd.h"
 
 static void matmul_f32(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     const float *w = W;
@@ -85,6 +86,88 @@ static void matmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int 
         }
     }
 }
+
+/* ---- int8 activations for q8_0/q4_0 weights (the qact variants; cpu.h) ---- */
+
+/* GGML-style q8_0 quantization of activations, with a float scale: per 32 values
+ * d = max|x| / 127, q = x * (1/d) rounded to nearest, ties to even (0 when d == 0).
+ * SIMD quantizers use exactly these operations, so their q and d are identical. */
+void flm_quantize_act_ref(const float *x, int cols, int8_t *q, float *d) {
+    for (int b = 0; b < cols / QK; b++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            float v = fabsf(x[b * QK + j]);
+            if (v > amax) amax = v;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)nearbyintf(x[b * QK + j] * id);
+        d[b] = db;
+    }
+}
+
+/* Quantizes the n_tok rows of X into this thread's scratch: q [n_tok, cols],
+ * d [n_tok, cols/32]. NULL if out of memory. */
+static int8_t *quantize_tokens(const float *X, int n_tok, int cols, float **d) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
+    char *buf = flm_kernel_scratch(0, nq + nb * sizeof(float));
+    if (!buf) return NULL;
+    *d = (float *)(void *)(buf + nq); /* nq is a multiple of 32: aligned */
+    for (int t = 0; t < n_tok; t++)
+        flm_quantize_act_ref(X + (size_t)t * (size_t)cols, cols, (int8_t *)buf + (size_t)t * (size_t)cols,
+                             *d + (size_t)t * (size_t)(cols / QK));
+    return (int8_t *)buf;
+}
+
+/* acc = sum over blocks, in order, of (float)isum_b * (d_w * d_x). */
+static void matmul_q8_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    float *dx;
+    int8_t *xq = quantize_tokens(X, n_tok, cols, &dx);
+    if (!xq) { matmul_q8_0(W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    const block_q8_0 *w = W;
+    int nb = cols / QK;
+    for (int r = r0; r < r1; r++) {
+        const block_q8_0 *row = w + (size_t)r * (size_t)nb;
+        for (int t = 0; t < n_tok; t++) {
+            const int8_t *q = xq + (size_t)t * (size_t)cols;
+            const float *d = dx + (size_t)t * (size_t)nb;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < QK; j++) s += (int32_t)row[b].qs[j] * (int32_t)q[b * QK + j];
+                acc += (float)s * (flm_f16_to_f32(row[b].d) * d[b]);
+            }
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static void matmul_q4_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    float *dx;
+    int8_t *xq = quantize_tokens(X, n_tok, cols, &dx);
+    if (!xq) { matmul_q4_0(W, X, Y, n_tok, cols, ldy, r0, r1); return; }
+    const block_q4_0 *w = W;
+    int nb = cols / QK;
+    for (int r = r0; r < r1; r++) {
+        const block_q4_0 *row = w + (size_t)r * (size_t)nb;
+        for (int t = 0; t < n_tok; t++) {
+            const int8_t *q = xq + (size_t)t * (size_t)cols;
+            const float *d = dx + (size_t)t * (size_t)nb;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < QK / 2; j++) {
+                    s += ((int32_t)(row[b].qs[j] & 0x0F) - 8) * (int32_t)q[b * QK + j];
+                    s += ((int32_t)(row[b].qs[j] >> 4) - 8) * (int32_t)q[b * QK + j + QK / 2];
+                }
+                acc += (float)s * (flm_f16_to_f32(row[b].d) * d[b]);
+            }
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact};
+const flm_qact_fns *flm_qact_scalar(void) { return &SCALAR_QACT; }
 
 static void rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps) {
     /* transformers: variance = mean(x^2) in float32; x * rsqrt(variance + eps) * w */

@@ -1,11 +1,17 @@
-/* kernels_simd.h — the per-ISA kernel tables, internal to the kernels. Each is
- * defined only in a build for its architecture (see the Makefile); callers go
- * through flm_kernels_by_name() in cpu.c, which checks the CPU first. */
+/* kernels_simd.h — internal to the kernels: the per-ISA kernel tables, the
+ * int8-activation matmuls for q8_0/q4_0 weights, and a per-thread scratch.
+ * Each table is defined only in a build for its architecture (see the Makefile);
+ * callers go through cpu.h (flm_kernels_by_name / flm_kernels_variant), which
+ * checks the CPU first and composes the tables. */
 #ifndef FLM_KERNELS_SIMD_H
 #define FLM_KERNELS_SIMD_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "kernels.h"
 
+/* Float-activation tables: every matmul widens weights to float (docs/KERNELS.md). */
 #if defined(__x86_64__)
 const flm_kernels *flm_kernels_avx2(void);
 const flm_kernels *flm_kernels_avx512(void);
@@ -13,5 +19,34 @@ const flm_kernels *flm_kernels_avx512(void);
 #if defined(__aarch64__)
 const flm_kernels *flm_kernels_neon(void);
 #endif
+
+/* Int8-activation matmuls for q8_0 and q4_0 weights (same signature and contract as
+ * flm_matmul_fn). Each call quantizes every token of X to blocks of 32 int8 with a
+ * float scale (flm_quantize_act_ref: d = max|x|/127, q = round-to-even(x/d) computed
+ * as x * (1/d)), then sums integer products per block, scaled by d_w * d_x, in float.
+ * The result for a row depends only on that row and X: identical for any [r0, r1)
+ * split and any token batching. */
+typedef struct {
+    flm_matmul_fn q8_0, q4_0;
+} flm_qact_fns;
+
+const flm_qact_fns *flm_qact_scalar(void);       /* kernels_ref.c: the specification */
+#if defined(__x86_64__)
+const flm_qact_fns *flm_qact_avx2(void);         /* vpmaddubsw + vpmaddwd */
+const flm_qact_fns *flm_qact_avx512vnni(void);   /* vpdpbusd (needs AVX512_VNNI) */
+#endif
+#if defined(__aarch64__)
+const flm_qact_fns *flm_qact_neon(void);         /* vmull_s8 + vpadalq_s16 */
+#endif
+
+/* The activation quantizer of the reference: x[cols] (cols % 32 == 0) to q[cols] and
+ * one float scale per 32 values. Every ISA's quantizer gives identical q and d. */
+void flm_quantize_act_ref(const float *x, int cols, int8_t *q, float *d);
+
+/* A 64-byte aligned buffer of at least `bytes`, private to the calling thread and to
+ * `slot` (0..FLM_SCRATCH_SLOTS-1), kept and grown across calls, freed when the thread
+ * exits. NULL if out of memory. The contents are not preserved when it grows. */
+#define FLM_SCRATCH_SLOTS 3
+void *flm_kernel_scratch(int slot, size_t bytes);
 
 #endif

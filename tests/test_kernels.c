@@ -1,6 +1,9 @@
 /* test_kernels.c — every SIMD kernel table this build and CPU can run (avx2, avx512,
  * neon) against the scalar reference in kernels_ref.c: each dtype's matmul on odd
- * sizes, token counts 1..9 and 64, misaligned W/X, padded Y rows; bit-identical
+ * sizes, token counts 1..9 and 64, misaligned W/X, padded Y rows (float activations,
+ * and the int8-activation q8_0/q4_0 variants against their own reference, which is
+ * itself checked against the float reference within the activation quantization
+ * error); bit-identical
  * results for any [r0, r1) split and any token batching; rmsnorm/dot within a
  * reassociation tolerance; axpy/swiglu bit-identical. Also the table selection.
  * Builds standalone with tests/main.c + the kernels + common.c + tensor.c (see
@@ -14,6 +17,7 @@
 #include "common.h"
 #include "cpu.h"
 #include "kernels.h"
+#include "kernels_simd.h"
 
 /* |simd - ref| <= SIMD_REL_TOL * sum_c |w_c * x_c| (+ SIMD_ABS_TOL): summation order
  * and FMA rounding only. The reference's sequential float sum itself carries error
@@ -71,8 +75,7 @@ static double abs_products(const float *wf, const float *x, int cols) {
 
 /* One matmul case: table k vs the reference, then splits and batching. Returns the
  * largest error / sum|products| seen (for the report line). */
-static double check_matmul(const flm_kernels *k, flm_dtype dt, int rows, int cols, int n_tok, int misalign) {
-    const flm_kernels *ref = flm_kernels_scalar();
+static double check_matmul_vs(const flm_kernels *k, const flm_kernels *ref, flm_dtype dt, int rows, int cols, int n_tok, int misalign) {
     const flm_dtype_info *di = flm_dtype_get(dt);
     size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
     /* Misaligned: W off by one element (f32 4 bytes, f16/bf16 2); blocks by 2 bytes,
@@ -136,6 +139,10 @@ out:
     return worst;
 }
 
+static double check_matmul(const flm_kernels *k, flm_dtype dt, int rows, int cols, int n_tok, int misalign) {
+    return check_matmul_vs(k, flm_kernels_scalar(), dt, rows, cols, n_tok, misalign);
+}
+
 static void run_matmul_dtype(flm_dtype dt) {
     static const int float_cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
                                      23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 127, 128, 129, 352, 4095};
@@ -145,7 +152,7 @@ static void run_matmul_dtype(flm_dtype dt) {
     const int *cols = quant ? quant_cols : float_cols;
     size_t ncols = quant ? sizeof quant_cols / sizeof *quant_cols : sizeof float_cols / sizeof *float_cols;
     for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
-        const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
+        const flm_kernels *k = flm_kernels_variant(SIMD_TABLES[ti], false);
         if (!k) continue;
         double worst = 0;
         for (size_t ci = 0; ci < ncols; ci++)
@@ -168,6 +175,101 @@ TEST(kernels_matmul_f16) { run_matmul_dtype(FLM_F16); }
 TEST(kernels_matmul_bf16) { run_matmul_dtype(FLM_BF16); }
 TEST(kernels_matmul_q8_0) { run_matmul_dtype(FLM_Q8_0); }
 TEST(kernels_matmul_q4_0) { run_matmul_dtype(FLM_Q4_0); }
+
+/* Int8 activations: each SIMD table's qact variant against the qact reference, on
+ * every multiple of 32 up to 1024 and the model's sizes (to 8960 + 32), token counts
+ * 1..9 and 64 (rotating through the column sizes), misaligned inputs, row splits and
+ * batching (check_matmul_vs). The integer sums are exact, so only the float scaling
+ * and summation order differ: the float tolerance applies. */
+static void run_qact_dtype(flm_dtype dt) {
+    static const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 64};
+    static const int big[] = {1536, 2080, 4096, 8960, 8992};
+    int cols[32 + sizeof big / sizeof *big];
+    int ncols = 0;
+    for (int c = 32; c <= 1024; c += 32) cols[ncols++] = c;
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) cols[ncols++] = big[i];
+    const flm_kernels *ref = flm_kernels_variant("scalar", true);
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const flm_kernels *k = flm_kernels_variant(SIMD_TABLES[ti], true);
+        if (!k) continue;
+        double worst = 0;
+        for (int ci = 0; ci < ncols; ci++)
+            for (int rep = 0; rep < 3; rep++) {
+                int n_tok = toks[(ci * 3 + rep) % (int)(sizeof toks / sizeof *toks)];
+                int rows = 1 + (int)(rnd_u32() % 19u);
+                double w = check_matmul_vs(k, ref, dt, rows, cols[ci], n_tok, rep & 1);
+                if (w > worst) worst = w;
+            }
+        for (int n_tok = 1; n_tok <= 9; n_tok++) {
+            double w = check_matmul_vs(k, ref, dt, 13, 8960, n_tok, n_tok & 1);
+            if (w > worst) worst = w;
+        }
+        double w = check_matmul_vs(k, ref, dt, 7, 1536, 64, 1);
+        if (w > worst) worst = w;
+        printf("    %s %s int8 activations: max |err| / sum|products| = %.3g (tol %g)\n", k->name, flm_dtype_get(dt)->name,
+               worst, SIMD_REL_TOL);
+    }
+}
+
+/* The qact reference against the float reference: |y_qact - y_float| is at most the
+ * activation rounding error sum_b (d_x[b] / 2) * sum_{c in b} |w_c| (plus float
+ * rounding); and no worse than that bound says on random data. */
+static void check_qact_reference(flm_dtype dt, int rows, int cols, int n_tok) {
+    const flm_kernels *fref = flm_kernels_scalar(), *qref = flm_kernels_variant("scalar", true);
+    size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), n = (size_t)rows * (size_t)cols;
+    void *W = malloc(wbytes);
+    float *wf = malloc(n * sizeof(float)), *X = malloc((size_t)n_tok * (size_t)cols * sizeof(float));
+    float *yf = malloc((size_t)n_tok * (size_t)rows * sizeof(float)), *yq = malloc((size_t)n_tok * (size_t)rows * sizeof(float));
+    int8_t *q = malloc((size_t)cols);
+    float *d = malloc((size_t)cols / QK * sizeof(float));
+    if (!W || !wf || !X || !yf || !yq || !q || !d) { test_fail(__FILE__, __LINE__, "out of memory"); goto out; }
+    fill_weights(dt, W, rows, cols);
+    flm_dtype_get(dt)->to_float(W, wf, n);
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f() * (i % 7 == 0 ? 8.0f : 1.0f);
+    fref->matmul[dt](W, X, yf, n_tok, cols, rows, 0, rows);
+    qref->matmul[dt](W, X, yq, n_tok, cols, rows, 0, rows);
+    int bad = 0;
+    for (int t = 0; t < n_tok; t++) {
+        const float *x = X + (size_t)t * (size_t)cols;
+        flm_quantize_act_ref(x, cols, q, d);
+        for (int r = 0; r < rows; r++) {
+            const float *w = wf + (size_t)r * (size_t)cols;
+            double bound = 0;
+            for (int c = 0; c < cols; c++) bound += fabs((double)w[c]) * 0.5 * (double)d[c / QK];
+            bound = bound * (1.0 + 1e-5) + 4 * SIMD_REL_TOL * abs_products(w, x, cols) + 1e-30;
+            double err = fabs((double)yq[(size_t)t * (size_t)rows + (size_t)r] - (double)yf[(size_t)t * (size_t)rows + (size_t)r]);
+            if (!(err <= bound) && bad++ < 3)
+                test_fail(__FILE__, __LINE__, "%s qact reference cols=%d: y[%d,%d] err %.3g > bound %.3g",
+                          flm_dtype_get(dt)->name, cols, t, r, err, bound);
+        }
+    }
+out:
+    free(W); free(wf); free(X); free(yf); free(yq); free(q); free(d);
+}
+
+TEST(kernels_qact_quantizer) {
+    /* The reference quantizer: d = max|x| / 127, q = round-half-even(x * (1/d)). */
+    float x[2 * QK], d[2];
+    int8_t q[2 * QK];
+    for (int i = 0; i < QK; i++) x[i] = (float)(i - 16) * 0.25f;   /* max |x| = 4 at i = 0 */
+    for (int i = QK; i < 2 * QK; i++) x[i] = 0.0f;                  /* all zero: d = 0, q = 0 */
+    flm_quantize_act_ref(x, 2 * QK, q, d);
+    CHECK(d[0] == 4.0f / 127.0f);
+    CHECK(q[0] == -127);
+    CHECK(d[1] == 0.0f);
+    float id = 1.0f / d[0];
+    for (int i = 1; i < QK; i++) CHECK_MSG(q[i] == (int8_t)nearbyintf(x[i] * id), "q[%d] = %d", i, q[i]);
+    for (int i = QK; i < 2 * QK; i++) CHECK(q[i] == 0);
+    for (int i = 0; i < 2; i++) {
+        check_qact_reference(FLM_Q8_0, 5, 8960, 2);
+        check_qact_reference(FLM_Q4_0, 5, 1536, 3);
+        check_qact_reference(FLM_Q8_0, 3, 96, 9);
+        check_qact_reference(FLM_Q4_0, 3, 32, 1);
+    }
+}
+
+TEST(kernels_qact_q8_0) { run_qact_dtype(FLM_Q8_0); }
+TEST(kernels_qact_q4_0) { run_qact_dtype(FLM_Q4_0); }
 
 static const int VEC_SIZES[] = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1536, 4095, 8960};
 #define N_VEC_SIZES (sizeof VEC_SIZES / sizeof VEC_SIZES[0])
@@ -234,7 +336,9 @@ TEST(kernels_vector_ops) {
 TEST(kernels_selection) {
     const flm_kernels *best = flm_kernels_best();
     REQUIRE(best != NULL);
-    CHECK(flm_kernels_by_name("scalar") == flm_kernels_scalar());
+    CHECK(flm_kernels_variant("scalar", false) == flm_kernels_scalar());
+    CHECK(flm_kernels_variant("scalar", true) != NULL && flm_kernels_variant("scalar", true) != flm_kernels_scalar());
+    CHECK(flm_kernels_by_name("scalar") == flm_kernels_variant("scalar", flm_kernels_qact_default()));
     CHECK(flm_kernels_by_name("no-such-isa") == NULL);
     CHECK(flm_kernels_by_name(NULL) == NULL);
     for (int d = 0; d < (int)(sizeof MATMUL_DTYPES / sizeof *MATMUL_DTYPES); d++) CHECK(best->matmul[MATMUL_DTYPES[d]] != NULL);
@@ -251,7 +355,9 @@ TEST(kernels_selection) {
     }
     const flm_cpu_features *f = flm_cpu_get();
     CHECK(!f->avx512 || f->avx2);
-    printf("    tables: best=%s%s%s%s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "", f->neon ? " neon" : "");
+    CHECK(!f->avx512vnni || f->avx512);
+    printf("    tables: best=%s%s%s%s%s, q8_0/q4_0 activations: %s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "",
+           f->avx512vnni ? " avx512vnni" : "", f->neon ? " neon" : "", flm_kernels_qact_default() ? "int8" : "float");
     if (!flm_kernels_by_name("avx2") && !flm_kernels_by_name("neon"))
         printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
 }
