@@ -275,3 +275,60 @@ TEST(convert_interrupted_leaves_nothing_behind) {
     free(e);
     free(out);
 }
+
+/* Equal GGUF values (scalars by value, arrays element by element). */
+static bool gguf_value_equal(const gguf_value *a, const gguf_value *b) {
+    if (a->type != b->type) return false;
+    switch (a->type) {
+    case GGUF_TYPE_STRING: return a->s.len == b->s.len && memcmp(a->s.str, b->s.str, a->s.len) == 0;
+    case GGUF_TYPE_ARRAY:
+        if (a->elem_type != b->elem_type || a->count != b->count) return false;
+        if (a->elem_type == GGUF_TYPE_STRING) {
+            for (uint64_t i = 0; i < a->count; i++)
+                if (a->strs[i].len != b->strs[i].len || memcmp(a->strs[i].str, b->strs[i].str, a->strs[i].len)) return false;
+            return true;
+        }
+        if (a->elem_type == GGUF_TYPE_ARRAY) return false;
+        return memcmp(a->data, b->data, a->count * gguf_type_size(a->elem_type)) == 0;
+    default: return memcmp(&a->num, &b->num, sizeof a->num) == 0;
+    }
+}
+
+TEST(convert_package_has_every_llama_cpp_key_and_tensor) {
+    /* llama.cpp's own converter wrote gguf-peer for the same model: a fieldlm q8_0
+     * package must carry each of its keys with the same type and value (but the
+     * free-text name), and the same tensors in the same order. */
+    char *p = convert(BUNDLED_MODEL, "kcc-llamacpp.gguf", "q8_0", NULL);
+    gguf_file *ours, *peer;
+    REQUIRE(gguf_open(p, &ours) == FLM_OK);
+    REQUIRE(gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
+    for (size_t i = 0; i < gguf_kv_count(peer); i++) {
+        const gguf_kv *kv = gguf_kv_at(peer, i);
+        const gguf_value *v = gguf_find(ours, kv->key);
+        CHECK_MSG(v != NULL, "missing key %s", kv->key);
+        if (!v || !strcmp(kv->key, "general.name")) continue;
+        if (!strcmp(kv->key, "tokenizer.ggml.token_type")) {
+            /* One deliberate difference: added tokens that tokenizer.json does not mark
+             * special (<tool_call>, <|fim_prefix|>, ...) are USER_DEFINED (4) here, as
+             * transformers treats them (decoded as text); the peer file has CONTROL (3). */
+            REQUIRE(v->type == kv->value.type && v->count == kv->value.count);
+            for (uint64_t k = 0; k < v->count; k++) {
+                int64_t a, b;
+                gguf_array_i64(v, k, &a);
+                gguf_array_i64(&kv->value, k, &b);
+                CHECK_MSG(a == b || (a == 4 && b == 3 && k >= 151643), "token_type[%llu]: %lld vs %lld", (unsigned long long)k, (long long)a, (long long)b);
+            }
+            continue;
+        }
+        CHECK_MSG(gguf_value_equal(v, &kv->value), "key %s differs", kv->key);
+    }
+    /* same tensors, types and shapes (llama.cpp looks tensors up by name; order is free) */
+    CHECK_EQ_INT(gguf_tensor_count(ours), gguf_tensor_count(peer));
+    for (size_t i = 0; i < gguf_tensor_count(peer); i++) {
+        const gguf_tensor_info *b = gguf_tensor_at(peer, i), *a = gguf_tensor_find(ours, b->name);
+        CHECK_MSG(a && a->ggml_type == b->ggml_type && a->n_dims == b->n_dims && !memcmp(a->ne, b->ne, sizeof a->ne), "tensor %s", b->name);
+    }
+    gguf_close(ours);
+    gguf_close(peer);
+    free(p);
+}
