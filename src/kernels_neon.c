@@ -7,9 +7,16 @@
  * Determinism: every (row, token) output has its own single accumulator that sees
  * the same sequence of operations whatever the tile shape, so a row's result does not
  * depend on its neighbours, on n_tok, or on how [r0, r1) is split across threads.
- * Results differ from kernels_ref.c only by summation order (and FMA rounding). */
+ * Results differ from kernels_ref.c only by summation order (and FMA rounding).
+ *
+ * Int8 activations (q8_0/q4_0 qact variants): X is quantized per call exactly as the
+ * reference does (vcvtnq rounds to nearest even, like nearbyintf); per block the
+ * integer sum of q_w * q_x is exact (vmull_s8/vmlal_high_s8 pair sums fit int16 since
+ * |q_x| <= 127, then vpadalq_s16 into 4 int32 lanes); lanes are converted to float
+ * and accumulated with FMA, scaled by d_w * d_x (the reference's product). */
 #include <arm_neon.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -181,6 +188,122 @@ MATMUL(matmul_f16, FLM_F16)
 MATMUL(matmul_bf16, FLM_BF16)
 MATMUL(matmul_q8_0, FLM_Q8_0)
 MATMUL(matmul_q4_0, FLM_Q4_0)
+
+/* ---- int8 activations ------------------------------------------------------- */
+
+#define QB_TOK 4 /* tokens per prefill tile */
+
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d.
+ * q [n_tok * cols] and d [n_tok * cols / 32] in this thread's scratch. */
+static bool quantize_x(const float *X, int n_tok, int cols, int8_t **q, float **d) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
+    char *buf = flm_kernel_scratch(0, nq + nb * sizeof(float));
+    if (!buf) return false;
+    *q = (int8_t *)buf;
+    *d = (float *)(void *)(buf + nq);
+    for (size_t b = 0; b < nb; b++) {
+        const float *x = X + b * QK;
+        float32x4_t a[8];
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int k = 0; k < 8; k++) {
+            a[k] = vld1q_f32(x + 4 * k);
+            m = vmaxq_f32(m, vabsq_f32(a[k]));
+        }
+        float amax = vmaxvq_f32(m);
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        for (int k = 0; k < 8; k += 2) {
+            int32x4_t i0 = vcvtnq_s32_f32(vmulq_n_f32(a[k], id)), i1 = vcvtnq_s32_f32(vmulq_n_f32(a[k + 1], id));
+            int16x8_t h = vcombine_s16(vmovn_s32(i0), vmovn_s32(i1));
+            vst1_s8(*q + b * QK + (size_t)k * 4, vmovn_s16(h));
+        }
+        (*d)[b] = db;
+    }
+    return true;
+}
+
+/* Block b of a row as signed weights q_w (two vectors of 16, elements 0..31). */
+INLINE void load_wq(int dt, const void *row, int b, int8x16_t *w0, int8x16_t *w1, float *dw) {
+    if (dt == FLM_Q8_0) {
+        const block_q8_0 *blk = (const block_q8_0 *)row + b;
+        *w0 = vld1q_s8(blk->qs);
+        *w1 = vld1q_s8(blk->qs + 16);
+        *dw = half_to_float(blk->d);
+    } else {
+        const block_q4_0 *blk = (const block_q4_0 *)row + b;
+        uint8x16_t v = vld1q_u8(blk->qs);
+        int8x16_t eight = vdupq_n_s8(8);
+        *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), eight);
+        *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+        *dw = half_to_float(blk->d);
+    }
+}
+
+/* Exact integer dot of 32 signed bytes, in 4 int32 lanes. */
+INLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+    int16x8_t p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+    int16x8_t p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+}
+
+INLINE void qtile(int dt, int RB, int TB, const void *W, const int8_t *xq, const float *dx, float *Y, int cols, int ldy, int r, int t) {
+    int nb = cols / QK;
+    size_t rb = row_bytes(dt, cols);
+    const char *rows[MAX_RB];
+    float32x4_t acc[MAX_RB][QB_TOK];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < nb; b++) {
+        int8x16_t w0[MAX_RB], w1[MAX_RB];
+        float dw[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) load_wq(dt, rows[i], b, &w0[i], &w1[i], &dw[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) {
+            size_t xb = (size_t)(t + j) * (size_t)nb + (size_t)b;
+            int8x16_t x0 = vld1q_s8(xq + xb * QK), x1 = vld1q_s8(xq + xb * QK + 16);
+            float d = dx[xb];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++)
+                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(dot32(w0[i], w1[i], x0, x1)), vdupq_n_f32(dw[i] * d));
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = vaddvq_f32(acc[i][j]);
+}
+
+INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int8_t *xq;
+    float *dx;
+    if (!quantize_x(X, n_tok, cols, &xq, &dx)) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; }
+    int r = r0;
+    if (n_tok == 1)
+        for (; r + 4 <= r1; r += 4) qtile(dt, 4, 1, W, xq, dx, Y, cols, ldy, r, 0);
+    for (; r + 2 <= r1; r += 2) {
+        int t = 0;
+        for (; t + QB_TOK <= n_tok; t += QB_TOK) qtile(dt, 2, QB_TOK, W, xq, dx, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) qtile(dt, 2, 1, W, xq, dx, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, xq, dx, Y, cols, ldy, r, t);
+}
+
+static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0};
+const flm_qact_fns *flm_qact_neon(void) { return &QACT; }
+
+/* ---- vector ops --------------------------------------------------------------- */
 
 /* Sum of squares in vector lanes, then the reference's scalar formula; the
  * elementwise part is the reference's exact operation order. */
