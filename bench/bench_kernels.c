@@ -3,7 +3,10 @@
  * transpose) in each dtype and each kernel table, against this core's measured read
  * bandwidth; and prefill (64 tokens) GFLOP/s. Weights are rotated through enough
  * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
- * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available) */
+ * q8_0/q4_0 run twice: float activations (TABLE) and int8 activations (TABLE+i8).
+ * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available)
+ * BENCH_DTYPES=q8_0,q4_0 limits the dtypes. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "common.h"
 #include "cpu.h"
 #include "kernels.h"
+#include "kernels_simd.h"
 
 #define ROTATE_BYTES ((size_t)512 << 20)
 #define MIN_SECONDS 0.6
@@ -88,25 +92,31 @@ int main(int argc, char **argv) {
     float *X = malloc(64 * 8960 * sizeof(float)), *Y = malloc(64 * 8960 * sizeof(float));
     if (!X || !Y) return 1;
     for (int i = 0; i < 64 * 8960; i++) X[i] = (float)(rnd_byte() & 0x7F) / 64.0f - 1.0f;
-    printf("%-7s %-5s %-11s %9s %8s %7s %14s\n", "table", "dtype", "rows x cols", "ms/matvec", "GB/s", "of bw", "prefill GFLOP/s");
+    printf("%-10s %-5s %-11s %9s %8s %7s %14s\n", "table", "dtype", "rows x cols", "ms/matvec", "GB/s", "of bw", "prefill GFLOP/s");
     for (size_t di = 0; di < sizeof dts / sizeof *dts; di++) {
         flm_dtype dt = dts[di];
+        const char *only = getenv("BENCH_DTYPES");
+        if (only && !strstr(only, flm_dtype_get(dt)->name)) continue;
         size_t wbytes = flm_dtype_bytes(dt, (uint64_t)8960 * 1536);
         size_t ncopies = ROTATE_BYTES / wbytes + 1;
         char *wbuf = malloc(wbytes * ncopies);
         if (!wbuf) return 1;
         fill(dt, wbuf, wbytes);
         for (size_t c = 1; c < ncopies; c++) memcpy(wbuf + c * wbytes, wbuf, wbytes);
-        for (int ni = 0; ni < nnames; ni++) {
-            const flm_kernels *k = flm_kernels_by_name(names[ni]);
+        for (int ni = 0; ni < nnames * 2; ni++) {
+            bool qact = ni % 2 == 1;
+            if (qact && dt != FLM_Q8_0 && dt != FLM_Q4_0) continue;
+            const flm_kernels *k = flm_kernels_variant(names[ni / 2], qact);
             if (!k) continue;
+            char label[32];
+            snprintf(label, sizeof label, "%s%s", k->name, qact ? "+i8" : "");
             for (int s = 0; s < 2; s++) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 double sec = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 1, rows, cols);
                 double gbs = (double)wbytes / sec / 1e9;
                 double sp = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
                 double gflops = 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9;
-                printf("%-7s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", k->name, flm_dtype_get(dt)->name, rows, cols,
+                printf("%-10s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", label, flm_dtype_get(dt)->name, rows, cols,
                        sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
                 fflush(stdout);
             }

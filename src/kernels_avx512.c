@@ -327,30 +327,30 @@ VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xchunk 
     }
 }
 
-/* Chunk c of a q8_0/q4_0 row (nb blocks) as unsigned bytes and lane scales. */
+/* Chunk c of a q8_0/q4_0 row (nb blocks) as unsigned bytes and lane scales (a
+ * missing second block reads as zero weights with scale 0). */
 INLINE VNNI void load_wq(int dt, const void *row, int nb, int c, __m512i *w, __m512 *dw) {
     int has1 = 2 * c + 1 < nb;
+    uint32_t dd;
     if (dt == FLM_Q8_0) {
-        static const uint16_t IW[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                        33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48};
-        static const uint16_t ID[32] = {0, 0, 0, 0, 0, 0, 0, 0, 32, 32, 32, 32, 32, 32, 32, 32};
-        const char *b0 = (const char *)row + (size_t)(2 * c) * sizeof(block_q8_0);
-        __mmask64 m = ((__mmask64)1 << sizeof(block_q8_0)) - 1;
-        __m512i lo = _mm512_maskz_loadu_epi8(m, b0), hi = _mm512_maskz_loadu_epi8(has1 ? m : 0, b0 + sizeof(block_q8_0));
-        *w = _mm512_xor_si512(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(IW), hi), _mm512_set1_epi8((char)0x80));
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(ID), hi)));
+        const block_q8_0 *b0 = (const block_q8_0 *)row + 2 * c;
+        __m256i hi = has1 ? _mm256_loadu_si256((const __m256i *)b0[1].qs) : _mm256_setzero_si256();
+        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0[0].qs)), hi, 1);
+        *w = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
+        dd = (uint32_t)b0[0].d | (has1 ? (uint32_t)b0[1].d << 16 : 0u);
     } else {
-        static const uint16_t IW[32] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
-                                        1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17};
-        static const uint16_t ID[32] = {0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 9, 9, 9, 9};
-        const char *b0 = (const char *)row + (size_t)(2 * c) * sizeof(block_q4_0);
-        __mmask64 m = ((__mmask64)1 << (sizeof(block_q4_0) * (size_t)(1 + has1))) - 1;
-        __m512i v = _mm512_maskz_loadu_epi8(m, b0);
-        __m512i q = _mm512_permutexvar_epi16(_mm512_loadu_si512(IW), v);
+        const block_q4_0 *b0 = (const block_q4_0 *)row + 2 * c;
+        __m128i hi = has1 ? _mm_loadu_si128((const __m128i *)b0[1].qs) : _mm_setzero_si128();
+        __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b0[0].qs)), hi, 1);
+        __m512i q = _mm512_broadcast_i64x4(y);
         q = _mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4);
         *w = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_loadu_si512(ID), v)));
+        dd = (uint32_t)b0[0].d | (has1 ? (uint32_t)b0[1].d << 16 : 0u);
     }
+    __m512 d2 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)));
+    __m512i idx = dt == FLM_Q8_0 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                                 : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    *dw = _mm512_permutexvar_ps(idx, d2);
 }
 
 /* acc += float(init + w.x per lane) * (d_w * d_x): one chunk of one output. */
