@@ -553,3 +553,29 @@ TEST(session_raw_prompt_and_stdin) {
     json_free(e);
     free(out);
 }
+
+/* Ctrl-C (SIGINT) stops the current answer, not the program: `run` reports the
+ * cancellation and exits 0; `chat` goes on reading the next line. */
+TEST(session_sigint_stops_the_answer_not_the_program) {
+    char cmd[1024], *o, *e;
+    /* the random tiny model practically never samples an eos: without the signal
+     * both would run to the 8192-token context */
+    snprintf(cmd, sizeof cmd, "%s run -m %s/tiny-qwen2 --raw -p hello -n 100000 -c 8192 --json & pid=$!; sleep 1.5; kill -INT $pid; wait $pid",
+             test_bin(), TEST_DATA);
+    int rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 0, "run exit %d: %s", rc, e);
+    CHECK_MSG(strstr(o, "\"stop_reason\": \"cancelled\"") != NULL, "run output: %.300s", o);
+    free(o);
+    free(e);
+    char *in = flm_path_join(test_tmpdir(), "chat-sigint.txt");
+    FILE *f = fopen(in, "w");
+    REQUIRE(f);
+    fputs("hello\n/system Answer briefly.\n/quit\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s chat -m %s/tiny-qwen2 -n 100000 -c 8192 < %s & pid=$!; sleep 1.5; kill -INT $pid; wait $pid", test_bin(), TEST_DATA, in);
+    rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 0, "chat exit %d: %s", rc, e);
+    free(o);
+    free(e);
+    free(in);
+}
