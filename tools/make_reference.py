@@ -52,7 +52,8 @@ def main():
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="eager")
+    # `dtype` (transformers 5) is ignored by 4.x, which loads float32 by default; .float() below makes sure
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager")
     if args.lora:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, args.lora[0])
