@@ -270,6 +270,9 @@ MATMUL(matmul_q4_0, FLM_Q4_0)
 
 #define VNNI __attribute__((target("avx512vnni")))
 #define QC 64 /* values per chunk: two 32-blocks, one zmm of bytes */
+#ifndef QDEC_R
+#define QDEC_R 8 /* decode rows streamed side by side (int8 path) */
+#endif
 
 /* One chunk of a quantized token: x bytes in the weights' lane order, the dpbusd
  * start value (-bias * sum of each lane's 4 bytes) and each lane's scale d_x. */
@@ -461,8 +464,8 @@ INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, i
         }
         return;
     }
-    for (; r + 8 <= r1; r += 8)
-        for (int t = 0; t < n_tok; t++) qtile(dt, 8, 1, W, XQ, Y, cols, ldy, r, t);
+    for (; r + QDEC_R <= r1; r += QDEC_R)
+        for (int t = 0; t < n_tok; t++) qtile(dt, QDEC_R, 1, W, XQ, Y, cols, ldy, r, t);
     for (; r < r1; r++)
         for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, XQ, Y, cols, ldy, r, t);
 }
