@@ -31,7 +31,7 @@ def main():
         for name, p in model.named_parameters():
             v = (1.0 + 0.1 * torch.randn(p.shape, generator=g)) if "norm" in name else 0.05 * torch.randn(p.shape, generator=g)
             p.copy_(v.to(torch.bfloat16).to(torch.float32))  # values exact in bf16
-    model.to(torch.bfloat16).save_pretrained(model_dir, safe_serialization=True, max_shard_size="8MB")
+    model.to(torch.bfloat16).save_pretrained(model_dir, safe_serialization=True, max_shard_size="10MB")
     gen = torch.Generator().manual_seed(99)
     ids = [",".join(str(int(x)) for x in torch.randint(0, 512, (n,), generator=gen)) for n in (1, 17, 200)]
     ref = os.path.join(out, "reference.safetensors")
