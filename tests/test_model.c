@@ -7,6 +7,7 @@
 #include "common.h"
 #include "forward.h"
 #include "model.h"
+#include "model_source.h"
 #include "safetensors.h"
 #include "test.h"
 #include "verify.h"
@@ -347,5 +348,17 @@ TEST(model_threads_give_identical_logits) {
     }
     flm_forward_free(s1);
     free(a); free(b);
+    flm_model_close(m);
+}
+
+/* Qwen2.5-1.5B's attention geometry (12 heads, 2 KV heads, head_dim 128, hidden 1536),
+ * saved by transformers as a sharded checkpoint; reference from tools/make_reference.py. */
+TEST(model_qwen25_shape_sharded_matches_transformers) {
+    verify_fixture(TEST_DATA "/qwen2.5-shape", TEST_DATA "/qwen2.5-shape/reference.safetensors");
+    flm_model *m;
+    REQUIRE(flm_model_open(TEST_DATA "/qwen2.5-shape", NULL, &m) == FLM_OK);
+    CHECK_EQ_INT(m->cfg.head_dim, 128);
+    CHECK_EQ_INT(m->cfg.n_heads / m->cfg.n_kv_heads, 6);
+    CHECK_EQ_INT(m->source->n_shards, 2);
     flm_model_close(m);
 }
