@@ -44,6 +44,18 @@ typedef struct {
 /* If argv[*i] is -m/--model or --lora, consumes it (and its value) and returns 1;
  * returns -1 on a usage error (message printed), 0 if not a model option. */
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd);
+/* The --lora specs split into folders and scales (flm_lora_parse_spec: only a
+ * trailing ":number" is a scale). */
+typedef struct {
+    const char *dirs[CLI_MAX_LORA];
+    float scales[CLI_MAX_LORA];
+    char *owned[CLI_MAX_LORA];
+    int n;
+} cli_lora_list;
+/* Returns false (message printed) on a bad spec. Free with cli_lora_free. */
+bool cli_lora_parse(const cli_model_args *a, cli_lora_list *l, const char *cmd);
+void cli_lora_free(cli_lora_list *l);
+
 struct flm_model;
 /* Opens the model with its adapters; prints the error and returns NULL on failure. */
 struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd);

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "lora.h"
 #include "model.h"
 
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd) {
@@ -27,18 +28,23 @@ int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *
     return 0;
 }
 
-/* Splits "DIR[:SCALE]": only a trailing ":number" is a scale, so paths with ':' work. */
-static char *split_lora(const char *spec, float *scale) {
-    *scale = 1.0f;
-    const char *colon = strrchr(spec, ':');
-    if (colon && colon[1]) {
-        double v;
-        if (cli_parse_double(colon + 1, &v)) {
-            *scale = (float)v;
-            return flm_strndup(spec, (size_t)(colon - spec));
+bool cli_lora_parse(const cli_model_args *a, cli_lora_list *l, const char *cmd) {
+    memset(l, 0, sizeof *l);
+    for (int i = 0; i < a->n_lora; i++) {
+        if (flm_lora_parse_spec(a->lora[i], &l->owned[i], &l->scales[i]) != FLM_OK) {
+            cli_error(cmd);
+            cli_lora_free(l);
+            return false;
         }
+        l->dirs[i] = l->owned[i];
+        l->n = i + 1;
     }
-    return flm_strdup(spec);
+    return true;
+}
+
+void cli_lora_free(cli_lora_list *l) {
+    for (int i = 0; i < CLI_MAX_LORA; i++) free(l->owned[i]);
+    memset(l, 0, sizeof *l);
 }
 
 struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd) {
@@ -46,17 +52,12 @@ struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd) {
         fprintf(stderr, "fieldlm %s: no model given (use -m MODEL: a Hugging Face folder or a .gguf package)\n", cmd);
         return NULL;
     }
-    const char *dirs[CLI_MAX_LORA];
-    float scales[CLI_MAX_LORA];
-    char *owned[CLI_MAX_LORA] = {0};
-    for (int i = 0; i < a->n_lora; i++) {
-        owned[i] = split_lora(a->lora[i], &scales[i]);
-        dirs[i] = owned[i] ? owned[i] : a->lora[i];
-    }
-    flm_model_options opt = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = a->n_lora};
+    cli_lora_list l;
+    if (!cli_lora_parse(a, &l, cmd)) return NULL;
+    flm_model_options opt = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n};
     flm_model *m = NULL;
     int rc = flm_model_open(a->model, &opt, &m);
-    for (int i = 0; i < a->n_lora; i++) free(owned[i]);
+    cli_lora_free(&l);
     if (rc) { cli_error(cmd); return NULL; }
     return m;
 }

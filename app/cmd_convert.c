@@ -8,7 +8,6 @@
 #include "cli.h"
 #include "common.h"
 #include "convert.h"
-#include "lora.h"
 
 static volatile sig_atomic_t g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
@@ -51,8 +50,7 @@ static bool parse_type(const char *s, flm_dtype *t) {
 
 static int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    const char *lora_specs[CLI_MAX_LORA];
-    int n_lora = 0;
+    cli_model_args ma = {0};
     long threads = 0;
     bool quiet = false;
     flm_convert_options opt = {.type = FLM_Q8_0};
@@ -64,9 +62,7 @@ static int cmd_convert(int argc, char **argv) {
             if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
             if (!parse_type(v, &opt.type)) { fprintf(stderr, "fieldlm convert: --type must be f32, f16, bf16, q8_0 or q4_0 (got '%s')\n", v); return EXIT_USAGE; }
         } else if (!strcmp(argv[i], "--lora")) {
-            if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
-            if (n_lora == CLI_MAX_LORA) { fprintf(stderr, "fieldlm convert: at most %d adapters\n", CLI_MAX_LORA); return EXIT_USAGE; }
-            lora_specs[n_lora++] = v;
+            if (cli_model_arg(&ma, argc, argv, &i, "convert") < 0) return EXIT_USAGE;
         } else if (cli_is(argv[i], "-t", "--threads")) {
             if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
             if (!cli_parse_int(v, &threads) || threads < 1 || threads > 256) { fprintf(stderr, "fieldlm convert: --threads needs 1..256\n"); return EXIT_USAGE; }
@@ -76,16 +72,11 @@ static int cmd_convert(int argc, char **argv) {
         else { fprintf(stderr, "fieldlm convert: unexpected argument '%s'\n", argv[i]); return EXIT_USAGE; }
     }
     if (!in || !out) { fprintf(stderr, "fieldlm convert: HF_DIR and -o OUT.gguf are required\n"); help(stderr); return EXIT_USAGE; }
-    char *dirs[CLI_MAX_LORA] = {0};
-    float scales[CLI_MAX_LORA];
-    for (int i = 0; i < n_lora; i++)
-        if (flm_lora_parse_spec(lora_specs[i], &dirs[i], &scales[i]) != FLM_OK) {
-            for (int k = 0; k < i; k++) free(dirs[k]);
-            return cli_error("convert");
-        }
-    opt.lora_dirs = (const char *const *)dirs;
-    opt.lora_scales = scales;
-    opt.n_lora = n_lora;
+    cli_lora_list lora;
+    if (!cli_lora_parse(&ma, &lora, "convert")) return EXIT_FAIL;
+    opt.lora_dirs = lora.dirs;
+    opt.lora_scales = lora.scales;
+    opt.n_lora = lora.n;
     opt.n_threads = (int)threads;
     opt.cancel = &g_cancel;
     if (!quiet && isatty(fileno(stderr))) opt.progress = progress;
@@ -96,14 +87,14 @@ static int cmd_convert(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     flm_convert_stats st;
     int rc = flm_convert(in, out, &opt, &st);
-    for (int i = 0; i < n_lora; i++) free(dirs[i]);
+    cli_lora_free(&lora);
     if (rc) {
         if (opt.progress) fputc('\n', stderr);
         fprintf(stderr, "fieldlm convert: %s\nfieldlm convert: no output written\n", flm_last_error());
         return EXIT_FAIL;
     }
     fprintf(stderr, "convert: wrote %s: %d tensors, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out, st.n_tensors,
-            (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6, n_lora ? ", LoRA merged" : "");
+            (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6, opt.n_lora ? ", LoRA merged" : "");
     if (st.no_tokenizer)
         fprintf(stderr, "convert: note: %s has no tokenizer files: the package runs on token ids only\n", in);
     if (st.n_fallback)

@@ -154,24 +154,12 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
         }
         g->ma.model = g->model_owned;
     }
-    const char *dirs[CLI_MAX_LORA];
-    float scales[CLI_MAX_LORA];
-    char *owned[CLI_MAX_LORA] = {0};
-    for (int i = 0; i < g->ma.n_lora; i++) {
-        /* "DIR[:SCALE]": only a trailing ":number" is a scale, as cli_model.c reads it */
-        const char *spec = g->ma.lora[i], *colon = strrchr(spec, ':');
-        double v;
-        scales[i] = 1.0f;
-        if (colon && colon[1] && cli_parse_double(colon + 1, &v)) {
-            scales[i] = (float)v;
-            owned[i] = flm_strndup(spec, (size_t)(colon - spec));
-        }
-        dirs[i] = owned[i] ? owned[i] : spec;
-    }
-    flm_model_options mo = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = g->ma.n_lora};
+    cli_lora_list l;
+    if (!cli_lora_parse(&g->ma, &l, cmd)) return NULL;
+    flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n};
     flm_assets *a = NULL;
     int rc = flm_assets_load(g->ma.model, &mo, &a);
-    for (int i = 0; i < g->ma.n_lora; i++) free(owned[i]);
+    cli_lora_free(&l);
     if (rc) cli_error(cmd);
     return a;
 }
