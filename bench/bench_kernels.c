@@ -5,7 +5,8 @@
  * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
  * q8_0/q4_0 run twice: float activations (TABLE) and int8 activations (TABLE+i8).
  * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available)
- * BENCH_DTYPES=q8_0,q4_0 limits the dtypes. */
+ * BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_HOT=1 reuses one copy of the weights
+ * (cache-resident: the kernels' compute ceiling instead of DRAM streaming). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,7 +99,8 @@ int main(int argc, char **argv) {
         const char *only = getenv("BENCH_DTYPES");
         if (only && !strstr(only, flm_dtype_get(dt)->name)) continue;
         size_t wbytes = flm_dtype_bytes(dt, (uint64_t)8960 * 1536);
-        size_t ncopies = ROTATE_BYTES / wbytes + 1;
+        const char *hot = getenv("BENCH_HOT");
+        size_t ncopies = hot && atoi(hot) ? 1 : ROTATE_BYTES / wbytes + 1;
         char *wbuf = malloc(wbytes * ncopies);
         if (!wbuf) return 1;
         fill(dt, wbuf, wbytes);

@@ -41,9 +41,11 @@ static void detect(void) {
     bool avx2 = (b >> 5) & 1;
     bool f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     bool vnni = (c >> 11) & 1; /* leaf 7 ECX bit 11: AVX512_VNNI */
+    bool vbmi = (c >> 1) & 1;  /* leaf 7 ECX bit 1: AVX512_VBMI (vpermb, vpermt2b) */
     g_cpu.avx2 = ymm_ok && avx2 && fma && f16c;
     g_cpu.avx512 = g_cpu.avx2 && zmm_ok && f && dq && bw && vl;
     g_cpu.avx512vnni = g_cpu.avx512 && vnni;
+    g_cpu.avx512vbmi = g_cpu.avx512 && vbmi;
 #elif defined(__aarch64__)
     g_cpu.neon = true;
 #endif
@@ -72,11 +74,11 @@ static const flm_kernels *float_table(const char *name) {
 }
 
 /* The int8-activation matmuls that go with a float table (the best this CPU runs
- * for that ISA: AVX-512 without VNNI borrows the AVX2 ones). */
+ * for that ISA: AVX-512 without VNNI and VBMI borrows the AVX2 ones). */
 static const flm_qact_fns *qact_fns(const char *name) {
     const flm_cpu_features *f = flm_cpu_get();
 #if defined(__x86_64__)
-    if (strcmp(name, "avx512") == 0) return f->avx512vnni ? flm_qact_avx512vnni() : flm_qact_avx2();
+    if (strcmp(name, "avx512") == 0) return f->avx512vnni && f->avx512vbmi ? flm_qact_avx512vnni() : flm_qact_avx2();
     if (strcmp(name, "avx2") == 0) return flm_qact_avx2();
 #endif
 #if defined(__aarch64__)

@@ -10,6 +10,8 @@ typedef struct {
     bool avx2;       /* AVX2 + FMA + F16C, with the OS saving ymm state */
     bool avx512;     /* AVX-512 F/BW/VL/DQ, with the OS saving zmm/opmask state */
     bool avx512vnni; /* avx512 and AVX512_VNNI (vpdpbusd on zmm) */
+    bool avx512vbmi; /* avx512 and AVX512_VBMI (vpermb/vpermt2b); the int8 AVX-512
+                      * kernels need both, else the avx512 table uses the AVX2 ones */
     bool neon;       /* aarch64 Advanced SIMD (always, when built for aarch64) */
 } flm_cpu_features;
 

@@ -37,6 +37,12 @@
 #define MAX_RB 8
 #define MAX_TB 4 /* = PT */
 #define PF_BYTES 768 /* decode prefetch distance ahead of each row stream */
+#ifndef QPF_BYTES
+#define QPF_BYTES 768 /* the same for the int8 path */
+#endif
+#ifndef QPF_TILES
+#define QPF_TILES 1
+#endif
 #define PR 6          /* prefill panel rows */
 #define PT 4          /* prefill tokens per register tile */
 
@@ -268,170 +274,245 @@ MATMUL(matmul_q4_0, FLM_Q4_0)
 
 /* ---- int8 activations (AVX512_VNNI) ---------------------------------------- */
 
-#define VNNI __attribute__((target("avx512vnni")))
-#define QC 64 /* values per chunk: two 32-blocks, one zmm of bytes */
+#define VNNI __attribute__((target("avx512vnni,avx512vbmi")))
+#define GB 16        /* blocks per group: one vector of 16 block sums */
+#define GV (GB * QK) /* values per group */
 #ifndef QDEC_R
-#define QDEC_R 8 /* decode rows streamed side by side (int8 path) */
+#define QDEC_R 4 /* decode rows streamed side by side (int8 path) */
 #endif
+#define QPR 4 /* prefill panel rows (int8 path) */
+#define QPT 4 /* prefill tokens per register tile (int8 path) */
 
-/* One chunk of a quantized token: x bytes in the weights' lane order, the dpbusd
- * start value (-bias * sum of each lane's 4 bytes) and each lane's scale d_x. */
+/* A group is 16 blocks, handled as 4 steps of 4 blocks. Step s holds blocks 4s..4s+3
+ * as two 64-byte vectors: "lo" = values 0..15 of each block (16 bytes per block, block
+ * 4s+k in bytes 16k..16k+15), "hi" = values 16..31 likewise. For q4_0 these are
+ * exactly the low and high nibbles of the block's 16 bytes, so a step unpacks with
+ * one and, one shift and one and; q8_0 uses the same layout. One vpdpbusd per vector
+ * gives, in 32-bit lanes 4k..4k+3, partial sums of block 4s+k; the 4 steps' lanes are
+ * then added (a 4x4 transpose-add, exact in int32) into one vector whose lane p holds
+ * the whole block GBLK(p) = 4*(p%4) + p/4. Block scales and corrections are kept in
+ * that lane order. */
+#define GBLK(p) (4 * ((p) & 3) + ((p) >> 2))
+
+/* One group of a quantized token: q in the step layout, per lane the correction
+ * bias * (sum of the block's q_x) (bias 8 for q4_0 nibbles, 128 for q8_0 q ^ 0x80)
+ * and the block's d_x. Missing blocks past the row end are zero. */
 typedef struct {
-    int8_t q[QC];
-    int32_t init[L];
+    int8_t q[GV];
+    int32_t corr[L];
     float dx[L];
-} xchunk;
+} xgroup;
 
-/* One chunk of a weight row, unpacked: unsigned bytes and each lane's scale d_w. */
+/* One group of a weight row, unpacked (prefill panel): unsigned bytes in the step
+ * layout and the block scales d_w in lane order. */
 typedef struct {
-    uint8_t w[QC];
+    uint8_t w[GV];
     float dw[L];
-} wchunk;
+} wgroup;
 
-/* Byte layout of a chunk (blocks b0, b1): q8_0 [b0 0..31 | b1 0..31], dpbusd lanes
- * 0-7 from b0, 8-15 from b1; q4_0 [b0 0..15 | b1 0..15 | b0 16..31 | b1 16..31] (low
- * nibbles, then high nibbles), lanes 0-3 and 8-11 from b0, 4-7 and 12-15 from b1.
- * Lane l's block: */
-INLINE int lane_block(int dt, int l) { return dt == FLM_Q8_0 ? l >> 3 : (l >> 2) & 1; }
+INLINE size_t block_bytes(int dt) { return dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0); }
 
-/* Quantizes n_tok tokens of X (cols % 32 == 0) into nc chunks each, exactly as
+/* Quantizes n_tok tokens of X (cols % 32 == 0) into ng groups each, exactly as
  * flm_quantize_act_ref does. */
-VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xchunk *out) {
-    int nb = cols / QK, nc = (nb + 1) / 2;
-    __m512i bias = _mm512_set1_epi8(dt == FLM_Q8_0 ? (char)0x80 : 8);
+VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup *out) {
+    int nb = cols / QK, ng = (nb + GB - 1) / GB;
+    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
     for (int t = 0; t < n_tok; t++) {
         const float *x = X + (size_t)t * (size_t)cols;
-        xchunk *xc = out + (size_t)t * (size_t)nc;
-        for (int c = 0; c < nc; c++) {
-            float d[2] = {0.0f, 0.0f};
-            memset(xc[c].q, 0, QC);
-            for (int h = 0; h < 2 && 2 * c + h < nb; h++) {
-                const float *xb = x + (size_t)(2 * c + h) * QK;
+        xgroup *xg = out + (size_t)t * (size_t)ng;
+        for (int g = 0; g < ng; g++) {
+            int nblk = nb - g * GB < GB ? nb - g * GB : GB;
+            if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
+            for (int b = 0; b < nblk; b++) {
+                const float *xb = x + (size_t)(g * GB + b) * QK;
                 __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
                 float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
                 float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
                 __m512 vid = _mm512_set1_ps(id);
-                __m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)));
-                __m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a1, vid)));
-                if (dt == FLM_Q8_0) {
-                    _mm_storeu_si128((__m128i *)(xc[c].q + h * 32), q0);
-                    _mm_storeu_si128((__m128i *)(xc[c].q + h * 32 + 16), q1);
-                } else {
-                    _mm_storeu_si128((__m128i *)(xc[c].q + h * 16), q0);
-                    _mm_storeu_si128((__m128i *)(xc[c].q + 32 + h * 16), q1);
-                }
-                d[h] = db;
+                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+                int8_t *q = xg[g].q + (b >> 2) * 128 + (b & 3) * 16;
+                _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+                _mm_storeu_si128((__m128i *)(q + 64), _mm512_cvtepi32_epi8(i1));
+                int p = GBLK(b); /* GBLK is its own inverse */
+                xg[g].corr[p] = bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                xg[g].dx[p] = db;
             }
-            for (int l = 0; l < L; l++) xc[c].dx[l] = d[lane_block(dt, l)];
-            __m512i q = _mm512_loadu_si512(xc[c].q);
-            __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, q);
-            _mm512_storeu_si512(xc[c].init, _mm512_sub_epi32(_mm512_setzero_si512(), s));
         }
     }
 }
 
-/* Chunk c of a q8_0/q4_0 row (nb blocks) as unsigned bytes and lane scales (a
- * missing second block reads as zero weights with scale 0). */
-INLINE VNNI void load_wq(int dt, const void *row, int nb, int c, __m512i *w, __m512 *dw) {
-    int has1 = 2 * c + 1 < nb;
-    uint32_t dd;
+/* Byte indices for vpermt2b/vpermb (built once per call site; constant folded). */
+typedef struct {
+    __m512i lo, hi; /* step bytes from the two source windows */
+    __m512i d;      /* byte 2p+e of lane p <- byte e of the scale of its block in the step */
+} step_idx;
+
+/* q4_0 step (4 blocks, 72 bytes at p): windows A = p[0, 64), B = p[8, 72); block k's
+ * qs at 18k+2. q8_0 step (136 bytes): lo from A = p[0, 64), B = p[64, 128) (qs at
+ * 34k+2), hi from C = p[8, 72), D = p[72, 136) (qs at 34k+18). Scales at 18k / 34k. */
+INLINE step_idx make_step_idx(int dt) {
+    _Alignas(64) uint8_t lo[64], hi[64], d[64];
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 16; j++) {
+            int o;
+            if (dt == FLM_Q8_0) {
+                lo[16 * k + j] = (uint8_t)(34 * k + 2 + j);
+                hi[16 * k + j] = (uint8_t)(34 * k + 18 + j - 8);
+            } else {
+                o = 18 * k + 2 + j;
+                lo[16 * k + j] = (uint8_t)(o < 64 ? o : 64 + o - 8);
+                hi[16 * k + j] = 0;
+            }
+        }
+    for (int p = 0; p < L; p++)
+        for (int e = 0; e < 2; e++) d[2 * p + e] = (uint8_t)((int)block_bytes(dt) * (p >> 2) + e);
+    for (int i = 32; i < 64; i++) d[i] = 0;
+    step_idx r = {_mm512_load_si512(lo), _mm512_load_si512(hi), _mm512_load_si512(d)};
+    return r;
+}
+
+/* Byte mask of the scale words that step s fills: lanes p = s, 4+s, 8+s, 12+s. */
+INLINE __mmask64 step_dmask(int s) {
+    __mmask64 m = 0;
+    for (int k = 0; k < 4; k++) m |= (__mmask64)3 << (2 * (4 * k + s));
+    return m;
+}
+
+/* Step s of the group starting at blk (16 whole blocks): unsigned weight bytes, and
+ * the step's 4 scales merged into their half-float words of dh. */
+INLINE VNNI void load_step(int dt, const step_idx *ix, const char *blk, int s, __m512i *lo, __m512i *hi, __m512i *dh) {
+    const char *p = blk + (size_t)s * 4 * block_bytes(dt);
+    __m512i a = _mm512_loadu_si512(p);
     if (dt == FLM_Q8_0) {
-        const block_q8_0 *b0 = (const block_q8_0 *)row + 2 * c;
-        __m256i hi = has1 ? _mm256_loadu_si256((const __m256i *)b0[1].qs) : _mm256_setzero_si256();
-        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0[0].qs)), hi, 1);
-        *w = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
-        dd = (uint32_t)b0[0].d | (has1 ? (uint32_t)b0[1].d << 16 : 0u);
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i b = _mm512_loadu_si512(p + 64), c = _mm512_loadu_si512(p + 8), d = _mm512_loadu_si512(p + 72);
+        *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, ix->lo, b), flip);
+        *hi = _mm512_xor_si512(_mm512_permutex2var_epi8(c, ix->hi, d), flip);
+        *dh = _mm512_mask_mov_epi8(*dh, step_dmask(s), _mm512_permutex2var_epi8(a, ix->d, b));
     } else {
-        const block_q4_0 *b0 = (const block_q4_0 *)row + 2 * c;
-        __m128i hi = has1 ? _mm_loadu_si128((const __m128i *)b0[1].qs) : _mm_setzero_si128();
-        __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b0[0].qs)), hi, 1);
-        __m512i q = _mm512_broadcast_i64x4(y);
-        q = _mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4);
-        *w = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-        dd = (uint32_t)b0[0].d | (has1 ? (uint32_t)b0[1].d << 16 : 0u);
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        __m512i v = _mm512_permutex2var_epi8(a, ix->lo, _mm512_loadu_si512(p + 8));
+        *lo = _mm512_and_si512(v, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        *dh = _mm512_mask_permutexvar_epi8(*dh, step_dmask(s), ix->d, a);
     }
-    __m512 d2 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)));
-    __m512i idx = dt == FLM_Q8_0 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-                                 : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-    *dw = _mm512_permutexvar_ps(idx, d2);
 }
 
-/* acc += float(init + w.x per lane) * (d_w * d_x): one chunk of one output. */
-INLINE VNNI __m512 qstep(__m512 acc, __m512i w, __m512 dw, __m512i x, __m512i init, __m512 dx) {
-    __m512i s = _mm512_dpbusd_epi32(init, w, x);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc);
+/* A whole group of weights: 8 unsigned vectors (w[2s], w[2s+1] = step s lo/hi) and
+ * the 16 block scales d_w in lane order. */
+INLINE VNNI __m512 load_group(int dt, const step_idx *ix, const char *blk, __m512i w[8]) {
+    __m512i dh = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) load_step(dt, ix, blk, k, &w[2 * k], &w[2 * k + 1], &dh);
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
 }
 
-/* Rows [r, r+RB) x tokens [t, t+TB), weights read from W (decode, small batches). */
-INLINE VNNI void qtile(int dt, int RB, int TB, const void *W, const xchunk *XQ, float *Y, int cols, int ldy, int r, int t) {
-    int nb = cols / QK, nc = (nb + 1) / 2;
-    size_t rb = row_bytes(dt, cols);
+/* Lane p = exact sum of the 4 steps' lanes of block GBLK(p). */
+INLINE __m512i transpose_add(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+    __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+    __m512i u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+}
+
+/* acc += float(sum_b q_w.q_x) * (d_w * d_x), lanes = blocks: one group of one output.
+ * w[2s], w[2s+1] are step s's lo/hi weight vectors. */
+INLINE VNNI __m512 group_step(__m512 acc, const __m512i w[8], __m512 dw, const xgroup *xg) {
+    __m512i s[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2 * k], _mm512_load_si512(xg->q + 128 * k));
+        s[k] = _mm512_dpbusd_epi32(a, w[2 * k + 1], _mm512_load_si512(xg->q + 128 * k + 64));
+    }
+    __m512i t = _mm512_sub_epi32(transpose_add(s[0], s[1], s[2], s[3]), _mm512_load_si512(xg->corr));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_load_ps(xg->dx)), acc);
+}
+
+/* The last, partial group of a row (nblk < 16 blocks) copied and zero padded: zero
+ * weights with zero scales, so the result is that of the missing blocks absent. */
+INLINE const char *tail_group(int dt, const char *blk, int nblk, char *buf) {
+    size_t n = (size_t)nblk * block_bytes(dt);
+    memcpy(buf, blk, n);
+    memset(buf + n, 0, GB * block_bytes(dt) - n);
+    return buf;
+}
+
+/* Decode: rows [r, r+RB) against one quantized token, weights read from W. */
+INLINE VNNI void qdec(int dt, int RB, const void *W, const xgroup *XG, float *Y, int cols, int r) {
+    int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    const step_idx ix = make_step_idx(dt);
     const char *rows[MAX_RB];
-    __m512 acc[MAX_RB][MAX_TB];
+    __m512 acc[MAX_RB];
 #pragma GCC unroll 8
-    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+    for (int i = 0; i < RB; i++) {
+        rows[i] = (const char *)W + (size_t)(r + i) * rb;
+        acc[i] = _mm512_setzero_ps();
+    }
+    /* Prefetch distance: the same place QPF_TILES tiles ahead (the tile reads RB rows
+     * side by side, so memory is consumed tile by tile), at least QPF_BYTES. */
+    size_t pf = (size_t)QPF_TILES * (size_t)RB * rb;
+    if (pf < QPF_BYTES) pf = QPF_BYTES;
+    for (int g = 0; g < nfull; g++) {
+        /* Short rows are too short for the hardware prefetcher to ramp up per
+         * stream: ask for each row's lines ahead (past the end: the next rows). */
 #pragma GCC unroll 8
-    for (int i = 0; i < RB; i++)
+        for (int i = 0; i < RB; i++)
+            for (size_t o = 0; o < gb; o += 64) _mm_prefetch(rows[i] + (size_t)g * gb + o + pf, _MM_HINT_T0);
 #pragma GCC unroll 8
-        for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
-    size_t cb = 2 * (dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
-    for (int c = 0; c < nc; c++) {
-        __m512i w[MAX_RB];
-        __m512 dw[MAX_RB];
-        if (TB == 1 && (dt == FLM_Q8_0 || (c & 1) == 0))
-#pragma GCC unroll 8
-            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)c * cb + PF_BYTES, _MM_HINT_T0);
-#pragma GCC unroll 8
-        for (int i = 0; i < RB; i++) load_wq(dt, rows[i], nb, c, &w[i], &dw[i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < TB; j++) {
-            const xchunk *xc = XQ + (size_t)(t + j) * (size_t)nc + c;
-            __m512i x = _mm512_load_si512(xc->q), init = _mm512_load_si512(xc->init);
-            __m512 dx = _mm512_load_ps(xc->dx);
-#pragma GCC unroll 8
-            for (int i = 0; i < RB; i++) acc[i][j] = qstep(acc[i][j], w[i], dw[i], x, init, dx);
+        for (int i = 0; i < RB; i++) {
+            __m512i w[8];
+            __m512 dw = load_group(dt, &ix, rows[i] + (size_t)g * gb, w);
+            acc[i] = group_step(acc[i], w, dw, XG + g);
+        }
+    }
+    if (ng > nfull) {
+        _Alignas(64) char buf[GB * sizeof(block_q8_0)];
+        for (int i = 0; i < RB; i++) {
+            const char *blk = tail_group(dt, rows[i] + (size_t)nfull * gb, nb - nfull * GB, buf);
+            __m512i w[8];
+            __m512 dw = load_group(dt, &ix, blk, w);
+            acc[i] = group_step(acc[i], w, dw, XG + nfull);
         }
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < RB; i++)
-#pragma GCC unroll 8
-        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
+    for (int i = 0; i < RB; i++) Y[r + i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-/* Rows [r, r+RB) unpacked into P (nc chunks per row). */
-INLINE VNNI void qpack(int dt, int RB, const void *W, int cols, int r, wchunk *P) {
-    int nb = cols / QK, nc = (nb + 1) / 2;
-    size_t rb = row_bytes(dt, cols);
+/* Rows [r, r+RB) unpacked into P (ng groups per row): exactly what qdec multiplies. */
+INLINE VNNI void qpack(int dt, int RB, const void *W, int cols, int r, wgroup *P) {
+    int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    const step_idx ix = make_step_idx(dt);
+    _Alignas(64) char buf[GB * sizeof(block_q8_0)];
     for (int i = 0; i < RB; i++) {
         const char *row = (const char *)W + (size_t)(r + i) * rb;
-        for (int c = 0; c < nc; c++) {
-            __m512i w;
-            __m512 dw;
-            load_wq(dt, row, nb, c, &w, &dw);
-            _mm512_store_si512(P[(size_t)i * (size_t)nc + (size_t)c].w, w);
-            _mm512_store_ps(P[(size_t)i * (size_t)nc + (size_t)c].dw, dw);
+        for (int g = 0; g < ng; g++) {
+            const char *blk = g < nfull ? row + (size_t)g * gb : tail_group(dt, row + (size_t)g * gb, nb - g * GB, buf);
+            wgroup *p = P + (size_t)i * (size_t)ng + (size_t)g;
+            __m512i w[8];
+            _mm512_store_ps(p->dw, load_group(dt, &ix, blk, w));
+            for (int k = 0; k < 8; k++) _mm512_store_si512(p->w + 64 * k, w[k]);
         }
     }
 }
 
-/* qtile() over a panel of unpacked rows. */
-INLINE VNNI void qtile_panel(int RB, int TB, const wchunk *P, int nc, const xchunk *XQ, float *Y, int ldy, int r, int t) {
-    __m512 acc[MAX_RB][MAX_TB];
+/* Rows [r, r+RB) x tokens [t, t+TB) over a panel: the same per-output sequence as qdec. */
+INLINE VNNI void qtile_panel(int RB, int TB, const wgroup *P, int ng, const xgroup *XG, float *Y, int ldy, int r, int t) {
+    __m512 acc[QPR][QPT];
 #pragma GCC unroll 8
     for (int i = 0; i < RB; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int c = 0; c < nc; c++) {
+    for (int g = 0; g < ng; g++) {
 #pragma GCC unroll 8
-        for (int j = 0; j < TB; j++) {
-            const xchunk *xc = XQ + (size_t)(t + j) * (size_t)nc + c;
-            __m512i x = _mm512_load_si512(xc->q), init = _mm512_load_si512(xc->init);
-            __m512 dx = _mm512_load_ps(xc->dx);
+        for (int i = 0; i < RB; i++) {
+            const wgroup *p = P + (size_t)i * (size_t)ng + (size_t)g;
+            __m512i w[8];
 #pragma GCC unroll 8
-            for (int i = 0; i < RB; i++) {
-                const wchunk *p = P + (size_t)i * (size_t)nc + (size_t)c;
-                acc[i][j] = qstep(acc[i][j], _mm512_load_si512(p->w), _mm512_load_ps(p->dw), x, init, dx);
-            }
+            for (int k = 0; k < 8; k++) w[k] = _mm512_load_si512(p->w + 64 * k);
+            __m512 dw = _mm512_load_ps(p->dw);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) acc[i][j] = group_step(acc[i][j], w, dw, XG + (size_t)(t + j) * (size_t)ng + g);
         }
     }
 #pragma GCC unroll 8
@@ -440,34 +521,38 @@ INLINE VNNI void qtile_panel(int RB, int TB, const wchunk *P, int nc, const xchu
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-INLINE VNNI void qpanel_tokens(int RB, const wchunk *P, int nc, const xchunk *XQ, float *Y, int n_tok, int ldy, int r) {
+INLINE VNNI void qpanel_tokens(int RB, const wgroup *P, int ng, const xgroup *XG, float *Y, int n_tok, int ldy, int r) {
     int t = 0;
-    for (; t + PT <= n_tok; t += PT) qtile_panel(RB, PT, P, nc, XQ, Y, ldy, r, t);
-    for (; t < n_tok; t++) qtile_panel(RB, 1, P, nc, XQ, Y, ldy, r, t);
+    for (; t + QPT <= n_tok; t += QPT) qtile_panel(RB, QPT, P, ng, XG, Y, ldy, r, t);
+    for (; t < n_tok; t++) qtile_panel(RB, 1, P, ng, XG, Y, ldy, r, t);
 }
 
 INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    int nc = (cols / QK + 1) / 2;
-    xchunk *XQ = flm_kernel_scratch(0, (size_t)n_tok * (size_t)nc * sizeof(xchunk));
-    if (!XQ) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
-    quantize_x(dt, X, n_tok, cols, XQ);
+    int ng = (cols / QK + GB - 1) / GB;
+    xgroup *XG = flm_kernel_scratch(0, (size_t)n_tok * (size_t)ng * sizeof(xgroup));
+    if (!XG) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    quantize_x(dt, X, n_tok, cols, XG);
     int r = r0;
-    wchunk *P = n_tok >= PT ? flm_kernel_scratch(1, PR * (size_t)nc * sizeof(wchunk)) : NULL;
+    wgroup *P = n_tok >= QPT ? flm_kernel_scratch(1, QPR * (size_t)ng * sizeof(wgroup)) : NULL;
     if (P) {
-        for (; r + PR <= r1; r += PR) {
-            qpack(dt, PR, W, cols, r, P);
-            qpanel_tokens(PR, P, nc, XQ, Y, n_tok, ldy, r);
+        for (; r + QPR <= r1; r += QPR) {
+            qpack(dt, QPR, W, cols, r, P);
+            qpanel_tokens(QPR, P, ng, XG, Y, n_tok, ldy, r);
         }
         for (; r < r1; r++) {
             qpack(dt, 1, W, cols, r, P);
-            qpanel_tokens(1, P, nc, XQ, Y, n_tok, ldy, r);
+            qpanel_tokens(1, P, ng, XG, Y, n_tok, ldy, r);
         }
         return;
     }
-    for (; r + QDEC_R <= r1; r += QDEC_R)
-        for (int t = 0; t < n_tok; t++) qtile(dt, QDEC_R, 1, W, XQ, Y, cols, ldy, r, t);
-    for (; r < r1; r++)
-        for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, XQ, Y, cols, ldy, r, t);
+    /* Decode and small batches: each token streams the rows. */
+    for (int t = 0; t < n_tok; t++) {
+        const xgroup *xt = XG + (size_t)t * (size_t)ng;
+        float *yt = Y + (size_t)t * (size_t)ldy;
+        int rr = r;
+        for (; rr + QDEC_R <= r1; rr += QDEC_R) qdec(dt, QDEC_R, W, xt, yt, cols, rr);
+        for (; rr < r1; rr++) qdec(dt, 1, W, xt, yt, cols, rr);
+    }
 }
 
 VNNI static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {

@@ -33,7 +33,7 @@ typedef struct {
 const flm_qact_fns *flm_qact_scalar(void);       /* kernels_ref.c: the specification */
 #if defined(__x86_64__)
 const flm_qact_fns *flm_qact_avx2(void);         /* vpmaddubsw + vpmaddwd */
-const flm_qact_fns *flm_qact_avx512vnni(void);   /* vpdpbusd (needs AVX512_VNNI) */
+const flm_qact_fns *flm_qact_avx512vnni(void);   /* vpdpbusd (needs AVX512_VNNI + AVX512_VBMI) */
 #endif
 #if defined(__aarch64__)
 const flm_qact_fns *flm_qact_neon(void);         /* vmull_s8 + vpadalq_s16 */
