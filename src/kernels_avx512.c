@@ -36,13 +36,19 @@
 #define V (QK / L)    /* vectors per 32-element chunk */
 #define MAX_RB 8
 #define MAX_TB 4 /* = PT */
-#define PF_BYTES 768 /* decode prefetch distance ahead of each row stream */
-#ifndef QPF_BYTES
-#define QPF_BYTES 768 /* the same for the int8 path */
+#define PF_BYTES 768 /* decode prefetch distance ahead of each row stream, at least */
+#ifndef PF_TILE_MAX
+#define PF_TILE_MAX (32 << 10) /* prefetch one tile ahead when a tile is at most this */
 #endif
-#ifndef QPF_TILES
-#define QPF_TILES 1
-#endif
+
+/* Decode prefetch distance for a tile of RB rows of rb bytes. A tile reads its rows
+ * side by side, so memory is consumed tile by tile: ask for the same place in the
+ * next tile when that is near (short rows: Qwen's 1536 weights are too short for the
+ * hardware prefetcher to ramp up per stream), else PF_BYTES ahead in the row. */
+INLINE size_t pf_distance(int RB, size_t rb) {
+    size_t t = (size_t)RB * rb;
+    return t <= PF_TILE_MAX && t > PF_BYTES ? t : PF_BYTES;
+}
 #define PR 6          /* prefill panel rows */
 #define PT 4          /* prefill tokens per register tile */
 
@@ -106,7 +112,7 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
     const char *rows[MAX_RB];
     const float *xs[MAX_TB];
     __m512 acc[MAX_RB][MAX_TB];
-    size_t rb = row_bytes(dt, cols);
+    size_t rb = row_bytes(dt, cols), pf = pf_distance(RB, rb);
 #pragma GCC unroll 8
     for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
 #pragma GCC unroll 8
@@ -120,12 +126,10 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
         __m512 d[MAX_RB];
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
-        /* Decode: short rows (1536 weights) are too short for the hardware
-         * prefetcher to ramp up per stream; ask for each row's line ahead, about
-         * once per 64 bytes. Past the row end this is the next tile's data. */
+        /* Decode: each row's line ahead (pf_distance), about once per 64 bytes. */
         if (TB == 1 && (ch & prefetch_mask(dt)) == 0)
 #pragma GCC unroll 8
-            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)ch * (rb / (size_t)nch) + PF_BYTES, _MM_HINT_T0);
+            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)ch * (rb / (size_t)nch) + pf, _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int k = 0; k < V; k++) {
             __m512 w[MAX_RB];
@@ -448,13 +452,9 @@ INLINE VNNI void qdec(int dt, int RB, const void *W, const xgroup *XG, float *Y,
         rows[i] = (const char *)W + (size_t)(r + i) * rb;
         acc[i] = _mm512_setzero_ps();
     }
-    /* Prefetch distance: the same place QPF_TILES tiles ahead (the tile reads RB rows
-     * side by side, so memory is consumed tile by tile), at least QPF_BYTES. */
-    size_t pf = (size_t)QPF_TILES * (size_t)RB * rb;
-    if (pf < QPF_BYTES) pf = QPF_BYTES;
+    size_t pf = pf_distance(RB, rb);
     for (int g = 0; g < nfull; g++) {
-        /* Short rows are too short for the hardware prefetcher to ramp up per
-         * stream: ask for each row's lines ahead (past the end: the next rows). */
+        /* Each row's lines ahead (past the end: the next rows; see pf_distance). */
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++)
             for (size_t o = 0; o < gb; o += 64) _mm_prefetch(rows[i] + (size_t)g * gb + o + pf, _MM_HINT_T0);
