@@ -1,7 +1,7 @@
 /* threadpool.h — a persistent pool of worker threads for data-parallel kernels.
  * flm_pool_run(fn) calls fn(ctx, i, n) once for every i in [0, n) — the caller
- * runs i = 0 — and returns when all are done. Both sides spin briefly, then sleep,
- * (decode dispatches a few hundred small jobs per token; threadpool.c).
+ * runs i = 0 — and returns when all are done. Workers spin briefly, then sleep,
+ * between jobs (decode dispatches a few hundred small jobs per token).
  * A pool is used by one thread at a time. */
 #ifndef FLM_THREADPOOL_H
 #define FLM_THREADPOOL_H
