@@ -356,8 +356,10 @@ TEST(kernels_selection) {
     const flm_cpu_features *f = flm_cpu_get();
     CHECK(!f->avx512 || f->avx2);
     CHECK(!f->avx512vnni || f->avx512);
-    printf("    tables: best=%s%s%s%s%s, q8_0/q4_0 activations: %s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "",
-           f->avx512vnni ? " avx512vnni" : "", f->neon ? " neon" : "", flm_kernels_qact_default() ? "int8" : "float");
+    CHECK(!f->avx512vbmi || f->avx512);
+    printf("    tables: best=%s%s%s%s%s%s, q8_0/q4_0 activations: %s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "",
+           f->avx512vnni ? " avx512vnni" : "", f->avx512vbmi ? " avx512vbmi" : "", f->neon ? " neon" : "",
+           flm_kernels_qact_default() ? "int8" : "float");
     if (!flm_kernels_by_name("avx2") && !flm_kernels_by_name("neon"))
         printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
 }
