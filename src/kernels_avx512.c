@@ -6,7 +6,8 @@
  * and multiplied into per-(row, token) accumulators with FMA. Decode streams 8 rows
  * with prefetch; prefill (n_tok >= 4) first widens 6 rows into a float panel in a
  * per-thread scratch, then runs a 6-row x 4-token register tile over it, so each
- * weight is converted once per call, not once per 4 tokens.
+ * weight is converted once per call, not once per 4 tokens (blocked by 12-row
+ * superblocks, 64-token and 512-column blocks: see panel_block).
  *
  * Int8 activations (q8_0/q4_0): each call quantizes X to 32-value blocks (the
  * reference quantizer, kernels_ref.c), laid out per 64-value chunk as 64 int8, 16
@@ -50,6 +51,9 @@ INLINE size_t pf_distance(int RB, size_t rb) {
     return t <= PF_TILE_MAX && t > PF_BYTES ? t : PF_BYTES;
 }
 #define PR 6          /* prefill panel rows */
+#ifndef PACK_PF
+#define PACK_PF 4096 /* pack_rows prefetch distance, bytes */
+#endif
 #define PT 4          /* prefill tokens per register tile */
 
 /* Bytes of one row of `cols` weights of type dt. */
@@ -175,6 +179,8 @@ INLINE void pack_rows(int dt, int RB, const void *W, int cols, int r, float *P, 
         float *p = P + (size_t)i * ps;
         for (int ch = 0; ch < nch; ch++) {
             __m512 d = chunk_scale(dt, row, ch);
+            /* a few KB ahead (into the next rows at the end): the stream is read once */
+            if ((ch & prefetch_mask(dt)) == 0) _mm_prefetch(row + (size_t)ch * (rb / (size_t)nch) + PACK_PF, _MM_HINT_T0);
 #pragma GCC unroll 2
             for (int k = 0; k < V; k++) _mm512_store_ps(p + (size_t)ch * QK + (size_t)k * L, load_w(dt, row, ch, k, d));
         }
@@ -187,9 +193,13 @@ INLINE void pack_rows(int dt, int RB, const void *W, int cols, int r, float *P, 
     }
 }
 
-/* tile() over a float panel: the same per-output sequence of FMAs (whole vectors in
- * order, then the masked tail vector). */
-INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X, float *Y, int cols, int ldy, int r, int t) {
+/* tile() over a float panel, vectors [v0, v1) of a column block: the same per-output
+ * sequence of FMAs (whole vectors in order, then the masked tail vector in the last
+ * block). Accumulators start at zero (v0 == 0) or from A, the per-(token, row) vectors
+ * saved by the previous block (exact: a store and reload), and end in A, or reduced
+ * into Y after the last block. */
+INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X, float *Y, int cols, int ldy, int r, int t,
+                       float *A, int ta, size_t v0, size_t v1, int last) {
     const float *xs[MAX_TB];
     __m512 acc[MAX_RB][MAX_TB];
 #pragma GCC unroll 8
@@ -197,9 +207,9 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
 #pragma GCC unroll 8
     for (int i = 0; i < RB; i++)
 #pragma GCC unroll 8
-        for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
-    size_t nv = (size_t)cols / L;
-    for (size_t v = 0; v < nv; v++) {
+        for (int j = 0; j < TB; j++)
+            acc[i][j] = v0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(A + ((size_t)(ta + j) * (size_t)RB + (size_t)i) * L);
+    for (size_t v = v0; v < v1; v++) {
         __m512 w[MAX_RB];
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + v * L);
@@ -210,6 +220,14 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
             for (int i = 0; i < RB; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
         }
     }
+    if (!last) {
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) _mm512_store_ps(A + ((size_t)(ta + j) * (size_t)RB + (size_t)i) * L, acc[i][j]);
+        return;
+    }
+    size_t nv = (size_t)cols / L;
     if ((size_t)cols > nv * L) {
         __mmask16 m = (__mmask16)((1u << ((size_t)cols - nv * L)) - 1);
         __m512 w[MAX_RB];
@@ -228,30 +246,60 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Tokens [0, n_tok) against the RB rows packed in P. */
-INLINE void panel_tokens(int RB, const float *P, size_t ps, const float *X, float *Y, int n_tok, int cols, int ldy, int r) {
-    int t = 0;
-    for (; t + PT <= n_tok; t += PT) tile_panel(RB, PT, P, ps, X, Y, cols, ldy, r, t);
-    for (; t < n_tok; t++) tile_panel(RB, 1, P, ps, X, Y, cols, ldy, r, t);
+/* Prefill blocking. Rows go in superblocks of PRS rows, widened once into P (PRS x ps
+ * floats); tokens in blocks of PTB; columns in blocks of PCB vectors. For each
+ * (superblock, token block) the column blocks run in order, each over every 6-row
+ * panel and 4-token tile, with the accumulators kept in A (PRS x PTB vectors) between
+ * blocks. So a column block of the panel stays in L1 while the tokens stream past it,
+ * and the column block of P, of the token block of X and of A stay in L2, instead of
+ * all of X streaming from L3/DRAM for every 6 rows (L2/L3 bandwidth was the limit).
+ * Each output still sees exactly tile()'s sequence of FMAs. */
+#ifndef PCB
+#define PCB 32 /* vectors (512 columns) per column block */
+#endif
+#define PRS (2 * PR) /* rows per superblock */
+#define PTB 64       /* tokens per token block (a multiple of PT) */
+
+/* Rows [r, r+rs) (packed in P) x tokens [t0, t0+nt). A: NULL for one column block. */
+INLINE void panel_block(const float *P, size_t ps, const float *X, float *Y, int rs, int t0, int nt, int cols, int ldy, int r, float *A) {
+    size_t nv = (size_t)cols / L, step = A ? PCB : (nv ? nv : 1);
+    for (size_t v0 = 0; v0 == 0 || v0 < nv; v0 += step) {
+        size_t v1 = v0 + step < nv ? v0 + step : nv;
+        int last = v1 == nv;
+        for (int i = 0; i < rs;) {
+            const float *Pi = P + (size_t)i * ps;
+            float *Ai = A ? A + (size_t)i * PTB * L : NULL;
+            int t = t0;
+            if (i + PR <= rs) {
+                for (; t + PT <= t0 + nt; t += PT) tile_panel(PR, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                for (; t < t0 + nt; t++) tile_panel(PR, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                i += PR;
+            } else {
+                for (; t + PT <= t0 + nt; t += PT) tile_panel(1, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                for (; t < t0 + nt; t++) tile_panel(1, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                i += 1;
+            }
+        }
+    }
 }
 
-/* Decode (one token) streams 8 rows at once. Prefill widens PR rows at a time into a
- * float panel and runs PR x PT tiles over it; small batches (or no scratch memory)
+/* Decode (one token) streams 8 rows at once. Prefill widens PRS rows at a time into a
+ * float panel and runs PR x PT tiles over it (panel_block); small batches (or no scratch memory)
  * use direct 4 x 4 tiles. All tiles compute each output identically. */
 INLINE void matmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     int r = r0;
     if (n_tok == 1)
         for (; r + 8 <= r1; r += 8) tile(dt, 8, 1, W, X, Y, cols, ldy, r, 0);
     size_t ps = ((size_t)cols + L - 1) / L * L;
-    float *P = n_tok >= PT ? flm_kernel_scratch(1, PR * ps * sizeof(float)) : NULL;
+    float *P = n_tok >= PT ? flm_kernel_scratch(1, PRS * ps * sizeof(float)) : NULL;
     if (P) {
-        for (; r + PR <= r1; r += PR) {
-            pack_rows(dt, PR, W, cols, r, P, ps);
-            panel_tokens(PR, P, ps, X, Y, n_tok, cols, ldy, r);
-        }
-        for (; r < r1; r++) {
-            pack_rows(dt, 1, W, cols, r, P, ps);
-            panel_tokens(1, P, ps, X, Y, n_tok, cols, ldy, r);
+        float *A = (size_t)cols > (size_t)PCB * L ? flm_kernel_scratch(2, (size_t)PRS * PTB * L * sizeof(float)) : NULL;
+        for (; r < r1; r += PRS) {
+            int rs = r1 - r < PRS ? r1 - r : PRS, i = 0;
+            for (; i + PR <= rs; i += PR) pack_rows(dt, PR, W, cols, r + i, P + (size_t)i * ps, ps);
+            for (; i < rs; i++) pack_rows(dt, 1, W, cols, r + i, P + (size_t)i * ps, ps);
+            for (int t0 = 0; t0 < n_tok; t0 += PTB)
+                panel_block(P, ps, X, Y, rs, t0, n_tok - t0 < PTB ? n_tok - t0 : PTB, cols, ldy, r, A);
         }
         return;
     }
