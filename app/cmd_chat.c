@@ -23,14 +23,6 @@ static void on_sigint(int sig) {
     else g_quit = 1;
 }
 
-static int stream_piece(void *user, const char *piece, size_t len, int32_t token) {
-    (void)user; (void)token;
-    if (len) {
-        fwrite(piece, 1, len, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
 
 static void help(FILE *f) {
     fprintf(f,
@@ -150,7 +142,7 @@ static int cmd_chat(int argc, char **argv) {
         for (size_t j = 0; j < h.n; j++, k++) { roles[k] = h.role[j]; contents[k] = h.content[j]; }
         flm_gen_result res;
         g_generating = s;
-        int rc = flm_gen_run_chat(s, roles, contents, nm, stream_piece, NULL, &res);
+        int rc = flm_gen_run_chat(s, roles, contents, nm, gen_cli_stream_stdout, NULL, &res);
         g_generating = NULL;
         free(roles);
         free(contents);

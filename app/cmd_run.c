@@ -201,7 +201,7 @@ static void on_sigint(int sig) {
     else _exit(130);
 }
 
-static int stream_piece(void *user, const char *piece, size_t len, int32_t token) {
+int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token) {
     (void)user; (void)token;
     if (len) {
         fwrite(piece, 1, len, stdout);
@@ -299,11 +299,11 @@ static int cmd_run(int argc, char **argv) {
     flm_gen_result res;
     int rc;
     if (raw) {
-        rc = flm_gen_run_text(s, prompt, as_json ? NULL : stream_piece, NULL, &res);
+        rc = flm_gen_run_text(s, prompt, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     } else {
         const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
         size_t first = g.system ? 0 : 1;
-        rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : stream_piece, NULL, &res);
+        rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     }
     g_running = NULL;
     if (rc) { cli_error("run"); goto done; }

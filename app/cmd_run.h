@@ -37,6 +37,8 @@ void gen_cli_help(FILE *f);
 flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd);
 /* Creates a session with the merged parameters; prints errors. */
 flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd);
+/* Token callback that writes each piece to stdout at once (flushes). */
+int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token);
 /* "prompt N tokens (R cached), prefill ... tok/s; N generated, ... tok/s; first token ... s; stop: X" */
 void gen_cli_print_timings(FILE *f, const flm_gen_result *r);
 
