@@ -39,9 +39,10 @@ typedef struct {
     const char *model;
     const char *lora[CLI_MAX_LORA];
     int n_lora;
+    int weights; /* flm_weights_mode: --mmap / --no-mmap; 0 = auto */
 } cli_model_args;
 
-/* If argv[*i] is -m/--model or --lora, consumes it (and its value) and returns 1;
+/* If argv[*i] is -m/--model, --lora, --mmap or --no-mmap, consumes it (and its value) and returns 1;
  * returns -1 on a usage error (message printed), 0 if not a model option. */
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd);
 /* The --lora specs split into folders and scales (flm_lora_parse_spec: only a

@@ -15,6 +15,10 @@ int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *
         a->model = v;
         return 1;
     }
+    if (!strcmp(argv[*i], "--mmap") || !strcmp(argv[*i], "--no-mmap")) {
+        a->weights = argv[*i][2] == 'm' ? FLM_WEIGHTS_MAP : FLM_WEIGHTS_LOAD;
+        return 1;
+    }
     if (!strcmp(argv[*i], "--lora")) {
         const char *v = cli_value(argc, argv, i, cmd);
         if (!v) return -1;
@@ -54,7 +58,7 @@ struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd) {
     }
     cli_lora_list l;
     if (!cli_lora_parse(a, &l, cmd)) return NULL;
-    flm_model_options opt = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n};
+    flm_model_options opt = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)a->weights};
     flm_model *m = NULL;
     int rc = flm_model_open(a->model, &opt, &m);
     cli_lora_free(&l);

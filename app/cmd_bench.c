@@ -33,6 +33,9 @@ static void help(FILE *f) {
             "with decode as a percentage of it.\n\n"
             "  -m, --model MODEL   Hugging Face folder or .gguf package\n"
             "      --lora DIR[:S]  merge a PEFT LoRA adapter at load (HF folders), scale S\n"
+            "      --mmap          run the weights in place from the file mapping\n"
+            "      --no-mmap       load the weights into memory first (the default when they\n"
+            "                      take at most half of the available memory)\n"
             "  -p, --prompt N      prompt tokens to prefill (default %d)\n"
             "  -n, --decode N      tokens to decode after the prompt (default %d; 0 skips decode)\n"
             "  -t, --threads N     threads (default: physical cores, here %d)\n"
@@ -73,7 +76,13 @@ typedef struct {
     double decode_gb_s;
     size_t kv_cache_bytes;      /* allocated at the end */
     size_t peak_rss;
+    double step_median_s, step_max_s; /* decode step times */
 } bench_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 static bool parse_count(const char *v, long lo, long hi, long *out) {
     return cli_parse_int(v, out) && *out >= lo && *out <= hi;
@@ -87,6 +96,7 @@ static int run_model(flm_model *m, int threads, int prompt, int decode, int n_ct
     if (rc) return rc;
     int32_t *ids = flm_malloc((size_t)(prompt > WARMUP_TOKENS ? prompt : WARMUP_TOKENS) * sizeof *ids);
     float *logits = flm_malloc((size_t)c->vocab_size * sizeof *logits);
+    double *steps = NULL;
     if (!ids || !logits) { rc = FLM_ERR_NOMEM; goto done; }
     if ((rc = flm_forward_set_threads(st, threads))) goto done;
     r->threads = flm_forward_threads(st);
@@ -107,12 +117,21 @@ static int run_model(flm_model *m, int threads, int prompt, int decode, int n_ct
     r->prefill_tok_s = r->prefill_s > 0 ? prompt / r->prefill_s : 0;
 
     int32_t tok = argmax(logits, c->vocab_size);
+    steps = flm_malloc((size_t)(decode > 0 ? decode : 1) * sizeof *steps);
+    if (!steps) { rc = FLM_ERR_NOMEM; goto done; }
     t0 = flm_now_seconds();
     for (int i = 0; i < decode; i++) {
+        double ts = flm_now_seconds();
         if ((rc = flm_forward(st, &tok, 1, logits, FLM_LOGITS_LAST))) goto done;
         tok = argmax(logits, c->vocab_size);
+        steps[i] = flm_now_seconds() - ts;
     }
     r->decode_s = flm_now_seconds() - t0;
+    if (decode > 0) {
+        qsort(steps, (size_t)decode, sizeof *steps, cmp_double);
+        r->step_median_s = steps[decode / 2];
+        r->step_max_s = steps[decode - 1];
+    }
     r->decode_tok_s = decode > 0 && r->decode_s > 0 ? decode / r->decode_s : 0;
 
     /* Step i (position prompt + i) reads the keys and values of prompt + i + 1
@@ -126,6 +145,7 @@ static int run_model(flm_model *m, int threads, int prompt, int decode, int n_ct
 done:
     free(ids);
     free(logits);
+    free(steps);
     flm_forward_free(st);
     return rc;
 }
@@ -196,8 +216,11 @@ static int cmd_bench(int argc, char **argv) {
         return EXIT_OK;
     }
 
+    double load_t0 = flm_now_seconds();
     flm_model *m = cli_open_model(&ma, "bench");
     if (!m) return EXIT_FAIL;
+    double load_s = flm_now_seconds() - load_t0;
+    size_t loaded = flm_model_loaded_bytes(m), huge = flm_model_huge_page_bytes(m);
     if (!n_ctx) n_ctx = prompt + decode;
     if (m->cfg.max_position_embeddings > 0 && n_ctx > m->cfg.max_position_embeddings) {
         fprintf(stderr, "fieldlm bench: %ld tokens exceed the model's max_position_embeddings (%d)\n", n_ctx,
@@ -226,16 +249,22 @@ static int cmd_bench(int argc, char **argv) {
                r.weight_bytes, r.kv_bytes, r.decode_gb_s);
         if (no_membw) printf("\"membw_gb_s\": null, \"decode_membw_pct\": null, ");
         else printf("\"membw_gb_s\": %.3f, \"decode_membw_pct\": %.1f, \"membw_isa\": \"%s\", ", bw.best_gb_s, pct, bw.isa);
+        printf("\"decode_step_median_ms\": %.3f, \"decode_step_max_ms\": %.3f, ", r.step_median_s * 1e3, r.step_max_s * 1e3);
+        printf("\"load_s\": %.3f, \"weights\": \"%s\", \"loaded_mb\": %.1f, \"huge_page_mb\": %.1f, ", load_s,
+               loaded ? "loaded" : "mapped", (double)loaded / MIB_F, (double)huge / MIB_F);
         printf("\"kv_cache_bytes\": %zu, \"peak_rss_mb\": %.1f}\n", r.kv_cache_bytes, (double)r.peak_rss / MIB_F);
     } else {
         printf("model: %s (%d layers, hidden %d, vocab %d)\n", ma.model, m->cfg.n_layers, m->cfg.hidden_size, m->cfg.vocab_size);
         printf("threads: %d, kernels: %s, context: %d\n", r.threads, kernels, r.n_ctx);
+        if (loaded) printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages)\n", (double)loaded / MIB_F, load_s, (double)huge / MIB_F);
+        else printf("weights: run from the file mapping (opened in %.2f s)\n", load_s);
         printf("prefill: %d tokens in %.3f s = %.1f tok/s\n", r.prompt, r.prefill_s, r.prefill_tok_s);
         if (r.decode > 0) {
             printf("decode: %.1f tok/s, %.1f GB/s", r.decode_tok_s, r.decode_gb_s);
             if (!no_membw) printf(" = %.0f%% of measured %.1f GB/s", pct, bw.best_gb_s);
-            printf("\n  (%d tokens in %.3f s; per token %.1f MB of weights + %.1f MB of KV cache)\n", r.decode, r.decode_s,
-                   (double)r.weight_bytes / 1e6, r.kv_bytes / 1e6);
+            printf("\n  (%d tokens in %.3f s; per token %.1f MB of weights + %.1f MB of KV cache;\n"
+                   "   step median %.1f ms, slowest %.1f ms)\n", r.decode, r.decode_s,
+                   (double)r.weight_bytes / 1e6, r.kv_bytes / 1e6, r.step_median_s * 1e3, r.step_max_s * 1e3);
         }
         printf("peak RSS: %.1f MiB (KV cache %.1f MiB)\n", (double)r.peak_rss / MIB_F, (double)r.kv_cache_bytes / MIB_F);
         if (!no_membw) print_membw_human(&bw);

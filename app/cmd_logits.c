@@ -19,6 +19,8 @@ static void help(FILE *f) {
             "      --ids LIST        comma-separated token ids\n"
             "  -o, --output FILE     output file (written atomically: FILE.tmp then rename)\n"
             "      --lora DIR[:S]    merge a PEFT LoRA adapter at load (HF folders), scale S (default 1)\n"
+            "      --mmap, --no-mmap run the weights from the file mapping / load them into memory\n"
+            "                        (default: load when they take at most half of the free memory)\n"
             "  -h, --help            this help\n");
 }
 

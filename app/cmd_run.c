@@ -93,6 +93,9 @@ void gen_cli_help(FILE *f) {
             "                          the fieldlm binary\n"
             "      --lora DIR[:S]      merge a PEFT LoRA adapter folder at load, scale S (default 1);\n"
             "                          repeatable\n"
+            "      --mmap              run the weights in place from the file (instant start)\n"
+            "      --no-mmap           load the weights into memory at start (steadier decode;\n"
+            "                          the default when they take at most half of the free memory)\n"
             "  -n, --max-new-tokens N  stop after N new tokens (default: max_new_tokens of the model's\n"
             "                          generation_config.json, else %d)\n"
             "      --temp X            temperature (0 = greedy)\n"
@@ -156,7 +159,7 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
     }
     cli_lora_list l;
     if (!cli_lora_parse(&g->ma, &l, cmd)) return NULL;
-    flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n};
+    flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)g->ma.weights};
     flm_assets *a = NULL;
     int rc = flm_assets_load(g->ma.model, &mo, &a);
     cli_lora_free(&l);

@@ -24,6 +24,8 @@ static void help(FILE *f) {
             "      --json            print one JSON object instead of a table\n"
             "  -c, --ctx N           context length (default: enough for the longest case)\n"
             "      --lora DIR[:S]    merge a PEFT LoRA adapter at load (HF folders), scale S (default 1)\n"
+            "      --mmap, --no-mmap run the weights from the file mapping / load them into memory\n"
+            "                        (default: load when they take at most half of the free memory)\n"
             "  -h, --help            this help\n",
             FLM_VERIFY_NEAR_TIE, FLM_VERIFY_DEFAULT_TOL);
 }

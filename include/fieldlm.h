@@ -58,10 +58,21 @@ typedef struct {
     float scale;
 } flm_lora_adapter;
 
+/* Where the weight matrices live while the model runs. */
+typedef enum {
+    FLM_WEIGHTS_AUTO = 0, /* LOAD when the copy takes at most half of the memory the
+                             kernel reports available, else MAP */
+    FLM_WEIGHTS_MAP = 1,  /* run them in place from the file mapping: instant open,
+                             clean pages the kernel may drop and re-read */
+    FLM_WEIGHTS_LOAD = 2, /* copy them into memory at open (2 MiB pages where the kernel
+                             allows): steadier decode speed (docs/PERFORMANCE.md) */
+} flm_weights_mode;
+
 typedef struct {
     const flm_lora_adapter *lora; /* borrowed for the duration of flm_open; may be NULL */
     int n_lora;
     int n_threads;        /* threads of each session's forward pass; <= 0: physical cores */
+    flm_weights_mode weights; /* FLM_WEIGHTS_AUTO (0) unless set */
 } flm_open_options;
 
 /* Opens a Hugging Face model folder or a .gguf package. opt may be NULL (no

@@ -65,7 +65,7 @@ int flm_open(const char *path, const flm_open_options *opt, flm_handle **out) {
             scales[i] = opt->lora[i].scale;
         }
     }
-    flm_model_options mo = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = n_lora};
+    flm_model_options mo = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = n_lora, .weights = opt ? opt->weights : FLM_WEIGHTS_AUTO};
     int rc = flm_assets_load(path, &mo, &h->a);
     free(dirs);
     free(scales);

@@ -181,7 +181,8 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     flm_lora_base_weight *bw = NULL;
     int rc;
 
-    if ((rc = flm_model_open(hf_dir, NULL, &m))) goto done;
+    flm_model_options mo = {.weights = FLM_WEIGHTS_MAP}; /* streamed from the files, one tensor at a time */
+    if ((rc = flm_model_open(hf_dir, &mo, &m))) goto done;
     if (flm_has_tokenizer_files(hf_dir)) {
         if ((rc = flm_tokenizer_load_dir(hf_dir, &tok))) goto done;
     } else {

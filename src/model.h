@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fieldlm.h"
 #include "tensor.h"
 
 typedef struct {
@@ -55,6 +56,8 @@ struct flm_model {
     void **owned;
     size_t n_owned, cap_owned;
     struct model_source *source; /* the open files (model_load.c) */
+    void *arena;             /* weights loaded into memory (model_resident.c); NULL: mapped */
+    size_t arena_span, loaded_bytes;
     char *path;
 };
 
@@ -76,11 +79,21 @@ typedef struct {
     const char **lora_dirs;  /* PEFT adapter folders to merge at load (HF folders) */
     const float *lora_scales;/* extra user scale per adapter (1.0 = as trained) */
     int n_lora;
+    flm_weights_mode weights; /* FLM_WEIGHTS_AUTO (0), _MAP or _LOAD: see model_resident.c */
 } flm_model_options;
 
 /* Opens a Hugging Face folder or a .gguf package. */
 int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out);
 void flm_model_close(flm_model *m);
+
+/* model_resident.c: loads the matrices still in a file mapping into memory (or,
+ * in AUTO mode, leaves them mapped when memory is short). */
+int flm_model_place_weights(flm_model *m, flm_weights_mode mode);
+void flm_model_unload_weights(flm_model *m);
+/* Bytes of weights copied into memory (0: every matrix runs from its mapping or
+ * was already an owned copy), and how many of those sit on transparent huge pages. */
+size_t flm_model_loaded_bytes(const flm_model *m);
+size_t flm_model_huge_page_bytes(const flm_model *m);
 
 /* Bytes of weights read for one decode step (all matrices + embedding row). */
 size_t flm_model_weight_bytes(const flm_model *m);

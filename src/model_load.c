@@ -359,6 +359,7 @@ int flm_model_open(const char *path, const flm_model_options *opt, flm_model **o
     }
     if ((rc = merge_loras(m, opt))) goto fail;
     if ((rc = make_small_tensors_f32(m))) goto fail;
+    if ((rc = flm_model_place_weights(m, opt ? opt->weights : FLM_WEIGHTS_AUTO))) goto fail;
     *out = m;
     return FLM_OK;
 fail:
@@ -374,6 +375,7 @@ void flm_model_close(flm_model *m) {
         model_source_close_gguf(m->source);
         free(m->source);
     }
+    flm_model_unload_weights(m);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);

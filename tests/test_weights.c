@@ -1,0 +1,120 @@
+/* test_weights.c — where the weights live (src/model_resident.c): loaded into
+ * memory and run from the file mapping give bit-identical logits for Hugging Face
+ * folders, GGUF packages (tied embedding) and LoRA-merged models, the loaded copy
+ * really replaces the mapping, and --mmap / --no-mmap reach the CLI. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "forward.h"
+#include "json.h"
+#include "model.h"
+#include "model_source.h"
+#include "test.h"
+
+#define MICRO TEST_DATA "/micro-qwen2"
+#define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
+
+/* Logits of every position of a fixed prompt. Caller frees. */
+static float *logits_of(const char *path, const char *lora, flm_weights_mode mode, flm_model **keep) {
+    flm_model_options mo = {.lora_dirs = &lora, .n_lora = lora ? 1 : 0, .weights = mode};
+    flm_model *m = NULL;
+    if (flm_model_open(path, &mo, &m) != FLM_OK) {
+        test_fail(__FILE__, __LINE__, "open %s: %s", path, flm_last_error());
+        return NULL;
+    }
+    enum { N = 9 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
+    float *lg = malloc((size_t)N * (size_t)m->cfg.vocab_size * sizeof *lg);
+    flm_forward_state *st = NULL;
+    if (!lg || flm_forward_new(m, 32, &st) || flm_forward(st, ids, N, lg, FLM_LOGITS_ALL)) {
+        test_fail(__FILE__, __LINE__, "forward %s: %s", path, flm_last_error());
+        free(lg);
+        lg = NULL;
+    }
+    flm_forward_free(st);
+    if (keep) *keep = m;
+    else flm_model_close(m);
+    return lg;
+}
+
+static void check_same(const char *path, const char *lora, bool expect_loaded) {
+    flm_model *mm = NULL, *ml = NULL;
+    float *a = logits_of(path, lora, FLM_WEIGHTS_MAP, &mm);
+    float *b = logits_of(path, lora, FLM_WEIGHTS_LOAD, &ml);
+    if (a && b) {
+        size_t n = 9 * (size_t)mm->cfg.vocab_size;
+        CHECK_MSG(memcmp(a, b, n * sizeof *a) == 0, "%s: loaded and mapped weights give different logits", path);
+    }
+    if (mm && ml) {
+        CHECK_EQ_INT(flm_model_loaded_bytes(mm), 0);
+        CHECK_MSG(expect_loaded == (flm_model_loaded_bytes(ml) > 0), "%s: loaded %zu bytes", path, flm_model_loaded_bytes(ml));
+        /* nothing of the loaded model points into its files any more */
+        flm_tensor *w[] = {&ml->embed, &ml->lm_head, &ml->layers[0].wq, &ml->layers[0].w_down};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) CHECK(!flm_model_is_mapped(ml, w[i]->data));
+        if (ml->cfg.tie_word_embeddings) CHECK(ml->lm_head.data == ml->embed.data);
+        CHECK(flm_model_huge_page_bytes(ml) <= flm_model_loaded_bytes(ml) + ((size_t)2 << 20));
+    }
+    free(a);
+    free(b);
+    flm_model_close(mm);
+    flm_model_close(ml);
+}
+
+TEST(weights_loaded_equal_mapped_hf_folder) { check_same(MICRO, NULL, true); }
+TEST(weights_loaded_equal_mapped_gguf_tied) { check_same(PEER_GGUF, NULL, true); }
+/* Every micro matrix is LoRA-merged (an owned f32 copy) or loaded: same logits either way. */
+TEST(weights_loaded_equal_mapped_with_lora) { check_same(MICRO, TEST_DATA "/micro-qwen2-lora", true); }
+
+TEST(weights_loaded_bytes_cover_every_matrix) {
+    flm_model_options mo = {.weights = FLM_WEIGHTS_LOAD};
+    flm_model *m = NULL;
+    REQUIRE(flm_model_open(MICRO, &mo, &m) == FLM_OK);
+    size_t want = m->embed.nbytes + (m->lm_head.data != m->embed.data ? m->lm_head.nbytes : 0);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const flm_layer *L = &m->layers[l];
+        want += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes + L->w_up.nbytes + L->w_down.nbytes;
+    }
+    /* each tensor is padded to 64 bytes in the arena */
+    size_t got = flm_model_loaded_bytes(m), slack = (size_t)(2 + 7 * m->cfg.n_layers) * 64;
+    CHECK_MSG(got >= want && got <= want + slack, "loaded %zu bytes for %zu bytes of matrices", got, want);
+    flm_model_close(m);
+}
+
+static json_doc *run_json(const char *args) {
+    char cmd[1024], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s", test_bin(), args);
+    int rc = test_run(cmd, &out, &err);
+    json_doc *d = NULL;
+    if (rc != 0) test_fail(__FILE__, __LINE__, "%s exited %d: %s", args, rc, err ? err : "");
+    else if (!(d = json_parse(out, strlen(out), "json"))) test_fail(__FILE__, __LINE__, "%s: not JSON: %s", args, out);
+    free(out);
+    free(err);
+    return d;
+}
+
+TEST(weights_cli_mmap_flags) {
+    json_doc *mapped = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --mmap");
+    json_doc *loaded = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
+    if (mapped && loaded) {
+        const json *w = json_get(json_root(mapped), "weights"), *l = json_get(json_root(loaded), "weights");
+        CHECK(w && w->type == JSON_STRING && !strcmp(w->str, "mapped"));
+        CHECK(l && l->type == JSON_STRING && !strcmp(l->str, "loaded"));
+        const json *lm = json_get(json_root(loaded), "loaded_mb"), *mm = json_get(json_root(mapped), "loaded_mb");
+        CHECK(lm && lm->type == JSON_NUMBER && lm->number > 0);
+        CHECK(mm && mm->type == JSON_NUMBER && mm->number == 0);
+        CHECK(json_get(json_root(loaded), "load_s") && json_get(json_root(loaded), "decode_step_median_ms"));
+    }
+    json_free(mapped);
+    json_free(loaded);
+    /* the same greedy answer either way, through run */
+    char cmd[1024], *a = NULL, *b = NULL;
+    snprintf(cmd, sizeof cmd, "%s run -m %s --greedy -n 12 --seed 1 --mmap -p 'How to control aphids?' 2>/dev/null", test_bin(), PEER_GGUF);
+    CHECK_EQ_INT(test_run(cmd, &a, NULL), 0);
+    snprintf(cmd, sizeof cmd, "%s run -m %s --greedy -n 12 --seed 1 --no-mmap -p 'How to control aphids?' 2>/dev/null", test_bin(), PEER_GGUF);
+    CHECK_EQ_INT(test_run(cmd, &b, NULL), 0);
+    CHECK_MSG(a && b && a[0] && !strcmp(a, b), "--mmap: \"%s\" vs --no-mmap: \"%s\"", a ? a : "", b ? b : "");
+    free(a);
+    free(b);
+}
