@@ -84,7 +84,13 @@ static void *copy_part(void *arg) {
     size_t off = 0;
     for (size_t j = 0; j < p->n && off < hi; j++) {
         size_t nb = p->t[j]->nbytes, a = off > lo ? off : lo, b = off + nb < hi ? off + nb : hi;
-        if (a < b) memcpy(p->arena + a, (const unsigned char *)p->t[j]->data + (a - off), b - a);
+        if (a < b) {
+            const unsigned char *src = (const unsigned char *)p->t[j]->data + (a - off);
+            memcpy(p->arena + a, src, b - a);
+            /* drop the source pages as we go, so the copy never holds the model twice
+             * (rounded out to pages: a neighbour's page refaults from the file if needed) */
+            flm_map_release(src, b - a);
+        }
         off += ALIGN_UP(nb);
     }
     return NULL;
@@ -146,7 +152,6 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
         const void *old = t->data;
         t->data = arena + off;
         if (m->lm_head.data == old) m->lm_head.data = arena + off; /* tied to the embedding */
-        flm_map_release(old, t->nbytes);
         off += ALIGN_UP(t->nbytes);
     }
     mprotect(arena, span - (size_t)(arena - (unsigned char *)raw), PROT_READ); /* read-only from here on */
