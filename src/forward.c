@@ -36,6 +36,7 @@ struct flm_forward_state {
     float *scores; /* [n_threads, kv_cap] one row per thread */
     flm_pool *pool; /* NULL: single-threaded */
     float *inv_freq; /* [hd/2] */
+    float *rope_cos, *rope_sin; /* [CHUNK, hd/2]: this chunk's rotations, shared by every layer */
 };
 
 static void free_cache(flm_forward_state *st) {
@@ -50,6 +51,7 @@ void flm_forward_free(flm_forward_state *st) {
     free_cache(st);
     free(st->x); free(st->xb); free(st->q); free(st->kv_k); free(st->kv_v);
     free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
+    free(st->rope_cos); free(st->rope_sin);
     flm_pool_free(st->pool);
     free(st);
 }
@@ -76,9 +78,11 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
     st->hb = flm_malloc(FWD_CHUNK * I * sizeof(float));
     st->hb2 = flm_malloc(FWD_CHUNK * I * sizeof(float));
     st->inv_freq = flm_malloc((size_t)c->head_dim / 2 * sizeof(float));
+    st->rope_cos = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
+    st->rope_sin = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
     st->kcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
     st->vcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
-    if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->kcache || !st->vcache) {
+    if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->rope_cos || !st->rope_sin || !st->kcache || !st->vcache) {
         flm_forward_free(st);
         return FLM_ERR_NOMEM;
     }
@@ -169,19 +173,92 @@ static void matmul(flm_forward_state *st, const flm_tensor *W, const float *X, f
     flm_pool_run(st->pool, matmul_part, &j);
 }
 
-/* NEOX-style rotary embedding: the head vector's halves are rotated as pairs (i, i+hd/2). */
-static void rope(float *v, int n_heads, int hd, int pos, const float *inv_freq) {
-    int half = hd / 2;
+/* The rotation of position pos: cos and sin of pos * inv_freq[i], as transformers
+ * computes them (float32 angle, then cos/sin). */
+static void rope_angles(int pos, const float *inv_freq, int half, float *cs, float *sn) {
     for (int i = 0; i < half; i++) {
         float angle = (float)pos * inv_freq[i];
-        float c = (float)cos((double)angle), s = (float)sin((double)angle);
-        for (int h = 0; h < n_heads; h++) {
-            float *x = v + (size_t)h * (size_t)hd;
+        cs[i] = (float)cos((double)angle);
+        sn[i] = (float)sin((double)angle);
+    }
+}
+
+/* NEOX-style rotary embedding: the head vector's halves are rotated as pairs (i, i+hd/2). */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int i = 0; i < half; i++) {
             float x0 = x[i], x1 = x[i + half];
-            x[i] = x0 * c - x1 * s;
-            x[i + half] = x1 * c + x0 * s;
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
         }
     }
+}
+
+typedef struct {
+    flm_forward_state *st;
+    const flm_layer *L;
+    int layer, n, p0;
+    const float *norm_w; /* residual_norm_part: the RMSNorm weight */
+    bool add;            /* residual_norm_part: x += xb first */
+} layer_job;
+
+/* Per token (round-robin): x += xb (the block's output) if add, then
+ * xb = rmsnorm(x) * norm_w, the next block's input. */
+static void residual_norm_part(void *ctx, int ith, int nth) {
+    const layer_job *j = ctx;
+    flm_forward_state *st = j->st;
+    int H = st->m->cfg.hidden_size;
+    float eps = (float)st->m->cfg.rms_norm_eps;
+    for (int t = ith; t < j->n; t += nth) {
+        float *x = st->x + (size_t)t * H, *xb = st->xb + (size_t)t * H;
+        if (j->add)
+            for (int i = 0; i < H; i++) x[i] += xb[i];
+        st->k->rmsnorm(xb, x, j->norm_w, H, eps);
+    }
+}
+
+/* x += xb per token, with no norm after (the chunk's last layer without logits). */
+static void residual_part(void *ctx, int ith, int nth) {
+    const layer_job *j = ctx;
+    int H = j->st->m->cfg.hidden_size;
+    for (int t = ith; t < j->n; t += nth) {
+        float *x = j->st->x + (size_t)t * H;
+        const float *xb = j->st->xb + (size_t)t * H;
+        for (int i = 0; i < H; i++) x[i] += xb[i];
+    }
+}
+
+/* After the q/k/v products, per token (tokens dealt round-robin): biases, rotary
+ * embedding, and k/v appended to the cache. */
+static void qkv_finish_part(void *ctx, int ith, int nth) {
+    const layer_job *j = ctx;
+    flm_forward_state *st = j->st;
+    const flm_config *c = &st->m->cfg;
+    int hd = c->head_dim, Q = c->n_heads * hd, KV = c->n_kv_heads * hd, half = hd / 2;
+    const float *bq = j->L->bq.data, *bk = j->L->bk.data, *bv = j->L->bv.data;
+    for (int t = ith; t < j->n; t += nth) {
+        float *q = st->q + (size_t)t * Q, *kk = st->kv_k + (size_t)t * KV, *vv = st->kv_v + (size_t)t * KV;
+        for (int i = 0; i < Q; i++) q[i] += bq[i];
+        for (int i = 0; i < KV; i++) { kk[i] += bk[i]; vv[i] += bv[i]; }
+        const float *cs = st->rope_cos + (size_t)t * half, *sn = st->rope_sin + (size_t)t * half;
+        rope(q, c->n_heads, hd, cs, sn);
+        rope(kk, c->n_kv_heads, hd, cs, sn);
+        memcpy(st->kcache[j->layer] + (size_t)(j->p0 + t) * KV, kk, (size_t)KV * sizeof(float));
+        memcpy(st->vcache[j->layer] + (size_t)(j->p0 + t) * KV, vv, (size_t)KV * sizeof(float));
+    }
+}
+
+/* hb = silu(hb) * hb2 over the chunk's [n, inter] values, split into contiguous
+ * element ranges (elementwise, so any split gives the same result). */
+static void swiglu_part(void *ctx, int ith, int nth) {
+    const layer_job *j = ctx;
+    flm_forward_state *st = j->st;
+    size_t total = (size_t)j->n * (size_t)st->m->cfg.intermediate_size;
+    size_t per = ((total + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15;
+    size_t a = (size_t)ith * per, b = a + per < total ? a + per : total;
+    if (a < b) st->k->swiglu(st->hb + a, st->hb + a, st->hb2 + a, (int)(b - a));
 }
 
 typedef struct {
@@ -221,46 +298,44 @@ static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *
 static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {
     const flm_model *m = st->m;
     const flm_config *c = &m->cfg;
-    const flm_kernels *k = st->k;
-    int H = c->hidden_size, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-    int Q = nh * hd, KV = nkv * hd, I = c->intermediate_size;
-    float eps = (float)c->rms_norm_eps;
+    int H = c->hidden_size, hd = c->head_dim;
     int p0 = st->n_past;
 
+    for (int t = 0; t < n; t++)
+        rope_angles(p0 + t, st->inv_freq, hd / 2, st->rope_cos + (size_t)t * (hd / 2), st->rope_sin + (size_t)t * (hd / 2));
     embed_rows(&m->embed, ids, n, st->x, H);
+    layer_job lj = {st, &m->layers[0], 0, n, p0, m->layers[0].attn_norm.data, false};
+    flm_pool_run(st->pool, residual_norm_part, &lj);
     for (int l = 0; l < c->n_layers; l++) {
         const flm_layer *L = &m->layers[l];
-        for (int t = 0; t < n; t++)
-            k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->attn_norm.data, H, eps);
+        lj.L = L;
+        lj.layer = l;
+        /* xb = attn_norm(x) here */
         matmul(st, &L->wq, st->xb, st->q, n);
         matmul(st, &L->wk, st->xb, st->kv_k, n);
         matmul(st, &L->wv, st->xb, st->kv_v, n);
-        const float *bq = L->bq.data, *bk = L->bk.data, *bv = L->bv.data;
-        for (int t = 0; t < n; t++) {
-            float *q = st->q + (size_t)t * Q, *kk = st->kv_k + (size_t)t * KV, *vv = st->kv_v + (size_t)t * KV;
-            for (int i = 0; i < Q; i++) q[i] += bq[i];
-            for (int i = 0; i < KV; i++) { kk[i] += bk[i]; vv[i] += bv[i]; }
-            rope(q, nh, hd, p0 + t, st->inv_freq);
-            rope(kk, nkv, hd, p0 + t, st->inv_freq);
-            memcpy(st->kcache[l] + (size_t)(p0 + t) * KV, kk, (size_t)KV * sizeof(float));
-            memcpy(st->vcache[l] + (size_t)(p0 + t) * KV, vv, (size_t)KV * sizeof(float));
-        }
+        flm_pool_run(st->pool, qkv_finish_part, &lj);
         attn_job aj = {st, l, n, p0};
         flm_pool_run(st->pool, attention_part, &aj);
         matmul(st, &L->wo, st->att, st->xb, n);
-        for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
-        for (int t = 0; t < n; t++)
-            k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, L->ffn_norm.data, H, eps);
+        lj.norm_w = L->ffn_norm.data;
+        lj.add = true;
+        flm_pool_run(st->pool, residual_norm_part, &lj);
         matmul(st, &L->w_gate, st->xb, st->hb, n);
         matmul(st, &L->w_up, st->xb, st->hb2, n);
-        for (int t = 0; t < n; t++) k->swiglu(st->hb + (size_t)t * I, st->hb + (size_t)t * I, st->hb2 + (size_t)t * I, I);
+        flm_pool_run(st->pool, swiglu_part, &lj);
         matmul(st, &L->w_down, st->hb, st->xb, n);
-        for (size_t i = 0; i < (size_t)n * (size_t)H; i++) st->x[i] += st->xb[i];
+        /* x += xb, then the next layer's attn_norm (or the final norm) */
+        bool last_layer = l + 1 == c->n_layers;
+        if (!last_layer) lj.norm_w = m->layers[l + 1].attn_norm.data;
+        else lj.norm_w = m->final_norm.data;
+        if (last_layer && (mode == FLM_LOGITS_NONE || !logits)) flm_pool_run(st->pool, residual_part, &lj);
+        else flm_pool_run(st->pool, residual_norm_part, &lj);
     }
     st->n_past += n;
     if (mode == FLM_LOGITS_NONE || !logits) return;
+    /* xb = final_norm(x) for every token of the chunk */
     int first = mode == FLM_LOGITS_ALL ? 0 : n - 1;
-    for (int t = first; t < n; t++) k->rmsnorm(st->xb + (size_t)t * H, st->x + (size_t)t * H, m->final_norm.data, H, eps);
     matmul(st, &m->lm_head, st->xb + (size_t)first * H, logits, n - first);
 }
 
