@@ -280,11 +280,8 @@ static void attention_part(void *ctx, int ith, int nth) {
     for (int pair = ith; pair < j->n * nh; pair += nth) {
         int t = pair / nh, h = pair % nh, len = j->p0 + t + 1, kvh = h / group;
         const float *q = st->q + (size_t)t * Q + (size_t)h * hd;
-        for (int p = 0; p < len; p++) scores[p] = k->dot(q, kc + (size_t)p * KV + (size_t)kvh * hd, hd) * scale;
-        flm_softmax(scores, len);
-        float *out = st->att + (size_t)t * Q + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) k->axpy(out, scores[p], vc + (size_t)p * KV + (size_t)kvh * hd, hd);
+        flm_attend(k, q, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, len, (size_t)KV, hd, scale, scores,
+                   st->att + (size_t)t * Q + (size_t)h * hd);
     }
 }
 

@@ -23,7 +23,16 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int n);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
+    /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). One query head
+     * over len cached positions: out[0..hd) = sum_p softmax_p(scale * q.K_p) V_p,
+     * with K_p = K + p*stride and V_p = V + p*stride; scores: scratch of len floats. */
+    void (*attend)(const float *q, const float *K, const float *V, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out);
 } flm_kernels;
+
+/* k->attend, or its definition from k's dot, flm_softmax and axpy when k has none. */
+void flm_attend(const flm_kernels *k, const float *q, const float *K, const float *V, int len, size_t stride, int hd,
+                float scale, float *scores, float *out);
 
 /* The table for this CPU, chosen once from cpuid. FLM_KERNELS=scalar in the
  * environment forces the reference path. */

@@ -679,6 +679,72 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
     }
 }
 
+/* Attention of one head (see kernels.h). Head sizes that are a multiple of 16 up to
+ * 256 keep q and the output in registers: scores 4 keys at a time (one 4-way
+ * horizontal add), libm softmax as the reference, then out = sum_p s_p V_p with one
+ * FMA per vector (two accumulator sets for short heads, to hide FMA latency).
+ * Other sizes use the composed definition. */
+#define ATT_MAXV 16
+INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a8, b8), _mm256_hadd_ps(c8, d8));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+static void attend(const float *q, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale, float *scores,
+                   float *out) {
+    if (hd % L || hd > ATT_MAXV * L) {
+        for (int p = 0; p < len; p++) scores[p] = dot(q, Kc + (size_t)p * stride, hd) * scale;
+        flm_softmax(scores, len);
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) axpy(out, scores[p], Vc + (size_t)p * stride, hd);
+        return;
+    }
+    int nv = hd / L, p = 0;
+    __m512 qv[ATT_MAXV];
+    for (int v = 0; v < nv; v++) qv[v] = _mm512_loadu_ps(q + v * L);
+    const __m128 vs = _mm_set1_ps(scale);
+    for (; p + 4 <= len; p += 4) {
+        const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int v = 0; v < nv; v++) {
+            a0 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k0 + v * L), a0);
+            a1 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k1 + v * L), a1);
+            a2 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k2 + v * L), a2);
+            a3 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k3 + v * L), a3);
+        }
+        _mm_storeu_ps(scores + p, _mm_mul_ps(hsum4(a0, a1, a2, a3), vs));
+    }
+    for (; p < len; p++) {
+        const float *kp = Kc + (size_t)p * stride;
+        __m512 a = _mm512_setzero_ps();
+        for (int v = 0; v < nv; v++) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + v * L), a);
+        scores[p] = _mm512_reduce_add_ps(a) * scale;
+    }
+    flm_softmax(scores, len);
+    __m512 o[ATT_MAXV], o2[ATT_MAXV];
+    for (int v = 0; v < nv; v++) o[v] = o2[v] = _mm512_setzero_ps();
+    p = 0;
+    if (nv <= 4)
+        for (; p + 2 <= len; p += 2) {
+            __m512 s0 = _mm512_set1_ps(scores[p]), s1 = _mm512_set1_ps(scores[p + 1]);
+            const float *v0 = Vc + (size_t)p * stride, *v1 = v0 + stride;
+            for (int v = 0; v < nv; v++) {
+                o[v] = _mm512_fmadd_ps(s0, _mm512_loadu_ps(v0 + v * L), o[v]);
+                o2[v] = _mm512_fmadd_ps(s1, _mm512_loadu_ps(v1 + v * L), o2[v]);
+            }
+        }
+    for (; p < len; p++) {
+        __m512 s = _mm512_set1_ps(scores[p]);
+        const float *vp = Vc + (size_t)p * stride;
+        for (int v = 0; v < nv; v++) o[v] = _mm512_fmadd_ps(s, _mm512_loadu_ps(vp + v * L), o[v]);
+    }
+    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + v * L, _mm512_add_ps(o[v], o2[v]));
+}
+
 static const flm_kernels AVX512 = {
     .name = "avx512",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -687,6 +753,7 @@ static const flm_kernels AVX512 = {
     .dot = dot,
     .axpy = axpy,
     .swiglu = swiglu,
+    .attend = attend,
 };
 
 const flm_kernels *flm_kernels_avx512(void) { return &AVX512; }

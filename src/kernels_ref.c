@@ -194,6 +194,15 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int n) {
     }
 }
 
+void flm_attend(const flm_kernels *k, const float *q, const float *K, const float *V, int len, size_t stride, int hd,
+                float scale, float *scores, float *out) {
+    if (k->attend) { k->attend(q, K, V, len, stride, hd, scale, scores, out); return; }
+    for (int p = 0; p < len; p++) scores[p] = k->dot(q, K + (size_t)p * stride, hd) * scale;
+    flm_softmax(scores, len);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < len; p++) k->axpy(out, scores[p], V + (size_t)p * stride, hd);
+}
+
 void flm_softmax(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) if (x[i] > mx) mx = x[i];

@@ -371,3 +371,42 @@ TEST(kernels_selection) {
     if (!flm_kernels_by_name("avx2") && !flm_kernels_by_name("neon"))
         printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
 }
+
+/* attend (one head over a KV cache) against the scalar composition: head sizes on
+ * and off the vector width, every tail of the 4-key score loop, misaligned rows. */
+TEST(kernels_attend) {
+    const flm_kernels *ref = flm_kernels_scalar();
+    static const int HD[] = {8, 16, 24, 64, 128, 256, 272};
+    static const int LEN[] = {1, 2, 3, 4, 5, 7, 8, 33, 127, 128, 129};
+    enum { MAXHD = 272, MAXLEN = 129, PAD = 5 };
+    size_t stride = 2 * MAXHD + PAD; /* two kv heads side by side, odd stride */
+    float *K = malloc(((size_t)MAXLEN * stride + 1) * sizeof(float)), *Vv = malloc(((size_t)MAXLEN * stride + 1) * sizeof(float));
+    float *q = malloc((MAXHD + 1) * sizeof(float)), *s1 = malloc(MAXLEN * sizeof(float)), *s2 = malloc(MAXLEN * sizeof(float));
+    float *o1 = malloc((MAXHD + 1) * sizeof(float)), *o2 = malloc((MAXHD + 2) * sizeof(float));
+    REQUIRE(K && Vv && q && s1 && s2 && o1 && o2);
+    for (size_t i = 0; i < (size_t)MAXLEN * stride + 1; i++) { K[i] = rnd_f() * 3.0f; Vv[i] = rnd_f(); }
+    for (int i = 0; i <= MAXHD; i++) q[i] = rnd_f() * 3.0f;
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
+        if (!k) continue;
+        for (size_t hi = 0; hi < sizeof HD / sizeof HD[0]; hi++)
+            for (size_t li = 0; li < sizeof LEN / sizeof LEN[0]; li++)
+                for (int mis = 0; mis < 2; mis++) {
+                    int hd = HD[hi], len = LEN[li];
+                    float scale = 1.0f / sqrtf((float)hd);
+                    /* second kv head, shifted by mis floats: rows start unaligned */
+                    const float *kh = K + hd + mis, *vh = Vv + hd + mis, *qq = q + mis;
+                    flm_attend(ref, qq, kh, vh, len, stride, hd, scale, s1, o1);
+                    o2[hd] = 12345.0f;
+                    flm_attend(k, qq, kh, vh, len, stride, hd, scale, s2, o2 + 0);
+                    CHECK_MSG(o2[hd] == 12345.0f, "%s attend hd=%d len=%d wrote past the end", k->name, hd, len);
+                    for (int i = 0; i < hd; i++)
+                        if (!(fabsf(o1[i] - o2[i]) <= 2e-6f)) {
+                            test_fail(__FILE__, __LINE__, "%s attend hd=%d len=%d mis=%d: out[%d] %.9g vs %.9g", k->name, hd, len, mis, i,
+                                      o2[i], o1[i]);
+                            break;
+                        }
+                }
+    }
+    free(K); free(Vv); free(q); free(s1); free(s2); free(o1); free(o2);
+}
