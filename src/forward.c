@@ -148,28 +148,50 @@ static int ensure_cache(flm_forward_state *st, int need) {
     return FLM_OK;
 }
 
+/* Up to three products sharing one input X, in one pool job (q/k/v; gate/up):
+ * fewer barriers per layer. Each matrix's rows are split into contiguous ranges, a
+ * multiple of 16 rows each, and every row is computed by one thread from the same
+ * inputs, so results do not depend on the thread count. With swiglu set (gate and
+ * up), each thread then applies SwiGLU to the rows it just computed: Y[0] =
+ * silu(Y[0]) * Y[1], elementwise, with no barrier in between. */
+#define MAX_FUSED 3
 typedef struct {
     const flm_kernels *k;
-    const flm_tensor *W;
+    const flm_tensor *W[MAX_FUSED];
+    float *Y[MAX_FUSED];
+    int n_mat;
     const float *X;
-    float *Y;
     int n_tok;
+    bool swiglu;
 } matmul_job;
 
-/* Rows are split into contiguous ranges, a multiple of 16 rows each: every row is
- * computed by one thread from the same inputs, so results do not depend on the
- * thread count. */
-static void matmul_part(void *ctx, int ith, int nth) {
-    const matmul_job *j = ctx;
-    int rows = (int)j->W->shape[0], cols = (int)j->W->shape[1];
+static void row_range(int rows, int ith, int nth, int *r0, int *r1) {
     int per = (rows + nth - 1) / nth;
     per = (per + 15) & ~15;
-    int r0 = ith * per, r1 = r0 + per < rows ? r0 + per : rows;
-    if (r0 < r1) j->k->matmul[j->W->dtype](j->W->data, j->X, j->Y, j->n_tok, cols, rows, r0, r1);
+    *r0 = ith * per < rows ? ith * per : rows;
+    *r1 = *r0 + per < rows ? *r0 + per : rows;
+}
+
+static void matmul_part(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    for (int i = 0; i < j->n_mat; i++) {
+        const flm_tensor *W = j->W[i];
+        int rows = (int)W->shape[0], cols = (int)W->shape[1], r0, r1;
+        row_range(rows, ith, nth, &r0, &r1);
+        if (r0 < r1) j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
+    }
+    if (j->swiglu) {
+        int rows = (int)j->W[0]->shape[0], r0, r1;
+        row_range(rows, ith, nth, &r0, &r1);
+        for (int t = 0; t < j->n_tok && r0 < r1; t++) {
+            float *g = j->Y[0] + (size_t)t * (size_t)rows + (size_t)r0;
+            j->k->swiglu(g, g, j->Y[1] + (size_t)t * (size_t)rows + (size_t)r0, r1 - r0);
+        }
+    }
 }
 
 static void matmul(flm_forward_state *st, const flm_tensor *W, const float *X, float *Y, int n_tok) {
-    matmul_job j = {st->k, W, X, Y, n_tok};
+    matmul_job j = {.k = st->k, .W = {W}, .Y = {Y}, .n_mat = 1, .X = X, .n_tok = n_tok};
     flm_pool_run(st->pool, matmul_part, &j);
 }
 
@@ -250,16 +272,6 @@ static void qkv_finish_part(void *ctx, int ith, int nth) {
     }
 }
 
-/* hb = silu(hb) * hb2 over the chunk's [n, inter] values, split into contiguous
- * element ranges (elementwise, so any split gives the same result). */
-static void swiglu_part(void *ctx, int ith, int nth) {
-    const layer_job *j = ctx;
-    flm_forward_state *st = j->st;
-    size_t total = (size_t)j->n * (size_t)st->m->cfg.intermediate_size;
-    size_t per = ((total + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15;
-    size_t a = (size_t)ith * per, b = a + per < total ? a + per : total;
-    if (a < b) st->k->swiglu(st->hb + a, st->hb + a, st->hb2 + a, (int)(b - a));
-}
 
 typedef struct {
     flm_forward_state *st;
@@ -308,9 +320,8 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         lj.L = L;
         lj.layer = l;
         /* xb = attn_norm(x) here */
-        matmul(st, &L->wq, st->xb, st->q, n);
-        matmul(st, &L->wk, st->xb, st->kv_k, n);
-        matmul(st, &L->wv, st->xb, st->kv_v, n);
+        matmul_job qkv = {.k = st->k, .W = {&L->wq, &L->wk, &L->wv}, .Y = {st->q, st->kv_k, st->kv_v}, .n_mat = 3, .X = st->xb, .n_tok = n};
+        flm_pool_run(st->pool, matmul_part, &qkv);
         flm_pool_run(st->pool, qkv_finish_part, &lj);
         attn_job aj = {st, l, n, p0};
         flm_pool_run(st->pool, attention_part, &aj);
@@ -318,9 +329,8 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         lj.norm_w = L->ffn_norm.data;
         lj.add = true;
         flm_pool_run(st->pool, residual_norm_part, &lj);
-        matmul(st, &L->w_gate, st->xb, st->hb, n);
-        matmul(st, &L->w_up, st->xb, st->hb2, n);
-        flm_pool_run(st->pool, swiglu_part, &lj);
+        matmul_job ffn = {.k = st->k, .W = {&L->w_gate, &L->w_up}, .Y = {st->hb, st->hb2}, .n_mat = 2, .X = st->xb, .n_tok = n, .swiglu = true};
+        flm_pool_run(st->pool, matmul_part, &ffn); /* hb = silu(xb Wg) * (xb Wu) */
         matmul(st, &L->w_down, st->hb, st->xb, n);
         /* x += xb, then the next layer's attn_norm (or the final norm) */
         bool last_layer = l + 1 == c->n_layers;

@@ -37,7 +37,11 @@
 #define V (QK / L)    /* vectors per 32-element chunk */
 #define MAX_RB 8
 #define MAX_TB 4 /* = PT */
-#define PF_BYTES 768 /* decode prefetch distance ahead of each row stream, at least */
+#ifndef PF_BYTES
+#define PF_BYTES 768
+#endif
+/* PF_BYTES: decode prefetch distance ahead of each row stream, at least (768: no better
+ * at 2048 or 4096 in a sweep on the reference VM) */
 #ifndef PF_TILE_MAX
 #define PF_TILE_MAX (32 << 10) /* prefetch one tile ahead when a tile is at most this */
 #endif
@@ -451,6 +455,36 @@ INLINE VNNI void load_step(int dt, const step_idx *ix, const char *blk, int s, _
     }
 }
 
+/* 64 bytes at p of which only the first avail are read (the rest are zero): masked
+ * loads never touch memory past the row, and give exactly tail_group()'s zero padding. */
+INLINE __m512i load_avail(const char *p, ptrdiff_t avail) {
+    if (avail >= 64) return _mm512_loadu_si512(p);
+    if (avail <= 0) return _mm512_setzero_si512();
+    return _mm512_maskz_loadu_epi8(((__mmask64)1 << avail) - 1, p);
+}
+
+/* load_step for the last, partial group of a row: bytes past blk + avail read as zero. */
+INLINE VNNI void load_step_tail(int dt, const step_idx *ix, const char *blk, ptrdiff_t avail, int s, __m512i *lo, __m512i *hi,
+                                __m512i *dh) {
+    ptrdiff_t o = (ptrdiff_t)s * 4 * (ptrdiff_t)block_bytes(dt);
+    const char *p = blk + o;
+    avail -= o;
+    __m512i a = load_avail(p, avail);
+    if (dt == FLM_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i b = load_avail(p + 64, avail - 64), c = load_avail(p + 8, avail - 8), d = load_avail(p + 72, avail - 72);
+        *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, ix->lo, b), flip);
+        *hi = _mm512_xor_si512(_mm512_permutex2var_epi8(c, ix->hi, d), flip);
+        *dh = _mm512_mask_mov_epi8(*dh, step_dmask(s), _mm512_permutex2var_epi8(a, ix->d, b));
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        __m512i v = _mm512_permutex2var_epi8(a, ix->lo, load_avail(p + 8, avail - 8));
+        *lo = _mm512_and_si512(v, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        *dh = _mm512_mask_permutexvar_epi8(*dh, step_dmask(s), ix->d, a);
+    }
+}
+
 /* A whole group of weights: 8 unsigned vectors (w[2s], w[2s+1] = step s lo/hi) and
  * the 16 block scales d_w in lane order. */
 INLINE VNNI __m512 load_group(int dt, const step_idx *ix, const char *blk, __m512i w[8]) {
@@ -514,13 +548,13 @@ INLINE VNNI void qdec(int dt, int RB, const void *W, const xgroup *XG, float *Y,
             acc[i] = group_step(acc[i], w, dw, XG + g);
         }
     }
-    if (ng > nfull) {
-        _Alignas(64) char buf[GB * sizeof(block_q8_0)];
+    if (ng > nfull) { /* the partial last group: masked loads, no copy (a copy stalls store forwarding) */
+        ptrdiff_t avail = (ptrdiff_t)((size_t)(nb - nfull * GB) * block_bytes(dt));
         for (int i = 0; i < RB; i++) {
-            const char *blk = tail_group(dt, rows[i] + (size_t)nfull * gb, nb - nfull * GB, buf);
-            __m512i w[8];
-            __m512 dw = load_group(dt, &ix, blk, w);
-            acc[i] = group_step(acc[i], w, dw, XG + nfull);
+            const char *blk = rows[i] + (size_t)nfull * gb;
+            __m512i w[8], dh = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) load_step_tail(dt, &ix, blk, avail, k, &w[2 * k], &w[2 * k + 1], &dh);
+            acc[i] = group_step(acc[i], w, _mm512_cvtph_ps(_mm512_castsi512_si256(dh)), XG + nfull);
         }
     }
 #pragma GCC unroll 8
