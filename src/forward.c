@@ -33,7 +33,7 @@ struct flm_forward_state {
     float *att;    /* [CHUNK, n_heads*hd] attention output */
     float *hb;     /* [CHUNK, inter] gate */
     float *hb2;    /* [CHUNK, inter] up */
-    float *scores; /* [n_threads, kv_cap] one row per thread */
+    float *scores; /* [n_threads, group, kv_cap]: each thread's scores for one GQA group of heads */
     flm_pool *pool; /* NULL: single-threaded */
     float *inv_freq; /* [hd/2] */
     float *rope_cos, *rope_sin; /* [CHUNK, hd/2]: this chunk's rotations, shared by every layer */
@@ -97,6 +97,12 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
 
 void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k) { st->k = k; }
 
+/* Attention scratch: for each thread, a group of query heads' scores over cap positions. */
+static size_t scores_floats(const flm_forward_state *st, int cap, int n_threads) {
+    const flm_config *c = &st->m->cfg;
+    return (size_t)cap * (size_t)n_threads * (size_t)(c->n_heads / c->n_kv_heads);
+}
+
 int flm_forward_set_threads(flm_forward_state *st, int n_threads) {
     flm_pool *p = NULL;
     if (n_threads != 1) {
@@ -105,7 +111,7 @@ int flm_forward_set_threads(flm_forward_state *st, int n_threads) {
     }
     /* the per-thread scores rows must exist for every thread */
     if (st->kv_cap) {
-        float *s = flm_realloc(st->scores, (size_t)st->kv_cap * (size_t)flm_pool_size(p) * sizeof(float));
+        float *s = flm_realloc(st->scores, scores_floats(st, st->kv_cap, flm_pool_size(p)) * sizeof(float));
         if (!s) { flm_pool_free(p); return FLM_ERR_NOMEM; }
         st->scores = s;
     }
@@ -141,7 +147,7 @@ static int ensure_cache(flm_forward_state *st, int need) {
         if (!v) return FLM_ERR_NOMEM;
         st->vcache[l] = v;
     }
-    float *s = flm_realloc(st->scores, (size_t)cap * (size_t)flm_pool_size(st->pool) * sizeof(float));
+    float *s = flm_realloc(st->scores, scores_floats(st, cap, flm_pool_size(st->pool)) * sizeof(float));
     if (!s) return FLM_ERR_NOMEM;
     st->scores = s;
     st->kv_cap = cap;
@@ -276,25 +282,36 @@ static void qkv_finish_part(void *ctx, int ith, int nth) {
 typedef struct {
     flm_forward_state *st;
     int layer, n, p0;
+    int sub; /* query heads per unit of work (a GQA group, or part of one) */
 } attn_job;
 
-/* Causal GQA attention for every (token, head) pair; pairs are dealt round-robin
- * to threads, each with its own scores row. Token t sees positions 0..p0+t. */
+/* Causal GQA attention. A unit of work is (token, KV head, up to `sub` of the
+ * query heads sharing it), so K and V are read once for the heads of a unit; units
+ * are dealt round-robin to threads, each with its own scores scratch. Token t sees
+ * positions 0..p0+t. A head's result does not depend on `sub` (kernels.h). */
 static void attention_part(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     flm_forward_state *st = j->st;
     const flm_config *c = &st->m->cfg;
-    const flm_kernels *k = st->k;
-    int hd = c->head_dim, nh = c->n_heads, KV = c->n_kv_heads * hd, Q = nh * hd, group = nh / c->n_kv_heads;
+    int hd = c->head_dim, nkv = c->n_kv_heads, KV = nkv * hd, Q = c->n_heads * hd, group = c->n_heads / nkv;
+    int per_kv = (group + j->sub - 1) / j->sub, units = j->n * nkv * per_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    float *scores = st->scores + (size_t)ith * (size_t)st->kv_cap;
+    float *scores = st->scores + (size_t)ith * (size_t)group * (size_t)st->kv_cap;
     const float *kc = st->kcache[j->layer], *vc = st->vcache[j->layer];
-    for (int pair = ith; pair < j->n * nh; pair += nth) {
-        int t = pair / nh, h = pair % nh, len = j->p0 + t + 1, kvh = h / group;
-        const float *q = st->q + (size_t)t * Q + (size_t)h * hd;
-        flm_attend(k, q, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, len, (size_t)KV, hd, scale, scores,
-                   st->att + (size_t)t * Q + (size_t)h * hd);
+    for (int u = ith; u < units; u += nth) {
+        int t = u / (nkv * per_kv), r = u % (nkv * per_kv), kvh = r / per_kv, part = r % per_kv;
+        int h0 = kvh * group + part * j->sub, nq = group - part * j->sub < j->sub ? group - part * j->sub : j->sub;
+        size_t off = (size_t)t * (size_t)Q + (size_t)h0 * (size_t)hd;
+        flm_attend(st->k, st->q + off, nq, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, j->p0 + t + 1, (size_t)KV, hd, scale,
+                   scores, st->att + off);
     }
+}
+
+/* Query heads per attention unit: whole GQA groups, halved until every thread has a unit. */
+static int attention_sub(const flm_config *c, int n_tok, int n_threads) {
+    int group = c->n_heads / c->n_kv_heads, sub = group;
+    while (sub > 1 && n_tok * c->n_kv_heads * ((group + sub - 1) / sub) < n_threads) sub = (sub + 1) / 2;
+    return sub;
 }
 
 static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *out, int hidden) {
@@ -323,7 +340,7 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         matmul_job qkv = {.k = st->k, .W = {&L->wq, &L->wk, &L->wv}, .Y = {st->q, st->kv_k, st->kv_v}, .n_mat = 3, .X = st->xb, .n_tok = n};
         flm_pool_run(st->pool, matmul_part, &qkv);
         flm_pool_run(st->pool, qkv_finish_part, &lj);
-        attn_job aj = {st, l, n, p0};
+        attn_job aj = {st, l, n, p0, attention_sub(c, n, flm_pool_size(st->pool))};
         flm_pool_run(st->pool, attention_part, &aj);
         matmul(st, &L->wo, st->att, st->xb, n);
         lj.norm_w = L->ffn_norm.data;

@@ -23,15 +23,19 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int n);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
-    /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). One query head
-     * over len cached positions: out[0..hd) = sum_p softmax_p(scale * q.K_p) V_p,
-     * with K_p = K + p*stride and V_p = V + p*stride; scores: scratch of len floats. */
-    void (*attend)(const float *q, const float *K, const float *V, int len, size_t stride, int hd, float scale,
+    /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). nq query heads
+     * sharing one KV head (GQA), over len cached positions: for head h,
+     * out[h*hd ..] = sum_p softmax_p(scale * q_h.K_p) V_p, with q_h = q + h*hd,
+     * K_p = K + p*stride, V_p = V + p*stride; scores: scratch of nq*len floats.
+     * Each head's result must not depend on nq (so any split of a group's heads
+     * across threads gives the same logits). */
+    void (*attend)(const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd, float scale,
                    float *scores, float *out);
 } flm_kernels;
 
-/* k->attend, or its definition from k's dot, flm_softmax and axpy when k has none. */
-void flm_attend(const flm_kernels *k, const float *q, const float *K, const float *V, int len, size_t stride, int hd,
+/* k->attend, or its definition from k's dot, flm_softmax and axpy (head by head)
+ * when k has none. */
+void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
                 float scale, float *scores, float *out);
 
 /* The table for this CPU, chosen once from cpuid. FLM_KERNELS=scalar in the

@@ -713,12 +713,17 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
     }
 }
 
-/* Attention of one head (see kernels.h). Head sizes that are a multiple of 16 up to
- * 256 keep q and the output in registers: scores 4 keys at a time (one 4-way
- * horizontal add), libm softmax as the reference, then out = sum_p s_p V_p with one
- * FMA per vector (two accumulator sets for short heads, to hide FMA latency).
- * Other sizes use the composed definition. */
-#define ATT_MAXV 16
+/* Attention of nq heads sharing one KV head (see kernels.h). Head sizes 64 and 128
+ * (Qwen2.5's) go by blocks of ATT_KB positions, so a block of K (then
+ * of V) is read from memory once and from L1 by every head of the group: scores 4
+ * keys at a time with q in registers (one 4-way horizontal add), softmax with a
+ * vector exp, then out_h = sum_p s_hp V_p with one FMA per vector, the running
+ * sums kept in out between blocks (an exact store and reload). Blocks and score
+ * tiles start at multiples of 4 whatever nq is, so each head's result is the same
+ * for any nq. The vector count is a constant per head size, so q and the sums stay
+ * in registers; other head sizes use the composed definition. */
+#define ATT_MAXV 8 /* vectors per head on the blocked path (head size 128) */
+#define ATT_KB 32 /* positions per block: 16 KiB of K at head size 128 */
 INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
@@ -728,55 +733,119 @@ INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-static void attend(const float *q, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale, float *scores,
-                   float *out) {
-    if (hd % L || hd > ATT_MAXV * L) {
-        for (int p = 0; p < len; p++) scores[p] = dot(q, Kc + (size_t)p * stride, hd) * scale;
-        flm_softmax(scores, len);
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) axpy(out, scores[p], Vc + (size_t)p * stride, hd);
-        return;
-    }
-    int nv = hd / L, p = 0;
+/* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
+INLINE void att_scores(const float *q, int nv, const float *Kc, size_t stride, int p0, int p1, float scale, float *sc) {
     __m512 qv[ATT_MAXV];
+#pragma GCC unroll 16
     for (int v = 0; v < nv; v++) qv[v] = _mm512_loadu_ps(q + v * L);
     const __m128 vs = _mm_set1_ps(scale);
-    for (; p + 4 <= len; p += 4) {
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) {
         const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 16
         for (int v = 0; v < nv; v++) {
             a0 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k0 + v * L), a0);
             a1 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k1 + v * L), a1);
             a2 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k2 + v * L), a2);
             a3 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k3 + v * L), a3);
         }
-        _mm_storeu_ps(scores + p, _mm_mul_ps(hsum4(a0, a1, a2, a3), vs));
+        _mm_storeu_ps(sc + p, _mm_mul_ps(hsum4(a0, a1, a2, a3), vs));
     }
-    for (; p < len; p++) {
+    for (; p < p1; p++) {
         const float *kp = Kc + (size_t)p * stride;
         __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 16
         for (int v = 0; v < nv; v++) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + v * L), a);
-        scores[p] = _mm512_reduce_add_ps(a) * scale;
+        sc[p] = _mm512_reduce_add_ps(a) * scale;
     }
-    flm_softmax(scores, len);
-    __m512 o[ATT_MAXV], o2[ATT_MAXV];
-    for (int v = 0; v < nv; v++) o[v] = o2[v] = _mm512_setzero_ps();
-    p = 0;
-    if (nv <= 4)
-        for (; p + 2 <= len; p += 2) {
-            __m512 s0 = _mm512_set1_ps(scores[p]), s1 = _mm512_set1_ps(scores[p + 1]);
-            const float *v0 = Vc + (size_t)p * stride, *v1 = v0 + stride;
-            for (int v = 0; v < nv; v++) {
-                o[v] = _mm512_fmadd_ps(s0, _mm512_loadu_ps(v0 + v * L), o[v]);
-                o2[v] = _mm512_fmadd_ps(s1, _mm512_loadu_ps(v1 + v * L), o2[v]);
-            }
-        }
-    for (; p < len; p++) {
-        __m512 s = _mm512_set1_ps(scores[p]);
+}
+
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p. */
+INLINE void att_values(const float *sc, int nv, const float *Vc, size_t stride, int p0, int p1, float *out) {
+    __m512 o[ATT_MAXV];
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) o[v] = _mm512_loadu_ps(out + v * L);
+    for (int p = p0; p < p1; p++) {
+        __m512 s = _mm512_set1_ps(sc[p]);
         const float *vp = Vc + (size_t)p * stride;
+#pragma GCC unroll 16
         for (int v = 0; v < nv; v++) o[v] = _mm512_fmadd_ps(s, _mm512_loadu_ps(vp + v * L), o[v]);
     }
-    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + v * L, _mm512_add_ps(o[v], o2[v]));
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + v * L, o[v]);
+}
+
+/* exp(x) for x <= 0 (softmax arguments): 2^n * poly(r), x = n ln2 + r, |r| <= ln2/2,
+ * a degree-6 Taylor polynomial (error below 2e-7 relative, against libm's
+ * correctly rounded expf); x below -103 gives 0. */
+INLINE __m512 exp_le0(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);     /* ln2 high part (exact product) */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);         /* ln2 low part */
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Softmax in place, as flm_softmax (max subtracted, then normalised by the sum)
+ * with a vector exp and a vector sum. */
+static void softmax_vec(float *x, int n) {
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += L) vm = _mm512_max_ps(vm, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm)), sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = exp_le0(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+/* The blocked path for nv (a constant at each call site) vectors per head. */
+INLINE void attend_nv(int nv, const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd,
+                      float scale, float *scores, float *out) {
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_scores(q + (size_t)h * (size_t)hd, nv, Kc, stride, p0, p1, scale, scores + (size_t)h * (size_t)len);
+    }
+    for (int h = 0; h < nq; h++) softmax_vec(scores + (size_t)h * (size_t)len, len);
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_values(scores + (size_t)h * (size_t)len, nv, Vc, stride, p0, p1, out + (size_t)h * (size_t)hd);
+    }
+}
+
+static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out) {
+    switch (hd) { /* the usual head sizes (Qwen2.5: 64 and 128) */
+    case 64: attend_nv(4, q, nq, Kc, Vc, len, stride, hd, scale, scores, out); return;
+    case 128: attend_nv(8, q, nq, Kc, Vc, len, stride, hd, scale, scores, out); return;
+    default: break;
+    }
+    for (int h = 0; h < nq; h++) {
+        const float *qh = q + (size_t)h * (size_t)hd;
+        float *oh = out + (size_t)h * (size_t)hd;
+        for (int p = 0; p < len; p++) scores[p] = dot(qh, Kc + (size_t)p * stride, hd) * scale;
+        flm_softmax(scores, len);
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) axpy(oh, scores[p], Vc + (size_t)p * stride, hd);
+    }
 }
 
 static const flm_kernels AVX512 = {

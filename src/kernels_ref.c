@@ -194,13 +194,17 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int n) {
     }
 }
 
-void flm_attend(const flm_kernels *k, const float *q, const float *K, const float *V, int len, size_t stride, int hd,
+void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
                 float scale, float *scores, float *out) {
-    if (k->attend) { k->attend(q, K, V, len, stride, hd, scale, scores, out); return; }
-    for (int p = 0; p < len; p++) scores[p] = k->dot(q, K + (size_t)p * stride, hd) * scale;
-    flm_softmax(scores, len);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p = 0; p < len; p++) k->axpy(out, scores[p], V + (size_t)p * stride, hd);
+    if (k->attend) { k->attend(q, nq, K, V, len, stride, hd, scale, scores, out); return; }
+    for (int h = 0; h < nq; h++) {
+        const float *qh = q + (size_t)h * (size_t)hd;
+        float *oh = out + (size_t)h * (size_t)hd;
+        for (int p = 0; p < len; p++) scores[p] = k->dot(qh, K + (size_t)p * stride, hd) * scale;
+        flm_softmax(scores, len);
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) k->axpy(oh, scores[p], V + (size_t)p * stride, hd);
+    }
 }
 
 void flm_softmax(float *x, int n) {

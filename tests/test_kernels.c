@@ -372,41 +372,48 @@ TEST(kernels_selection) {
         printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
 }
 
-/* attend (one head over a KV cache) against the scalar composition: head sizes on
- * and off the vector width, every tail of the 4-key score loop, misaligned rows. */
+/* attend (a group of query heads over a KV cache) against the scalar composition:
+ * head sizes on and off the vector width, every tail of the 4-key score loop and of
+ * the position blocks, misaligned rows; and each head's result is bit-identical
+ * whether it is computed alone or with the rest of its group. */
 TEST(kernels_attend) {
     const flm_kernels *ref = flm_kernels_scalar();
     static const int HD[] = {8, 16, 24, 64, 128, 256, 272};
-    static const int LEN[] = {1, 2, 3, 4, 5, 7, 8, 33, 127, 128, 129};
-    enum { MAXHD = 272, MAXLEN = 129, PAD = 5 };
+    static const int LEN[] = {1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 65, 127, 128, 129};
+    enum { MAXHD = 272, MAXLEN = 129, PAD = 5, NQ = 6 };
     size_t stride = 2 * MAXHD + PAD; /* two kv heads side by side, odd stride */
     float *K = malloc(((size_t)MAXLEN * stride + 1) * sizeof(float)), *Vv = malloc(((size_t)MAXLEN * stride + 1) * sizeof(float));
-    float *q = malloc((MAXHD + 1) * sizeof(float)), *s1 = malloc(MAXLEN * sizeof(float)), *s2 = malloc(MAXLEN * sizeof(float));
-    float *o1 = malloc((MAXHD + 1) * sizeof(float)), *o2 = malloc((MAXHD + 2) * sizeof(float));
-    REQUIRE(K && Vv && q && s1 && s2 && o1 && o2);
+    float *q = malloc((NQ * MAXHD + 1) * sizeof(float)), *s1 = malloc(NQ * MAXLEN * sizeof(float)), *s2 = malloc(NQ * MAXLEN * sizeof(float));
+    float *o1 = malloc((NQ * MAXHD + 1) * sizeof(float)), *o2 = malloc((NQ * MAXHD + 2) * sizeof(float));
+    float *o3 = malloc((MAXHD + 1) * sizeof(float));
+    REQUIRE(K && Vv && q && s1 && s2 && o1 && o2 && o3);
     for (size_t i = 0; i < (size_t)MAXLEN * stride + 1; i++) { K[i] = rnd_f() * 3.0f; Vv[i] = rnd_f(); }
-    for (int i = 0; i <= MAXHD; i++) q[i] = rnd_f() * 3.0f;
+    for (int i = 0; i <= NQ * MAXHD; i++) q[i] = rnd_f() * 3.0f;
     for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
         const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
         if (!k) continue;
         for (size_t hi = 0; hi < sizeof HD / sizeof HD[0]; hi++)
             for (size_t li = 0; li < sizeof LEN / sizeof LEN[0]; li++)
                 for (int mis = 0; mis < 2; mis++) {
-                    int hd = HD[hi], len = LEN[li];
+                    int hd = HD[hi], len = LEN[li], nq = 1 + (int)((hi + li) % NQ);
                     float scale = 1.0f / sqrtf((float)hd);
                     /* second kv head, shifted by mis floats: rows start unaligned */
                     const float *kh = K + hd + mis, *vh = Vv + hd + mis, *qq = q + mis;
-                    flm_attend(ref, qq, kh, vh, len, stride, hd, scale, s1, o1);
-                    o2[hd] = 12345.0f;
-                    flm_attend(k, qq, kh, vh, len, stride, hd, scale, s2, o2 + 0);
-                    CHECK_MSG(o2[hd] == 12345.0f, "%s attend hd=%d len=%d wrote past the end", k->name, hd, len);
-                    for (int i = 0; i < hd; i++)
+                    flm_attend(ref, qq, nq, kh, vh, len, stride, hd, scale, s1, o1);
+                    o2[nq * hd] = 12345.0f;
+                    flm_attend(k, qq, nq, kh, vh, len, stride, hd, scale, s2, o2);
+                    CHECK_MSG(o2[nq * hd] == 12345.0f, "%s attend hd=%d len=%d nq=%d wrote past the end", k->name, hd, len, nq);
+                    for (int i = 0; i < nq * hd; i++)
                         if (!(fabsf(o1[i] - o2[i]) <= 2e-6f)) {
-                            test_fail(__FILE__, __LINE__, "%s attend hd=%d len=%d mis=%d: out[%d] %.9g vs %.9g", k->name, hd, len, mis, i,
-                                      o2[i], o1[i]);
+                            test_fail(__FILE__, __LINE__, "%s attend hd=%d len=%d nq=%d mis=%d: out[%d] %.9g vs %.9g", k->name, hd, len,
+                                      nq, mis, i, o2[i], o1[i]);
                             break;
                         }
+                    /* the last head alone: the same bits as within its group */
+                    flm_attend(k, qq + (size_t)(nq - 1) * hd, 1, kh, vh, len, stride, hd, scale, s2, o3);
+                    CHECK_MSG(memcmp(o3, o2 + (size_t)(nq - 1) * hd, (size_t)hd * sizeof(float)) == 0,
+                              "%s attend hd=%d len=%d: head %d differs alone and in a group of %d", k->name, hd, len, nq - 1, nq);
                 }
     }
-    free(K); free(Vv); free(q); free(s1); free(s2); free(o1); free(o2);
+    free(K); free(Vv); free(q); free(s1); free(s2); free(o1); free(o2); free(o3);
 }
