@@ -20,6 +20,7 @@
 #define WARMUP_TOKENS 4          /* one short prefill before timing: page faults, pool start */
 #define MAX_BENCH_TOKENS (1 << 22)
 #define MIB_F 1048576.0
+#define MAX_REPEAT 50
 
 static void help(FILE *f) {
     fprintf(f,
@@ -39,6 +40,9 @@ static void help(FILE *f) {
             "  -p, --prompt N      prompt tokens to prefill (default %d)\n"
             "  -n, --decode N      tokens to decode after the prompt (default %d; 0 skips decode)\n"
             "  -t, --threads N     threads (default: physical cores, here %d)\n"
+            "  -r, --repeat N      measure N times (prefill and decode from a fresh context each\n"
+            "                      time) and report the run with the median decode speed, the\n"
+            "                      median prefill speed, and the range of both (default 1)\n"
             "  -c, --ctx N         context length to allocate (default: prompt + decode); the\n"
             "                      KV cache holds the tokens actually processed, so peak memory at\n"
             "                      a long context is measured with -p/-n filling it\n"
@@ -166,7 +170,7 @@ static void print_membw_human(const flm_membw_result *bw) {
 
 static int cmd_bench(int argc, char **argv) {
     cli_model_args ma = {0};
-    long prompt = DEFAULT_PROMPT, decode = DEFAULT_DECODE, threads = 0, n_ctx = 0, membw_mib = 0;
+    long prompt = DEFAULT_PROMPT, decode = DEFAULT_DECODE, threads = 0, n_ctx = 0, membw_mib = 0, repeat = 1;
     bool as_json = false, membw_only = false, no_membw = false;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_arg(&ma, argc, argv, &i, "bench");
@@ -189,6 +193,9 @@ static int cmd_bench(int argc, char **argv) {
         } else if (cli_is(argv[i], "-c", "--ctx")) {
             if (!(v = cli_value(argc, argv, &i, "bench"))) return EXIT_USAGE;
             if (!parse_count(v, 1, MAX_BENCH_TOKENS, &n_ctx)) { fprintf(stderr, "fieldlm bench: -c needs a positive context length\n"); return EXIT_USAGE; }
+        } else if (cli_is(argv[i], "-r", "--repeat")) {
+            if (!(v = cli_value(argc, argv, &i, "bench"))) return EXIT_USAGE;
+            if (!parse_count(v, 1, MAX_REPEAT, &repeat)) { fprintf(stderr, "fieldlm bench: -r needs a run count from 1 to %d\n", MAX_REPEAT); return EXIT_USAGE; }
         } else if (!strcmp(argv[i], "--membw-mib")) { /* undocumented: small buffers for tests */
             if (!(v = cli_value(argc, argv, &i, "bench"))) return EXIT_USAGE;
             if (!parse_count(v, 1, 1 << 20, &membw_mib)) { fprintf(stderr, "fieldlm bench: --membw-mib needs a positive size in MiB\n"); return EXIT_USAGE; }
@@ -228,13 +235,26 @@ static int cmd_bench(int argc, char **argv) {
         flm_model_close(m);
         return EXIT_USAGE;
     }
-    bench_result r = {0};
-    if (!as_json) fprintf(stderr, "bench: %s: prefill %ld tokens, decode %ld on %d thread%s...\n", ma.model, prompt, decode,
-                          nthreads, nthreads == 1 ? "" : "s");
-    if (run_model(m, nthreads, (int)prompt, (int)decode, (int)n_ctx, &r)) {
-        flm_model_close(m);
-        return cli_error("bench");
-    }
+    bench_result runs[MAX_REPEAT] = {{0}};
+    if (!as_json) fprintf(stderr, "bench: %s: prefill %ld tokens, decode %ld on %d thread%s, %ld run%s...\n", ma.model, prompt,
+                          decode, nthreads, nthreads == 1 ? "" : "s", repeat, repeat == 1 ? "" : "s");
+    for (int i = 0; i < repeat; i++)
+        if (run_model(m, nthreads, (int)prompt, (int)decode, (int)n_ctx, &runs[i])) {
+            flm_model_close(m);
+            return cli_error("bench");
+        }
+    /* the run with the median decode speed (prefill speed if no decode), with the
+     * median prefill speed of all runs; the spread is reported beside */
+    double pre[MAX_REPEAT], dec[MAX_REPEAT];
+    for (int i = 0; i < repeat; i++) { pre[i] = runs[i].prefill_tok_s; dec[i] = runs[i].decode_tok_s; }
+    qsort(pre, (size_t)repeat, sizeof *pre, cmp_double);
+    qsort(dec, (size_t)repeat, sizeof *dec, cmp_double);
+    bench_result r = runs[0];
+    for (int i = 0; i < repeat; i++)
+        if (decode > 0 ? runs[i].decode_tok_s == dec[repeat / 2] : runs[i].prefill_tok_s == pre[repeat / 2]) r = runs[i];
+    r.prefill_tok_s = pre[repeat / 2];
+    r.prefill_s = r.prefill_tok_s > 0 ? r.prompt / r.prefill_tok_s : r.prefill_s;
+    for (int i = 0; i < repeat; i++) r.peak_rss = runs[i].peak_rss > r.peak_rss ? runs[i].peak_rss : r.peak_rss;
     const char *kernels = flm_kernels_best()->name;
     if (!no_membw && flm_membw_measure(&mo, &bw)) { flm_model_close(m); return cli_error("bench"); }
     double pct = bw.best_gb_s > 0 ? 100.0 * r.decode_gb_s / bw.best_gb_s : 0;
@@ -249,6 +269,8 @@ static int cmd_bench(int argc, char **argv) {
                r.weight_bytes, r.kv_bytes, r.decode_gb_s);
         if (no_membw) printf("\"membw_gb_s\": null, \"decode_membw_pct\": null, ");
         else printf("\"membw_gb_s\": %.3f, \"decode_membw_pct\": %.1f, \"membw_isa\": \"%s\", ", bw.best_gb_s, pct, bw.isa);
+        printf("\"runs\": %ld, \"prefill_tok_s_min\": %.3f, \"prefill_tok_s_max\": %.3f, \"decode_tok_s_min\": %.3f, "
+               "\"decode_tok_s_max\": %.3f, ", repeat, pre[0], pre[repeat - 1], dec[0], dec[repeat - 1]);
         printf("\"decode_step_median_ms\": %.3f, \"decode_step_max_ms\": %.3f, ", r.step_median_s * 1e3, r.step_max_s * 1e3);
         printf("\"load_s\": %.3f, \"weights\": \"%s\", \"loaded_mb\": %.1f, \"huge_page_mb\": %.1f, ", load_s,
                loaded ? "loaded" : "mapped", (double)loaded / MIB_F, (double)huge / MIB_F);
@@ -258,7 +280,10 @@ static int cmd_bench(int argc, char **argv) {
         printf("threads: %d, kernels: %s, context: %d\n", r.threads, kernels, r.n_ctx);
         if (loaded) printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages)\n", (double)loaded / MIB_F, load_s, (double)huge / MIB_F);
         else printf("weights: run from the file mapping (opened in %.2f s)\n", load_s);
-        printf("prefill: %d tokens in %.3f s = %.1f tok/s\n", r.prompt, r.prefill_s, r.prefill_tok_s);
+        if (repeat > 1)
+            printf("runs: %ld (medians below; prefill %.1f-%.1f tok/s, decode %.1f-%.1f tok/s)\n", repeat, pre[0], pre[repeat - 1],
+                   dec[0], dec[repeat - 1]);
+        printf("prefill: %d tokens = %.1f tok/s\n", r.prompt, r.prefill_tok_s);
         if (r.decode > 0) {
             printf("decode: %.1f tok/s, %.1f GB/s", r.decode_tok_s, r.decode_gb_s);
             if (!no_membw) printf(" = %.0f%% of measured %.1f GB/s", pct, bw.best_gb_s);

@@ -140,9 +140,13 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
                       total >> 20, strerror(errno));
         goto done;
     }
+    /* keep the 2 MiB-aligned part only, so every huge page holds weights */
     unsigned char *arena = (unsigned char *)(((uintptr_t)raw + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1));
+    size_t head = (size_t)(arena - (unsigned char *)raw), used = span - ARENA_ALIGN;
+    if (head) munmap(raw, head);
+    if (span - head - used) munmap(arena + used, span - head - used);
 #ifdef MADV_HUGEPAGE
-    madvise(arena, span - (size_t)(arena - (unsigned char *)raw), MADV_HUGEPAGE); /* a hint; fine if refused */
+    madvise(arena, used, MADV_HUGEPAGE); /* a hint; fine if refused */
 #endif
     copy_plan plan = {.t = todo, .n = n, .arena = arena, .total = total};
     copy_parallel(&plan);
@@ -154,9 +158,9 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
         if (m->lm_head.data == old) m->lm_head.data = arena + off; /* tied to the embedding */
         off += ALIGN_UP(t->nbytes);
     }
-    mprotect(arena, span - (size_t)(arena - (unsigned char *)raw), PROT_READ); /* read-only from here on */
-    m->arena = raw;
-    m->arena_span = span;
+    mprotect(arena, used, PROT_READ); /* read-only from here on */
+    m->arena = arena;
+    m->arena_span = used;
     m->loaded_bytes = total;
 done:
     free(all);
@@ -180,7 +184,8 @@ size_t flm_model_huge_page_bytes(const flm_model *m) {
         else if (in && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) sum += kb;
     }
     fclose(f);
-    return (size_t)sum * 1024;
+    size_t huge = (size_t)sum * 1024; /* the last huge page may be only partly weights */
+    return huge < m->loaded_bytes ? huge : m->loaded_bytes;
 }
 
 void flm_model_unload_weights(flm_model *m) {

@@ -133,10 +133,28 @@ TEST(bench_threads_and_no_membw) {
     json_free(d);
 }
 
+/* -r N: N measurements, the medians reported with the range around them. */
+TEST(bench_repeat_reports_median_and_range) {
+    json_doc *d = bench_json("-m " MICRO " -p 8 -n 4 -r 3 --no-membw --json");
+    if (!d) return;
+    const json *r = json_root(d);
+    CHECK_EQ_INT(num(r, "runs"), 3);
+    double p = num(r, "prefill_tok_s"), d0 = num(r, "decode_tok_s");
+    CHECK(num(r, "prefill_tok_s_min") <= p && p <= num(r, "prefill_tok_s_max"));
+    CHECK(num(r, "decode_tok_s_min") <= d0 && d0 <= num(r, "decode_tok_s_max"));
+    CHECK_NEAR(num(r, "prefill_s") * p, 8, 0.1); /* prefill_s is printed to the microsecond */
+    json_free(d);
+    char *out, *err;
+    REQUIRE(bench("-m " MICRO " -p 8 -n 4 -r 2 --no-membw", &out, &err) == 0);
+    CHECK_MSG(strstr(out, "runs: 2 (medians below;"), "%s", out);
+    free(out);
+    free(err);
+}
+
 TEST(bench_gguf_and_text_report) {
     char *out, *err;
     REQUIRE(bench("-m " PEER_GGUF " -p 8 -n 4 --membw-mib " SMALL_MIB, &out, &err) == 0);
-    CHECK(strstr(out, "prefill: 8 tokens in"));
+    CHECK(strstr(out, "prefill: 8 tokens = "));
     CHECK(strstr(out, "decode: "));
     CHECK(strstr(out, " GB/s = "));
     CHECK(strstr(out, "% of measured "));
@@ -176,6 +194,8 @@ TEST(bench_bad_options) {
         "--membw -m " MICRO,
         "--membw --no-membw",
         "--membw --membw-mib 0",
+        "-m " MICRO " -r 0",
+        "-m " MICRO " -r 51",
     };
     for (size_t i = 0; i < sizeof usage / sizeof *usage; i++) {
         char *out, *err;
