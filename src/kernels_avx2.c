@@ -385,6 +385,134 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
     }
 }
 
+/* Attention of nq heads sharing one KV head (see kernels.h), the structure of the
+ * AVX-512 and NEON versions: positions in blocks of ATT_KB, so a block of K (then V)
+ * is read from memory once and from L1 by every head of the group; scores 4 keys at
+ * a time (one horizontal add for the four), softmax with a vector exp, then
+ * out_h = sum_p s_hp V_p, ATT_OV vectors of out at a time in registers. Blocks and
+ * score tiles start at multiples of 4 whatever nq is, so each head's result is the
+ * same for any nq. Head sizes that are not a multiple of 64 use the composed
+ * definition. */
+#define ATT_KB 32
+#define ATT_OV 8 /* output vectors held in registers per pass */
+
+/* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
+static void att_scores(const float *q, int nv, const float *Kc, size_t stride, int p0, int p1, float scale, float *sc) {
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) {
+        const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int v = 0; v < nv; v++) {
+            __m256 qv = _mm256_loadu_ps(q + v * L);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + v * L), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + v * L), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + v * L), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + v * L), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_storeu_ps(sc + p, _mm_mul_ps(r, _mm_set1_ps(scale)));
+    }
+    for (; p < p1; p++) {
+        const float *kp = Kc + (size_t)p * stride;
+        __m256 a = _mm256_setzero_ps();
+        for (int v = 0; v < nv; v++) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + v * L), _mm256_loadu_ps(kp + v * L), a);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        r = _mm_hadd_ps(r, r);
+        sc[p] = _mm_cvtss_f32(_mm_hadd_ps(r, r)) * scale;
+    }
+}
+
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p; nv is a multiple of ATT_OV. */
+static void att_values(const float *sc, int nv, const float *Vc, size_t stride, int p0, int p1, float *out) {
+    for (int v0 = 0; v0 < nv; v0 += ATT_OV) {
+        __m256 o[ATT_OV];
+        for (int v = 0; v < ATT_OV; v++) o[v] = _mm256_loadu_ps(out + (v0 + v) * L);
+        for (int p = p0; p < p1; p++) {
+            const float *vp = Vc + (size_t)p * stride + (size_t)v0 * L;
+            __m256 s = _mm256_set1_ps(sc[p]);
+            for (int v = 0; v < ATT_OV; v++) o[v] = _mm256_fmadd_ps(s, _mm256_loadu_ps(vp + v * L), o[v]);
+        }
+        for (int v = 0; v < ATT_OV; v++) _mm256_storeu_ps(out + (v0 + v) * L, o[v]);
+    }
+}
+
+/* exp(x) for x <= 0: 2^n * poly(r), x = n ln2 + r, |r| <= ln2/2, a degree-6 Taylor
+ * polynomial (error below 2e-7 relative); x is clamped at -87 so 2^n stays normal. */
+static __m256 exp_le0(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* Softmax in place as flm_softmax, with the vector exp and a vector sum. */
+static void softmax_vec(float *x, int n) {
+    float mx = -INFINITY;
+    int i = 0;
+    if (n >= L) {
+        __m256 vm = _mm256_loadu_ps(x);
+        for (i = L; i + L <= n; i += L) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+        float t[L];
+        _mm256_storeu_ps(t, vm);
+        for (int j = 0; j < L; j++) mx = t[j] > mx ? t[j] : mx;
+    }
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    __m256 vmx = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
+    float tail = 0.0f;
+    for (i = 0; i + L <= n; i += L) {
+        __m256 e = exp_le0(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    for (; i < n; i++) {
+        float e = _mm256_cvtss_f32(exp_le0(_mm256_set1_ps(x[i] - mx)));
+        x[i] = e;
+        tail += e;
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    s4 = _mm_hadd_ps(s4, s4);
+    float inv = 1.0f / (_mm_cvtss_f32(_mm_hadd_ps(s4, s4)) + tail);
+    for (i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out) {
+    if (hd % (ATT_OV * L)) {
+        for (int h = 0; h < nq; h++) {
+            const float *qh = q + (size_t)h * (size_t)hd;
+            float *oh = out + (size_t)h * (size_t)hd;
+            for (int p = 0; p < len; p++) scores[p] = dot(qh, Kc + (size_t)p * stride, hd) * scale;
+            flm_softmax(scores, len);
+            memset(oh, 0, (size_t)hd * sizeof(float));
+            for (int p = 0; p < len; p++) axpy(oh, scores[p], Vc + (size_t)p * stride, hd);
+        }
+        return;
+    }
+    int nv = hd / L;
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_scores(q + (size_t)h * (size_t)hd, nv, Kc, stride, p0, p1, scale, scores + (size_t)h * (size_t)len);
+    }
+    for (int h = 0; h < nq; h++) softmax_vec(scores + (size_t)h * (size_t)len, len);
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_values(scores + (size_t)h * (size_t)len, nv, Vc, stride, p0, p1, out + (size_t)h * (size_t)hd);
+    }
+}
+
 static const flm_kernels AVX2 = {
     .name = "avx2",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -393,6 +521,7 @@ static const flm_kernels AVX2 = {
     .dot = dot,
     .axpy = axpy,
     .swiglu = swiglu,
+    .attend = attend,
 };
 
 const flm_kernels *flm_kernels_avx2(void) { return &AVX2; }

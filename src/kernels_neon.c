@@ -362,6 +362,127 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
     }
 }
 
+/* Attention of nq heads sharing one KV head (see kernels.h), the structure of the
+ * AVX-512 version: positions in blocks of ATT_KB, so a block of K (then V) is read
+ * from memory once and from L1 by every head of the group; scores 4 keys at a time
+ * (pairwise adds), softmax with a vector exp, then out_h = sum_p s_hp V_p, 8
+ * vectors of out at a time in registers. Blocks and score tiles start at multiples
+ * of 4 whatever nq is, so each head's result is the same for any nq. Head sizes
+ * that are not a multiple of 32 use the composed definition. */
+#define ATT_KB 32
+#define ATT_OV 8 /* output vectors held in registers per pass */
+
+/* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
+static void att_scores(const float *q, int nv, const float *Kc, size_t stride, int p0, int p1, float scale, float *sc) {
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) {
+        const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int v = 0; v < nv; v++) {
+            float32x4_t qv = vld1q_f32(q + v * L);
+            a0 = vfmaq_f32(a0, qv, vld1q_f32(k0 + v * L));
+            a1 = vfmaq_f32(a1, qv, vld1q_f32(k1 + v * L));
+            a2 = vfmaq_f32(a2, qv, vld1q_f32(k2 + v * L));
+            a3 = vfmaq_f32(a3, qv, vld1q_f32(k3 + v * L));
+        }
+        float32x4_t h = vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3));
+        vst1q_f32(sc + p, vmulq_n_f32(h, scale));
+    }
+    for (; p < p1; p++) {
+        const float *kp = Kc + (size_t)p * stride;
+        float32x4_t a = vdupq_n_f32(0.0f);
+        for (int v = 0; v < nv; v++) a = vfmaq_f32(a, vld1q_f32(q + v * L), vld1q_f32(kp + v * L));
+        sc[p] = vaddvq_f32(a) * scale;
+    }
+}
+
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p; nv is a multiple of ATT_OV. */
+static void att_values(const float *sc, int nv, const float *Vc, size_t stride, int p0, int p1, float *out) {
+    for (int v0 = 0; v0 < nv; v0 += ATT_OV) {
+        float32x4_t o[ATT_OV];
+        for (int v = 0; v < ATT_OV; v++) o[v] = vld1q_f32(out + (v0 + v) * L);
+        for (int p = p0; p < p1; p++) {
+            const float *vp = Vc + (size_t)p * stride + (size_t)v0 * L;
+            float s = sc[p];
+            for (int v = 0; v < ATT_OV; v++) o[v] = vfmaq_n_f32(o[v], vld1q_f32(vp + v * L), s);
+        }
+        for (int v = 0; v < ATT_OV; v++) vst1q_f32(out + (v0 + v) * L, o[v]);
+    }
+}
+
+/* exp(x) for x <= 0: 2^n * poly(r), x = n ln2 + r, |r| <= ln2/2, a degree-6 Taylor
+ * polynomial (error below 2e-7 relative); x is clamped at -87 (exp ~ 1.6e-38, so
+ * 2^n stays a normal number). */
+static float32x4_t exp_le0(float32x4_t x) {
+    x = vmaxq_f32(x, vdupq_n_f32(-87.0f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.0f / 720.0f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+/* Softmax in place as flm_softmax, with the vector exp and a vector sum. */
+static void softmax_vec(float *x, int n) {
+    float mx = -INFINITY;
+    int i = 0;
+    if (n >= L) {
+        float32x4_t vm = vld1q_f32(x);
+        for (i = L; i + L <= n; i += L) vm = vmaxq_f32(vm, vld1q_f32(x + i));
+        mx = vmaxvq_f32(vm);
+    }
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float32x4_t vmx = vdupq_n_f32(mx), sum = vdupq_n_f32(0.0f);
+    float tail = 0.0f;
+    for (i = 0; i + L <= n; i += L) {
+        float32x4_t e = exp_le0(vsubq_f32(vld1q_f32(x + i), vmx));
+        vst1q_f32(x + i, e);
+        sum = vaddq_f32(sum, e);
+    }
+    for (; i < n; i++) {
+        float e = vgetq_lane_f32(exp_le0(vdupq_n_f32(x[i] - mx)), 0);
+        x[i] = e;
+        tail += e;
+    }
+    float inv = 1.0f / (vaddvq_f32(sum) + tail);
+    for (i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out) {
+    if (hd % (ATT_OV * L)) {
+        for (int h = 0; h < nq; h++) {
+            const float *qh = q + (size_t)h * (size_t)hd;
+            float *oh = out + (size_t)h * (size_t)hd;
+            for (int p = 0; p < len; p++) scores[p] = dot(qh, Kc + (size_t)p * stride, hd) * scale;
+            flm_softmax(scores, len);
+            memset(oh, 0, (size_t)hd * sizeof(float));
+            for (int p = 0; p < len; p++) axpy(oh, scores[p], Vc + (size_t)p * stride, hd);
+        }
+        return;
+    }
+    int nv = hd / L;
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_scores(q + (size_t)h * (size_t)hd, nv, Kc, stride, p0, p1, scale, scores + (size_t)h * (size_t)len);
+    }
+    for (int h = 0; h < nq; h++) softmax_vec(scores + (size_t)h * (size_t)len, len);
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
+    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
+        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
+        for (int h = 0; h < nq; h++)
+            att_values(scores + (size_t)h * (size_t)len, nv, Vc, stride, p0, p1, out + (size_t)h * (size_t)hd);
+    }
+}
+
 static const flm_kernels NEON = {
     .name = "neon",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -370,6 +491,7 @@ static const flm_kernels NEON = {
     .dot = dot,
     .axpy = axpy,
     .swiglu = swiglu,
+    .attend = attend,
 };
 
 const flm_kernels *flm_kernels_neon(void) { return &NEON; }
