@@ -4,8 +4,10 @@
 # A random-weight Qwen2.5-1.5B folder (fieldlm synth, 3.1 GB bf16) is converted to
 # each type in TYPES (fieldlm convert, timed with /usr/bin/time -v), then each
 # package is measured:
-#   * fieldlm bench -p 512 -n 128: prefill and decode tok/s, decode GB/s, the
-#     machine's read bandwidth measured in the same run, peak RSS;
+#   * fieldlm bench -p 512 -n 128 -r 3: prefill and decode tok/s (median of 3 runs),
+#     decode GB/s, the machine's read bandwidth measured in the same run, peak RSS,
+#     with the weights loaded into memory (the default), and the decode again with
+#     --mmap (weights run from the file mapping);
 #   * time to first token of a 256-token chat prompt (bench/prompt-256.txt as the
 #     user message through the chat template) with fieldlm run, best of 2 runs;
 #   * peak RSS with a 4096-token context actually filled (-c 4096 -p 3968 -n 128;
@@ -14,7 +16,7 @@
 # stdout. Big files stay in WORK (default /tmp/fieldlm-perf), never in the repo.
 #
 # usage (from the repository root): sh bench/perf.sh [WORK]
-#   FLM=build/fieldlm  THREADS=2  TYPES="f16 q8_0 q4_0"  PROMPT=512  DECODE=128
+#   FLM=build/fieldlm  THREADS=2  TYPES="f16 q8_0 q4_0"  PROMPT=512  DECODE=128  REPEAT=3
 #   CTX=4096 (0 skips the long-context run)   SRC=DIR (an existing synth folder)
 # When `fieldlm convert` is not available, the bf16 folder itself is measured.
 set -eu
@@ -25,6 +27,7 @@ THREADS=${THREADS:-2}
 TYPES=${TYPES:-"f16 q8_0 q4_0"}
 PROMPT=${PROMPT:-512}
 DECODE=${DECODE:-128}
+REPEAT=${REPEAT:-3}
 CTX=${CTX:-4096}
 SRC=${SRC:-$WORK/qwen2.5-1.5b}
 CHAT_PROMPT=bench/prompt-256.txt
@@ -74,7 +77,9 @@ for M in $MODELS; do
     echo "perf.sh: $T: bench -p $PROMPT -n $DECODE -t $THREADS" >&2
     # touch the weights once so every measurement starts from the page cache
     cat "$P" >/dev/null 2>&1 || cat "$P"/*.safetensors >/dev/null
-    "$FLM" bench -m "$P" -p "$PROMPT" -n "$DECODE" -t "$THREADS" --json >"$WORK/bench-$T.json"
+    "$FLM" bench -m "$P" -p "$PROMPT" -n "$DECODE" -t "$THREADS" -r "$REPEAT" --json >"$WORK/bench-$T.json"
+    echo "perf.sh: $T: the same with --mmap" >&2
+    "$FLM" bench -m "$P" -p "$PROMPT" -n "$DECODE" -t "$THREADS" -r "$REPEAT" --mmap --no-membw --json >"$WORK/mmap-$T.json"
     best=""
     if [ "$HAVE_RUN" = 1 ]; then
         echo "perf.sh: $T: time to first token (256-token chat prompt)" >&2
@@ -117,8 +122,8 @@ ref() {
     first=${first%% *}
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs; kernels: $(jget "$WORK/bench-${first%%:*}.json" kernels); threads: $THREADS; load average $load_start before, $(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?") after"
     echo
-    echo "| type | prefill $PROMPT tok/s (× llama.cpp) | decode tok/s (× llama.cpp) | decode GB/s | measured bandwidth GB/s | decode / bandwidth | TTFT, 256-token chat prompt | peak RSS (p$PROMPT+n$DECODE) | peak RSS, $CTX ctx filled | decode tok/s at $CTX ctx | convert time, peak RSS |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| type | prefill $PROMPT tok/s (× llama.cpp) | decode tok/s (× llama.cpp) | decode GB/s | measured bandwidth GB/s | decode / bandwidth | decode step median / slowest | load into memory | decode tok/s with --mmap (slowest step) | TTFT, 256-token chat prompt | peak RSS (p$PROMPT+n$DECODE) | peak RSS, $CTX ctx filled | decode tok/s at $CTX ctx | convert time, peak RSS |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for M in $MODELS; do
         T=${M%%:*}
         B=$WORK/bench-$T.json
@@ -126,6 +131,8 @@ ref() {
         rp=$1 rd=$2
         pf=$(jget "$B" prefill_tok_s); dc=$(jget "$B" decode_tok_s); gb=$(jget "$B" decode_gb_s)
         bw=$(jget "$B" membw_gb_s); pct=$(jget "$B" decode_membw_pct); rss=$(jget "$B" peak_rss_mb)
+        smed=$(jget "$B" decode_step_median_ms); smax=$(jget "$B" decode_step_max_ms); ld=$(jget "$B" load_s)
+        mdc=$(jget "$WORK/mmap-$T.json" decode_tok_s); mmax=$(jget "$WORK/mmap-$T.json" decode_step_max_ms)
         tt=$(jget "$WORK/ttft-$T.sum" ttft_s); how=$(jget "$WORK/ttft-$T.sum" how)
         if [ -f "$WORK/ctx-$T.json" ] && [ "$CTX" -gt 0 ]; then
             crss=$(jget "$WORK/ctx-$T.json" peak_rss_mb); cdec=$(jget "$WORK/ctx-$T.json" decode_tok_s)
@@ -139,14 +146,15 @@ ref() {
             conv="$wall, $(awk -v k="$kb" 'BEGIN { printf "%.0f MiB", k / 1024 }')"
         fi
         awk -v t="$T" -v pf="$pf" -v dc="$dc" -v gb="$gb" -v bw="$bw" -v pct="$pct" -v rss="$rss" -v tt="$tt" \
-            -v how="$how" -v crss="$crss" -v cdec="$cdec" -v rp="$rp" -v rd="$rd" -v conv="$conv" 'BEGIN {
+            -v how="$how" -v crss="$crss" -v cdec="$cdec" -v rp="$rp" -v rd="$rd" -v conv="$conv" \
+            -v smed="$smed" -v smax="$smax" -v ld="$ld" -v mdc="$mdc" -v mmax="$mmax" 'BEGIN {
             rpf = (rp == "-") ? "" : sprintf(" (%.2f×)", pf / rp)
             rdc = (rd == "-") ? "" : sprintf(" (%.2f×)", dc / rd)
             note = (how == "run") ? "" : " (bench prefill)"
             c1 = (crss == "-") ? "-" : sprintf("%.0f MiB", crss)
             c2 = (cdec == "-") ? "-" : sprintf("%.1f", cdec)
-            printf "| %s | %.1f%s | %.1f%s | %.1f | %.1f | %.0f%% | %.3f s%s | %.0f MiB | %s | %s | %s |\n",
-                t, pf, rpf, dc, rdc, gb, bw, pct, tt, note, rss, c1, c2, conv
+            printf "| %s | %.1f%s | %.1f%s | %.1f | %.1f | %.0f%% | %.1f / %.1f ms | %.2f s | %.1f (%.0f ms) | %.3f s%s | %.0f MiB | %s | %s | %s |\n",
+                t, pf, rpf, dc, rdc, gb, bw, pct, smed, smax, ld, mdc, mmax, tt, note, rss, c1, c2, conv
         }'
     done
     echo

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "common.h"
@@ -182,10 +183,15 @@ int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out) {
     }
     size_t total = slice * (size_t)nth;
     void *mem = NULL;
-    if (posix_memalign(&mem, 4096, total) != 0 || !mem) {
+    /* 2 MiB aligned, transparent huge pages asked for: the page size loaded weights
+     * get (model_resident.c), so the ceiling is measured in the same conditions */
+    if (posix_memalign(&mem, (size_t)2 << 20, total) != 0 || !mem) {
         flm_pool_free(pool);
         return flm_fail(FLM_ERR_NOMEM, "membw: cannot allocate a %zu MiB buffer", total / MIB);
     }
+#ifdef MADV_HUGEPAGE
+    madvise(mem, total, MADV_HUGEPAGE);
+#endif
     membw_job job = {.buf = mem, .slice = slice, .fill = true, .fn = rd->fn};
     flm_pool_run(pool, membw_worker, &job);
     job.fill = false;
