@@ -241,3 +241,26 @@ TEST(api_example_builds_and_runs) {
     free(out);
     free(err);
 }
+
+/* flm_open_options.weights: mapped and loaded weights answer the same, token for token. */
+TEST(api_weights_map_and_load_agree) {
+    char text[2][16384];
+    for (int i = 0; i < 2; i++) {
+        flm_open_options oo = {.n_threads = 2, .weights = i ? FLM_WEIGHTS_LOAD : FLM_WEIGHTS_MAP};
+        flm_handle *h = NULL;
+        REQUIRE(flm_open(BUNDLED_MODEL, &oo, &h) == FLM_OK);
+        flm_session_options o = flm_session_default_options();
+        o.greedy = 1;
+        o.max_new_tokens = 24;
+        flm_session *s = NULL;
+        REQUIRE(flm_session_new(h, &o, &s) == FLM_OK);
+        sink k = {.s = s};
+        flm_message m[] = {{"user", "How do I control aphids on mustard?"}};
+        CHECK_EQ_INT(flm_generate(s, m, 1, on_piece, &k, NULL), FLM_OK);
+        memcpy(text[i], k.text, sizeof text[i]);
+        CHECK(k.len > 0);
+        flm_session_free(s);
+        flm_close(h);
+    }
+    CHECK_STR(text[0], text[1]);
+}
