@@ -23,7 +23,8 @@ struct flm_forward_state {
     const flm_model *m;
     const flm_kernels *k;
     int n_ctx, n_past, kv_cap;
-    float **kcache, **vcache;   /* per layer: [kv_cap, n_kv*hd] */
+    float **kcache, **vcache;   /* per (layer, KV head) l*n_kv + h: [kv_cap, hd], so attention
+                                   streams one head's keys and values contiguously */
     /* scratch for one chunk */
     float *x;      /* [CHUNK, hidden] residual stream */
     float *xb;     /* [CHUNK, hidden] normed input */
@@ -39,9 +40,11 @@ struct flm_forward_state {
     float *rope_cos, *rope_sin; /* [CHUNK, hd/2]: this chunk's rotations, shared by every layer */
 };
 
+static int n_caches(const flm_forward_state *st) { return st->m->cfg.n_layers * st->m->cfg.n_kv_heads; }
+
 static void free_cache(flm_forward_state *st) {
     if (st->kcache)
-        for (int l = 0; l < st->m->cfg.n_layers; l++) { free(st->kcache[l]); free(st->vcache[l]); }
+        for (int i = 0; i < n_caches(st); i++) { free(st->kcache[i]); free(st->vcache[i]); }
     free(st->kcache);
     free(st->vcache);
 }
@@ -80,8 +83,8 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
     st->inv_freq = flm_malloc((size_t)c->head_dim / 2 * sizeof(float));
     st->rope_cos = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
     st->rope_sin = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
-    st->kcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
-    st->vcache = flm_calloc((size_t)c->n_layers, sizeof(float *));
+    st->kcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
+    st->vcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
     if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->rope_cos || !st->rope_sin || !st->kcache || !st->vcache) {
         flm_forward_free(st);
         return FLM_ERR_NOMEM;
@@ -138,14 +141,14 @@ static int ensure_cache(flm_forward_state *st, int need) {
     while (cap < need) cap *= 2;
     if (cap > st->n_ctx) cap = st->n_ctx;
     const flm_config *c = &st->m->cfg;
-    size_t row = (size_t)c->n_kv_heads * (size_t)c->head_dim * sizeof(float);
-    for (int l = 0; l < c->n_layers; l++) {
-        float *k = flm_realloc(st->kcache[l], (size_t)cap * row);
+    size_t row = (size_t)c->head_dim * sizeof(float);
+    for (int i = 0; i < n_caches(st); i++) {
+        float *k = flm_realloc(st->kcache[i], (size_t)cap * row);
         if (!k) return FLM_ERR_NOMEM;
-        st->kcache[l] = k;
-        float *v = flm_realloc(st->vcache[l], (size_t)cap * row);
+        st->kcache[i] = k;
+        float *v = flm_realloc(st->vcache[i], (size_t)cap * row);
         if (!v) return FLM_ERR_NOMEM;
-        st->vcache[l] = v;
+        st->vcache[i] = v;
     }
     float *s = flm_realloc(st->scores, scores_floats(st, cap, flm_pool_size(st->pool)) * sizeof(float));
     if (!s) return FLM_ERR_NOMEM;
@@ -273,8 +276,11 @@ static void qkv_finish_part(void *ctx, int ith, int nth) {
         const float *cs = st->rope_cos + (size_t)t * half, *sn = st->rope_sin + (size_t)t * half;
         rope(q, c->n_heads, hd, cs, sn);
         rope(kk, c->n_kv_heads, hd, cs, sn);
-        memcpy(st->kcache[j->layer] + (size_t)(j->p0 + t) * KV, kk, (size_t)KV * sizeof(float));
-        memcpy(st->vcache[j->layer] + (size_t)(j->p0 + t) * KV, vv, (size_t)KV * sizeof(float));
+        for (int h = 0; h < c->n_kv_heads; h++) {
+            size_t at = (size_t)(j->p0 + t) * (size_t)hd;
+            memcpy(st->kcache[j->layer * c->n_kv_heads + h] + at, kk + (size_t)h * hd, (size_t)hd * sizeof(float));
+            memcpy(st->vcache[j->layer * c->n_kv_heads + h] + at, vv + (size_t)h * hd, (size_t)hd * sizeof(float));
+        }
     }
 }
 
@@ -293,17 +299,16 @@ static void attention_part(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     flm_forward_state *st = j->st;
     const flm_config *c = &st->m->cfg;
-    int hd = c->head_dim, nkv = c->n_kv_heads, KV = nkv * hd, Q = c->n_heads * hd, group = c->n_heads / nkv;
+    int hd = c->head_dim, nkv = c->n_kv_heads, Q = c->n_heads * hd, group = c->n_heads / nkv;
     int per_kv = (group + j->sub - 1) / j->sub, units = j->n * nkv * per_kv;
     float scale = 1.0f / sqrtf((float)hd);
     float *scores = st->scores + (size_t)ith * (size_t)group * (size_t)st->kv_cap;
-    const float *kc = st->kcache[j->layer], *vc = st->vcache[j->layer];
+    float *const *kc = st->kcache + (size_t)j->layer * nkv, *const *vc = st->vcache + (size_t)j->layer * nkv;
     for (int u = ith; u < units; u += nth) {
         int t = u / (nkv * per_kv), r = u % (nkv * per_kv), kvh = r / per_kv, part = r % per_kv;
         int h0 = kvh * group + part * j->sub, nq = group - part * j->sub < j->sub ? group - part * j->sub : j->sub;
         size_t off = (size_t)t * (size_t)Q + (size_t)h0 * (size_t)hd;
-        flm_attend(st->k, st->q + off, nq, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, j->p0 + t + 1, (size_t)KV, hd, scale,
-                   scores, st->att + off);
+        flm_attend(st->k, st->q + off, nq, kc[kvh], vc[kvh], j->p0 + t + 1, (size_t)hd, hd, scale, scores, st->att + off);
     }
 }
 
