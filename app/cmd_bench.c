@@ -24,14 +24,15 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: fieldlm bench -m MODEL [-p N] [-n N] [-t N] [-c CTX] [--json]\n"
+            "usage: fieldlm bench -m MODEL [-p N] [-n N] [-t N] [-r N] [-c CTX] [--mmap] [--json]\n"
             "       fieldlm bench --membw [-t N] [--json]\n\n"
             "Measures a model on this CPU: one prefill of -p pseudo-random prompt tokens\n"
             "(after a %d-token warm-up), then -n single-token decode steps (each feeding the\n"
             "previous step's argmax). Reports prefill and decode tokens/s, decode GB/s (bytes\n"
             "of weights plus KV cache read per token, times tokens/s; 1 GB = 1e9 bytes), peak\n"
-            "resident memory, and this machine's memory read bandwidth measured in the same run,\n"
-            "with decode as a percentage of it.\n\n"
+            "resident memory, time to load the weights, and this machine's memory read\n"
+            "bandwidth, measured right after each run (it may drift on a shared host), with\n"
+            "decode as a percentage of it.\n\n"
             "  -m, --model MODEL   Hugging Face folder or .gguf package\n"
             "      --lora DIR[:S]  merge a PEFT LoRA adapter at load (HF folders), scale S\n"
             "      --mmap          run the weights in place from the file mapping\n"
@@ -238,25 +239,38 @@ static int cmd_bench(int argc, char **argv) {
     bench_result runs[MAX_REPEAT] = {{0}};
     if (!as_json) fprintf(stderr, "bench: %s: prefill %ld tokens, decode %ld on %d thread%s, %ld run%s...\n", ma.model, prompt,
                           decode, nthreads, nthreads == 1 ? "" : "s", repeat, repeat == 1 ? "" : "s");
-    for (int i = 0; i < repeat; i++)
-        if (run_model(m, nthreads, (int)prompt, (int)decode, (int)n_ctx, &runs[i])) {
+    /* Each run is followed by its own bandwidth measurement: this machine's bandwidth
+     * drifts (a shared host), so decode is compared with the probe taken next to it. */
+    flm_membw_result bws[MAX_REPEAT] = {{0}};
+    for (int i = 0; i < repeat; i++) {
+        if (run_model(m, nthreads, (int)prompt, (int)decode, (int)n_ctx, &runs[i]) ||
+            (!no_membw && flm_membw_measure(&mo, &bws[i]))) {
             flm_model_close(m);
             return cli_error("bench");
         }
+    }
     /* the run with the median decode speed (prefill speed if no decode), with the
      * median prefill speed of all runs; the spread is reported beside */
     double pre[MAX_REPEAT], dec[MAX_REPEAT];
     for (int i = 0; i < repeat; i++) { pre[i] = runs[i].prefill_tok_s; dec[i] = runs[i].decode_tok_s; }
     qsort(pre, (size_t)repeat, sizeof *pre, cmp_double);
     qsort(dec, (size_t)repeat, sizeof *dec, cmp_double);
-    bench_result r = runs[0];
+    int mid = 0;
     for (int i = 0; i < repeat; i++)
-        if (decode > 0 ? runs[i].decode_tok_s == dec[repeat / 2] : runs[i].prefill_tok_s == pre[repeat / 2]) r = runs[i];
+        if (decode > 0 ? runs[i].decode_tok_s == dec[repeat / 2] : runs[i].prefill_tok_s == pre[repeat / 2]) mid = i;
+    bench_result r = runs[mid];
+    bw = bws[mid];
     r.prefill_tok_s = pre[repeat / 2];
     r.prefill_s = r.prefill_tok_s > 0 ? r.prompt / r.prefill_tok_s : r.prefill_s;
-    for (int i = 0; i < repeat; i++) r.peak_rss = runs[i].peak_rss > r.peak_rss ? runs[i].peak_rss : r.peak_rss;
+    /* the first run's peak: later ones would count the probe's buffer, which the
+     * allocator may keep mapped */
+    r.peak_rss = runs[0].peak_rss;
+    double bw_lo = bws[0].best_gb_s, bw_hi = bws[0].best_gb_s;
+    for (int i = 1; i < repeat; i++) {
+        bw_lo = bws[i].best_gb_s < bw_lo ? bws[i].best_gb_s : bw_lo;
+        bw_hi = bws[i].best_gb_s > bw_hi ? bws[i].best_gb_s : bw_hi;
+    }
     const char *kernels = flm_kernels_best()->name;
-    if (!no_membw && flm_membw_measure(&mo, &bw)) { flm_model_close(m); return cli_error("bench"); }
     double pct = bw.best_gb_s > 0 ? 100.0 * r.decode_gb_s / bw.best_gb_s : 0;
 
     if (as_json) {
@@ -268,7 +282,8 @@ static int cmd_bench(int argc, char **argv) {
                r.threads, kernels, r.n_ctx, r.prompt, r.decode, r.prefill_s, r.prefill_tok_s, r.decode_s, r.decode_tok_s,
                r.weight_bytes, r.kv_bytes, r.decode_gb_s);
         if (no_membw) printf("\"membw_gb_s\": null, \"decode_membw_pct\": null, ");
-        else printf("\"membw_gb_s\": %.3f, \"decode_membw_pct\": %.1f, \"membw_isa\": \"%s\", ", bw.best_gb_s, pct, bw.isa);
+        else printf("\"membw_gb_s\": %.3f, \"decode_membw_pct\": %.1f, \"membw_isa\": \"%s\", \"membw_gb_s_min\": %.3f, "
+                    "\"membw_gb_s_max\": %.3f, ", bw.best_gb_s, pct, bw.isa, bw_lo, bw_hi);
         printf("\"runs\": %ld, \"prefill_tok_s_min\": %.3f, \"prefill_tok_s_max\": %.3f, \"decode_tok_s_min\": %.3f, "
                "\"decode_tok_s_max\": %.3f, ", repeat, pre[0], pre[repeat - 1], dec[0], dec[repeat - 1]);
         printf("\"decode_step_median_ms\": %.3f, \"decode_step_max_ms\": %.3f, ", r.step_median_s * 1e3, r.step_max_s * 1e3);
@@ -286,13 +301,16 @@ static int cmd_bench(int argc, char **argv) {
         printf("prefill: %d tokens = %.1f tok/s\n", r.prompt, r.prefill_tok_s);
         if (r.decode > 0) {
             printf("decode: %.1f tok/s, %.1f GB/s", r.decode_tok_s, r.decode_gb_s);
-            if (!no_membw) printf(" = %.0f%% of measured %.1f GB/s", pct, bw.best_gb_s);
+            if (!no_membw) printf(" = %.0f%% of %.1f GB/s measured right after", pct, bw.best_gb_s);
             printf("\n  (%d tokens in %.3f s; per token %.1f MB of weights + %.1f MB of KV cache;\n"
                    "   step median %.1f ms, slowest %.1f ms)\n", r.decode, r.decode_s,
                    (double)r.weight_bytes / 1e6, r.kv_bytes / 1e6, r.step_median_s * 1e3, r.step_max_s * 1e3);
         }
         printf("peak RSS: %.1f MiB (KV cache %.1f MiB)\n", (double)r.peak_rss / MIB_F, (double)r.kv_cache_bytes / MIB_F);
-        if (!no_membw) print_membw_human(&bw);
+        if (!no_membw) {
+            print_membw_human(&bw);
+            if (repeat > 1) printf("  (after each of the %ld runs: %.1f-%.1f GB/s)\n", repeat, bw_lo, bw_hi);
+        }
     }
     flm_model_close(m);
     return EXIT_OK;

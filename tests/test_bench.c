@@ -144,6 +144,15 @@ TEST(bench_repeat_reports_median_and_range) {
     CHECK(num(r, "decode_tok_s_min") <= d0 && d0 <= num(r, "decode_tok_s_max"));
     CHECK_NEAR(num(r, "prefill_s") * p, 8, 0.1); /* prefill_s is printed to the microsecond */
     json_free(d);
+    /* with the bandwidth probe after each run: the reported one lies in their range */
+    d = bench_json("-m " MICRO " -p 8 -n 4 -r 3 --membw-mib " SMALL_MIB " --json");
+    if (d) {
+        r = json_root(d);
+        double bw = num(r, "membw_gb_s");
+        CHECK(num(r, "membw_gb_s_min") <= bw && bw <= num(r, "membw_gb_s_max") && bw > 0);
+        CHECK_NEAR(num(r, "decode_membw_pct"), 100.0 * num(r, "decode_gb_s") / bw, 0.1);
+        json_free(d);
+    }
     char *out, *err;
     REQUIRE(bench("-m " MICRO " -p 8 -n 4 -r 2 --no-membw", &out, &err) == 0);
     CHECK_MSG(strstr(out, "runs: 2 (medians below;"), "%s", out);
@@ -157,7 +166,7 @@ TEST(bench_gguf_and_text_report) {
     CHECK(strstr(out, "prefill: 8 tokens = "));
     CHECK(strstr(out, "decode: "));
     CHECK(strstr(out, " GB/s = "));
-    CHECK(strstr(out, "% of measured "));
+    CHECK(strstr(out, "% of ") && strstr(out, "GB/s measured right after"));
     CHECK(strstr(out, "peak RSS: "));
     CHECK(strstr(out, "memory read bandwidth: "));
     free(out);
