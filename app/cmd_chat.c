@@ -102,7 +102,11 @@ static int cmd_chat(int argc, char **argv) {
     sa.sa_handler = on_sigint; /* no SA_RESTART: Ctrl-C interrupts the read at the prompt */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
-    if (tty) fprintf(stderr, "fieldlm chat on %s: /system TEXT, /reset, /quit; Ctrl-C stops an answer\n", g.ma.model);
+    if (tty) {
+        fprintf(stderr, "fieldlm chat on %s: ", g.ma.model);
+        gen_cli_print_load(stderr, &g, a);
+        fputs("\n/system TEXT, /reset, /quit; Ctrl-C stops an answer\n", stderr);
+    }
     status = EXIT_OK;
     for (;;) {
         if (tty) { fputs("> ", stdout); fflush(stdout); }

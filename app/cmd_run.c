@@ -161,7 +161,9 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
     if (!cli_lora_parse(&g->ma, &l, cmd)) return NULL;
     flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)g->ma.weights};
     flm_assets *a = NULL;
+    double t0 = flm_now_seconds();
     int rc = flm_assets_load(g->ma.model, &mo, &a);
+    g->load_s = flm_now_seconds() - t0;
     cli_lora_free(&l);
     if (rc) cli_error(cmd);
     return a;
@@ -182,6 +184,13 @@ flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a,
                         "seed %llu\n", cmd, p.sp.temperature, p.sp.top_k, p.sp.top_p, p.sp.min_p,
                 p.sp.repetition_penalty, (unsigned long long)seed);
     return s;
+}
+
+void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a) {
+    size_t loaded = flm_model_loaded_bytes(a->model);
+    fprintf(f, "model loaded in %.2f s (", g->load_s);
+    if (loaded) fprintf(f, "weights in memory, %.0f MiB)", (double)loaded / 1048576.0);
+    else fprintf(f, "weights mapped from the file)");
 }
 
 void gen_cli_print_timings(FILE *f, const flm_gen_result *r) {
@@ -315,6 +324,8 @@ static int cmd_run(int argc, char **argv) {
         if (res.text_len && res.text[res.text_len - 1] != '\n') putchar('\n');
         fflush(stdout);
     }
+    gen_cli_print_load(stderr, &g, a);
+    fputs("; ", stderr);
     gen_cli_print_timings(stderr, &res);
     status = EXIT_OK;
 done:

@@ -25,6 +25,7 @@ typedef struct {
     const char *stop[GEN_CLI_MAX_STOP];
     int n_stop;
     char *model_owned;        /* the resolved bundled model path, when -m was not given */
+    double load_s;            /* time gen_cli_open_assets took */
 } gen_cli_args;
 
 void gen_cli_init(gen_cli_args *g);
@@ -39,6 +40,8 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd);
 flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd);
 /* Token callback that writes each piece to stdout at once (flushes). */
 int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token);
+/* "model loaded in X s (weights in memory, N MiB)" or "(weights mapped from the file)", no newline */
+void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a);
 /* "prompt N tokens (R cached), prefill ... tok/s; N generated, ... tok/s; first token ... s; stop: X" */
 void gen_cli_print_timings(FILE *f, const flm_gen_result *r);
 
