@@ -94,6 +94,25 @@ static json_doc *run_json(const char *args) {
     return d;
 }
 
+/* AUTO maps the weights when a copy would take more than half of the available
+ * memory; an explicit --no-mmap still loads them. */
+TEST(weights_auto_maps_when_memory_is_short) {
+    json_doc *a = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
+    setenv("FLM_TEST_MEM_AVAILABLE_MB", "2", 1); /* micro's matrices take ~2 MiB */
+    json_doc *b = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
+    json_doc *c = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
+    unsetenv("FLM_TEST_MEM_AVAILABLE_MB");
+    if (a && b && c) {
+        const json *wa = json_get(json_root(a), "weights"), *wb = json_get(json_root(b), "weights"), *wc = json_get(json_root(c), "weights");
+        CHECK(wa && wa->type == JSON_STRING && !strcmp(wa->str, "loaded"));
+        CHECK(wb && wb->type == JSON_STRING && !strcmp(wb->str, "mapped"));
+        CHECK(wc && wc->type == JSON_STRING && !strcmp(wc->str, "loaded"));
+    }
+    json_free(a);
+    json_free(b);
+    json_free(c);
+}
+
 TEST(weights_cli_mmap_flags) {
     json_doc *mapped = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --mmap");
     json_doc *loaded = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
