@@ -52,6 +52,8 @@ int flm_open(const char *path, const flm_open_options *opt, flm_handle **out) {
     if (!path) return flm_fail(FLM_ERR_ARG, "flm_open: path is NULL");
     int n_lora = opt ? opt->n_lora : 0;
     if (n_lora < 0 || (n_lora > 0 && !opt->lora)) return flm_fail(FLM_ERR_ARG, "flm_open: bad LoRA list");
+    if (opt && (opt->weights < FLM_WEIGHTS_AUTO || opt->weights > FLM_WEIGHTS_LOAD))
+        return flm_fail(FLM_ERR_ARG, "flm_open: weights must be FLM_WEIGHTS_AUTO, _MAP or _LOAD (got %d)", (int)opt->weights);
     flm_handle *h = flm_calloc(1, sizeof *h);
     if (!h) return FLM_ERR_NOMEM;
     const char **dirs = NULL;

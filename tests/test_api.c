@@ -242,8 +242,13 @@ TEST(api_example_builds_and_runs) {
     free(err);
 }
 
-/* flm_open_options.weights: mapped and loaded weights answer the same, token for token. */
+/* flm_open_options.weights: mapped and loaded weights answer the same, token for token;
+ * an out-of-range mode is refused. */
 TEST(api_weights_map_and_load_agree) {
+    flm_open_options bad = {.weights = (flm_weights_mode)7};
+    flm_handle *hb = NULL;
+    CHECK_EQ_INT(flm_open(BUNDLED_MODEL, &bad, &hb), FLM_ERR_ARG);
+    CHECK(hb == NULL && has(flm_errmsg(NULL), "weights"));
     char text[2][16384];
     for (int i = 0; i < 2; i++) {
         flm_open_options oo = {.n_threads = 2, .weights = i ? FLM_WEIGHTS_LOAD : FLM_WEIGHTS_MAP};
