@@ -214,19 +214,6 @@ static void rope_angles(int pos, const float *inv_freq, int half, float *cs, flo
     }
 }
 
-/* NEOX-style rotary embedding: the head vector's halves are rotated as pairs (i, i+hd/2). */
-static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
-    int half = hd / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *x = v + (size_t)h * (size_t)hd;
-        for (int i = 0; i < half; i++) {
-            float x0 = x[i], x1 = x[i + half];
-            x[i] = x0 * cs[i] - x1 * sn[i];
-            x[i + half] = x1 * cs[i] + x0 * sn[i];
-        }
-    }
-}
-
 typedef struct {
     flm_forward_state *st;
     const flm_layer *L;
@@ -274,8 +261,8 @@ static void qkv_finish_part(void *ctx, int ith, int nth) {
         for (int i = 0; i < Q; i++) q[i] += bq[i];
         for (int i = 0; i < KV; i++) { kk[i] += bk[i]; vv[i] += bv[i]; }
         const float *cs = st->rope_cos + (size_t)t * half, *sn = st->rope_sin + (size_t)t * half;
-        rope(q, c->n_heads, hd, cs, sn);
-        rope(kk, c->n_kv_heads, hd, cs, sn);
+        st->k->rope(q, c->n_heads, hd, cs, sn);
+        st->k->rope(kk, c->n_kv_heads, hd, cs, sn);
         for (int h = 0; h < c->n_kv_heads; h++) {
             size_t at = (size_t)(j->p0 + t) * (size_t)hd;
             memcpy(st->kcache[j->layer * c->n_kv_heads + h] + at, kk + (size_t)h * hd, (size_t)hd * sizeof(float));

@@ -23,6 +23,10 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int n);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
+    /* NEOX rotary embedding of n_heads vectors of hd floats in place: pairs (i, i+hd/2)
+     * rotated by cs[i], sn[i] as x0*c - x1*s, x1*c + x0*s (separate multiplies and
+     * subtract/add, no FMA: every table is bit-identical to the reference). */
+    void (*rope)(float *v, int n_heads, int hd, const float *cs, const float *sn);
     /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). nq query heads
      * sharing one KV head (GQA), over len cached positions: for head h,
      * out[h*hd ..] = sum_p softmax_p(scale * q_h.K_p) V_p, with q_h = q + h*hd,

@@ -513,6 +513,26 @@ static void attend(const float *q, int nq, const float *Kc, const float *Vc, int
     }
 }
 
+/* rope (see kernels.h): 8 pairs per step, scalar tail; mul, mul, sub/add as the reference. */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        int i = 0;
+        for (; i + L <= half; i += L) {
+            __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + half);
+            _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)));
+            _mm256_storeu_ps(x + i + half, _mm256_add_ps(_mm256_mul_ps(x1, c), _mm256_mul_ps(x0, s)));
+        }
+        for (; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
+}
+
 static const flm_kernels AVX2 = {
     .name = "avx2",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -522,6 +542,7 @@ static const flm_kernels AVX2 = {
     .axpy = axpy,
     .swiglu = swiglu,
     .attend = attend,
+    .rope = rope,
 };
 
 const flm_kernels *flm_kernels_avx2(void) { return &AVX2; }

@@ -848,6 +848,21 @@ static void attend(const float *q, int nq, const float *Kc, const float *Vc, int
     }
 }
 
+/* rope (see kernels.h): 16 pairs per step, masked tail; mul, mul, sub/add as the reference. */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int i = 0; i < half; i += L) {
+            __mmask16 m = tail_mask(half - i);
+            __m512 c = _mm512_maskz_loadu_ps(m, cs + i), s = _mm512_maskz_loadu_ps(m, sn + i);
+            __m512 x0 = _mm512_maskz_loadu_ps(m, x + i), x1 = _mm512_maskz_loadu_ps(m, x + i + half);
+            _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(_mm512_mul_ps(x0, c), _mm512_mul_ps(x1, s)));
+            _mm512_mask_storeu_ps(x + i + half, m, _mm512_add_ps(_mm512_mul_ps(x1, c), _mm512_mul_ps(x0, s)));
+        }
+    }
+}
+
 static const flm_kernels AVX512 = {
     .name = "avx512",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -857,6 +872,7 @@ static const flm_kernels AVX512 = {
     .axpy = axpy,
     .swiglu = swiglu,
     .attend = attend,
+    .rope = rope,
 };
 
 const flm_kernels *flm_kernels_avx512(void) { return &AVX512; }

@@ -483,6 +483,26 @@ static void attend(const float *q, int nq, const float *Kc, const float *Vc, int
     }
 }
 
+/* rope (see kernels.h): 4 pairs per step, scalar tail; mul, mul, sub/add as the reference. */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        int i = 0;
+        for (; i + L <= half; i += L) {
+            float32x4_t c = vld1q_f32(cs + i), s = vld1q_f32(sn + i);
+            float32x4_t x0 = vld1q_f32(x + i), x1 = vld1q_f32(x + i + half);
+            vst1q_f32(x + i, vsubq_f32(vmulq_f32(x0, c), vmulq_f32(x1, s)));
+            vst1q_f32(x + i + half, vaddq_f32(vmulq_f32(x1, c), vmulq_f32(x0, s)));
+        }
+        for (; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
+}
+
 static const flm_kernels NEON = {
     .name = "neon",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -492,6 +512,7 @@ static const flm_kernels NEON = {
     .axpy = axpy,
     .swiglu = swiglu,
     .attend = attend,
+    .rope = rope,
 };
 
 const flm_kernels *flm_kernels_neon(void) { return &NEON; }

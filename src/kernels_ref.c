@@ -216,6 +216,18 @@ void flm_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+static void rope_ref(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int i = 0; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
+}
+
 static const flm_kernels SCALAR = {
     .name = "scalar",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -224,6 +236,7 @@ static const flm_kernels SCALAR = {
     .dot = dot_ref,
     .axpy = axpy_ref,
     .swiglu = swiglu_ref,
+    .rope = rope_ref,
 };
 
 const flm_kernels *flm_kernels_scalar(void) { return &SCALAR; }

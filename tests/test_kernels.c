@@ -417,3 +417,35 @@ TEST(kernels_attend) {
     }
     free(K); free(Vv); free(q); free(s1); free(s2); free(o1); free(o2); free(o3);
 }
+
+/* rope: bit-identical to the reference (separate multiplies, no FMA), every head size
+ * tail of each table's vector width, misaligned rows, and nothing written past the
+ * last head. */
+TEST(kernels_rope) {
+    const flm_kernels *ref = flm_kernels_scalar();
+    static const int HD[] = {2, 4, 6, 8, 14, 16, 30, 32, 34, 64, 66, 128, 130, 256};
+    enum { MAXHD = 256, NH = 3 };
+    float *cs = malloc((MAXHD / 2 + 1) * sizeof(float)), *sn = malloc((MAXHD / 2 + 1) * sizeof(float));
+    float *a = malloc((NH * MAXHD + 2) * sizeof(float)), *b = malloc((NH * MAXHD + 2) * sizeof(float));
+    REQUIRE(cs && sn && a && b);
+    for (int i = 0; i <= MAXHD / 2; i++) {
+        double ang = 0.37 * i + 0.11;
+        cs[i] = (float)cos(ang);
+        sn[i] = (float)sin(ang);
+    }
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const flm_kernels *k = flm_kernels_by_name(SIMD_TABLES[ti]);
+        if (!k) continue;
+        REQUIRE(k->rope);
+        for (size_t hi = 0; hi < sizeof HD / sizeof HD[0]; hi++)
+            for (int mis = 0; mis < 2; mis++) {
+                int hd = HD[hi], n = NH * hd;
+                for (int i = 0; i < n + 1; i++) a[mis + i] = b[mis + i] = rnd_f() * 4.0f;
+                ref->rope(a + mis, NH, hd, cs, sn);
+                k->rope(b + mis, NH, hd, cs, sn);
+                CHECK_MSG(memcmp(a + mis, b + mis, (size_t)(n + 1) * sizeof(float)) == 0, "%s rope hd=%d mis=%d differs (or wrote past the end)",
+                          k->name, hd, mis);
+            }
+    }
+    free(cs); free(sn); free(a); free(b);
+}
