@@ -102,6 +102,9 @@ static void compose_qact(void) {
         g_qact[i] = *base;
         g_qact[i].matmul[FLM_Q8_0] = q->q8_0;
         g_qact[i].matmul[FLM_Q4_0] = q->q4_0;
+        g_qact[i].qprep_bytes = q->prep_bytes;
+        g_qact[i].qprep = q->prep;
+        g_qact[i].qrun = q->run;
         g_qact_ok[i] = true;
     }
 }

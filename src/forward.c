@@ -10,6 +10,7 @@
 #include "forward.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,14 @@
 #include "threadpool.h"
 
 #define FWD_CHUNK 64
+
+/* One thread's share of a product's chunks, [front, back) packed in one atomic word
+ * (front low, back high): the owner takes chunks from the front, in order, so its
+ * rows stream as one contiguous range; a thread that has finished its own takes
+ * chunks from the back of another's. On a cache line of its own. */
+struct chunk_range {
+    _Alignas(64) _Atomic uint64_t fb;
+};
 #define KV_MIN_CAP 256
 
 struct flm_forward_state {
@@ -38,6 +47,9 @@ struct flm_forward_state {
     flm_pool *pool; /* NULL: single-threaded */
     float *inv_freq; /* [hd/2] */
     float *rope_cos, *rope_sin; /* [CHUNK, hd/2]: this chunk's rotations, shared by every layer */
+    void *qx[2];      /* X prepared for the int8 products (k->qprep), for q8_0 and q4_0 */
+    size_t qx_cap[2];
+    struct chunk_range *ranges; /* [n_threads]: each thread's chunks of the current product */
 };
 
 static int n_caches(const flm_forward_state *st) { return st->m->cfg.n_layers * st->m->cfg.n_kv_heads; }
@@ -55,6 +67,7 @@ void flm_forward_free(flm_forward_state *st) {
     free(st->x); free(st->xb); free(st->q); free(st->kv_k); free(st->kv_v);
     free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
     free(st->rope_cos); free(st->rope_sin);
+    free(st->qx[0]); free(st->qx[1]); free(st->ranges);
     flm_pool_free(st->pool);
     free(st);
 }
@@ -83,9 +96,10 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
     st->inv_freq = flm_malloc((size_t)c->head_dim / 2 * sizeof(float));
     st->rope_cos = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
     st->rope_sin = flm_malloc(FWD_CHUNK * (size_t)c->head_dim / 2 * sizeof(float));
+    st->ranges = aligned_alloc(64, sizeof *st->ranges);
     st->kcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
     st->vcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
-    if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->rope_cos || !st->rope_sin || !st->kcache || !st->vcache) {
+    if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->rope_cos || !st->rope_sin || !st->ranges || !st->kcache || !st->vcache) {
         flm_forward_free(st);
         return FLM_ERR_NOMEM;
     }
@@ -112,6 +126,10 @@ int flm_forward_set_threads(flm_forward_state *st, int n_threads) {
         int rc = flm_pool_new(n_threads, &p);
         if (rc) return rc;
     }
+    struct chunk_range *rg = aligned_alloc(64, (size_t)flm_pool_size(p) * sizeof *rg);
+    if (!rg) { flm_pool_free(p); return FLM_ERR_NOMEM; }
+    free(st->ranges);
+    st->ranges = rg;
     /* the per-thread scores rows must exist for every thread */
     if (st->kv_cap) {
         float *s = flm_realloc(st->scores, scores_floats(st, st->kv_cap, flm_pool_size(p)) * sizeof(float));
@@ -157,13 +175,21 @@ static int ensure_cache(flm_forward_state *st, int need) {
     return FLM_OK;
 }
 
-/* Up to three products sharing one input X, in one pool job (q/k/v; gate/up):
- * fewer barriers per layer. Each matrix's rows are split into contiguous ranges, a
- * multiple of 16 rows each, and every row is computed by one thread from the same
- * inputs, so results do not depend on the thread count. With swiglu set (gate and
- * up), each thread then applies SwiGLU to the rows it just computed: Y[0] =
- * silu(Y[0]) * Y[1], elementwise, with no barrier in between. */
+/* Up to three products sharing one input X, in one pool job (q/k/v; gate/up).
+ * The rows are cut into chunks of about CHUNK_BYTES of weights (a multiple of
+ * CHUNK_ROW_MULT rows); each thread owns a contiguous run of chunks and works through it in order,
+ * then takes chunks from the end of other threads' runs (struct chunk_range), so a
+ * thread that is slowed down (another process on its core, a little core of a
+ * big.LITTLE phone) does less instead of holding up the others. Every row is
+ * computed by the same kernel from the same inputs whichever thread takes it, so
+ * results do not depend on the thread count. For the int8 q8_0/q4_0 products X is
+ * quantized once per job (k->qprep) before the chunks run. With swiglu set (gate and
+ * up: equal row counts), a chunk is the same rows of both, finished with SwiGLU on
+ * them: Y[0] = silu(Y[0]) * Y[1]. */
 #define MAX_FUSED 3
+#define CHUNK_BYTES (128u << 10)
+#define CHUNK_ROW_MULT 48 /* whole row tiles of every kernel: 12-row float prefill superblocks,
+                             4-row int8 panels, 8- and 4-row decode tiles (and 16) */
 typedef struct {
     const flm_kernels *k;
     const flm_tensor *W[MAX_FUSED];
@@ -172,36 +198,106 @@ typedef struct {
     const float *X;
     int n_tok;
     bool swiglu;
+    /* filled by matmul_run */
+    const void *Xp[MAX_FUSED];       /* X prepared for matrix i, or NULL (plain matmul) */
+    int n_groups;                    /* swiglu: 1 (both matrices), else n_mat */
+    int chunk_rows[MAX_FUSED];       /* per group */
+    int first[MAX_FUSED + 1];        /* first chunk of each group; first[n_groups] = total */
+    struct chunk_range *ranges;      /* one per thread */
 } matmul_job;
 
-static void row_range(int rows, int ith, int nth, int *r0, int *r1) {
-    int per = (rows + nth - 1) / nth;
-    per = (per + 15) & ~15;
-    *r0 = ith * per < rows ? ith * per : rows;
-    *r1 = *r0 + per < rows ? *r0 + per : rows;
+static void rows_of(const matmul_job *j, int i, int r0, int r1) {
+    const flm_tensor *W = j->W[i];
+    int rows = (int)W->shape[0], cols = (int)W->shape[1];
+    if (j->Xp[i]) j->k->qrun(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
+    else j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
+}
+
+static void run_chunk(const matmul_job *j, int c) {
+    int g = 0;
+    while (c >= j->first[g + 1]) g++;
+    int rows = (int)j->W[g]->shape[0], r0 = (c - j->first[g]) * j->chunk_rows[g];
+    int r1 = r0 + j->chunk_rows[g] < rows ? r0 + j->chunk_rows[g] : rows;
+    if (!j->swiglu) { rows_of(j, g, r0, r1); return; }
+    rows_of(j, 0, r0, r1);
+    rows_of(j, 1, r0, r1);
+    for (int t = 0; t < j->n_tok; t++) {
+        float *gt = j->Y[0] + (size_t)t * (size_t)rows + (size_t)r0;
+        j->k->swiglu(gt, gt, j->Y[1] + (size_t)t * (size_t)rows + (size_t)r0, r1 - r0);
+    }
+}
+
+/* Takes the next chunk of range r: from the front (own) or the back (another's); -1 if empty. */
+static int take_chunk(struct chunk_range *r, bool own) {
+    uint64_t v = atomic_load_explicit(&r->fb, memory_order_relaxed);
+    for (;;) {
+        uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+        if (f >= b) return -1;
+        uint64_t nv = own ? v + 1 : ((uint64_t)(b - 1) << 32) | f;
+        if (atomic_compare_exchange_weak_explicit(&r->fb, &v, nv, memory_order_relaxed, memory_order_relaxed))
+            return own ? (int)f : (int)(b - 1);
+    }
 }
 
 static void matmul_part(void *ctx, int ith, int nth) {
     const matmul_job *j = ctx;
+    for (int c; (c = take_chunk(&j->ranges[ith], true)) >= 0;) run_chunk(j, c);
+    for (int o = 1; o < nth; o++) /* then help the others, from the ends of their runs */
+        for (int c; (c = take_chunk(&j->ranges[(ith + o) % nth], false)) >= 0;) run_chunk(j, c);
+}
+
+/* X quantized for the int8 products of dtype dt into the state's buffer, or NULL
+ * (float path, or out of memory: the kernels then quantize per call). */
+static const void *prepare_x(flm_forward_state *st, flm_dtype dt, const float *X, int n_tok, int cols) {
+    const flm_kernels *k = st->k;
+    if (!k->qprep || (dt != FLM_Q8_0 && dt != FLM_Q4_0)) return NULL;
+    int slot = dt == FLM_Q4_0;
+    size_t need = (k->qprep_bytes(dt, n_tok, cols) + 63) & ~(size_t)63;
+    if (need > st->qx_cap[slot]) {
+        void *p = aligned_alloc(64, need);
+        if (!p) return NULL;
+        free(st->qx[slot]);
+        st->qx[slot] = p;
+        st->qx_cap[slot] = need;
+    }
+    k->qprep(dt, X, n_tok, cols, st->qx[slot]);
+    return st->qx[slot];
+}
+
+static void matmul_run(flm_forward_state *st, matmul_job *j) {
+    bool prepared[2] = {false, false};
+    const void *pp[2] = {NULL, NULL};
     for (int i = 0; i < j->n_mat; i++) {
-        const flm_tensor *W = j->W[i];
-        int rows = (int)W->shape[0], cols = (int)W->shape[1], r0, r1;
-        row_range(rows, ith, nth, &r0, &r1);
-        if (r0 < r1) j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
+        flm_dtype dt = j->W[i]->dtype;
+        int slot = dt == FLM_Q4_0;
+        j->Xp[i] = NULL;
+        if (dt != FLM_Q8_0 && dt != FLM_Q4_0) continue;
+        if (!prepared[slot]) { pp[slot] = prepare_x(st, dt, j->X, j->n_tok, (int)j->W[i]->shape[1]); prepared[slot] = true; }
+        j->Xp[i] = pp[slot];
     }
-    if (j->swiglu) {
-        int rows = (int)j->W[0]->shape[0], r0, r1;
-        row_range(rows, ith, nth, &r0, &r1);
-        for (int t = 0; t < j->n_tok && r0 < r1; t++) {
-            float *g = j->Y[0] + (size_t)t * (size_t)rows + (size_t)r0;
-            j->k->swiglu(g, g, j->Y[1] + (size_t)t * (size_t)rows + (size_t)r0, r1 - r0);
-        }
+    j->n_groups = j->swiglu ? 1 : j->n_mat;
+    j->first[0] = 0;
+    for (int g = 0; g < j->n_groups; g++) {
+        int rows = (int)j->W[g]->shape[0];
+        size_t row_bytes = flm_dtype_bytes(j->W[g]->dtype, (uint64_t)j->W[g]->shape[1]) * (j->swiglu ? 2 : 1);
+        size_t cr = row_bytes ? CHUNK_BYTES / row_bytes : (size_t)rows;
+        cr = (cr + CHUNK_ROW_MULT - 1) / CHUNK_ROW_MULT * CHUNK_ROW_MULT;
+        if (cr < CHUNK_ROW_MULT) cr = CHUNK_ROW_MULT;
+        j->chunk_rows[g] = (int)cr;
+        j->first[g + 1] = j->first[g] + (int)(((size_t)rows + cr - 1) / cr);
     }
+    int nth = flm_pool_size(st->pool), total = j->first[j->n_groups];
+    for (int i = 0; i < nth; i++) {
+        uint64_t f = (uint64_t)total * (uint64_t)i / (uint64_t)nth, b = (uint64_t)total * (uint64_t)(i + 1) / (uint64_t)nth;
+        atomic_store_explicit(&st->ranges[i].fb, (b << 32) | f, memory_order_relaxed);
+    }
+    j->ranges = st->ranges;
+    flm_pool_run(st->pool, matmul_part, j);
 }
 
 static void matmul(flm_forward_state *st, const flm_tensor *W, const float *X, float *Y, int n_tok) {
     matmul_job j = {.k = st->k, .W = {W}, .Y = {Y}, .n_mat = 1, .X = X, .n_tok = n_tok};
-    flm_pool_run(st->pool, matmul_part, &j);
+    matmul_run(st, &j);
 }
 
 /* The rotation of position pos: cos and sin of pos * inv_freq[i], as transformers
@@ -276,14 +372,16 @@ typedef struct {
     flm_forward_state *st;
     int layer, n, p0;
     int sub; /* query heads per unit of work (a GQA group, or part of one) */
+    _Atomic int next; /* next unit to take */
 } attn_job;
 
 /* Causal GQA attention. A unit of work is (token, KV head, up to `sub` of the
- * query heads sharing it), so K and V are read once for the heads of a unit; units
- * are dealt round-robin to threads, each with its own scores scratch. Token t sees
+ * query heads sharing it), so K and V are read once for the heads of a unit; threads
+ * take units from a shared counter, each with its own scores scratch. Token t sees
  * positions 0..p0+t. A head's result does not depend on `sub` (kernels.h). */
 static void attention_part(void *ctx, int ith, int nth) {
-    const attn_job *j = ctx;
+    (void)nth;
+    attn_job *j = ctx;
     flm_forward_state *st = j->st;
     const flm_config *c = &st->m->cfg;
     int hd = c->head_dim, nkv = c->n_kv_heads, Q = c->n_heads * hd, group = c->n_heads / nkv;
@@ -291,7 +389,7 @@ static void attention_part(void *ctx, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     float *scores = st->scores + (size_t)ith * (size_t)group * (size_t)st->kv_cap;
     float *const *kc = st->kcache + (size_t)j->layer * nkv, *const *vc = st->vcache + (size_t)j->layer * nkv;
-    for (int u = ith; u < units; u += nth) {
+    for (int u; (u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < units;) {
         int t = u / (nkv * per_kv), r = u % (nkv * per_kv), kvh = r / per_kv, part = r % per_kv;
         int h0 = kvh * group + part * j->sub, nq = group - part * j->sub < j->sub ? group - part * j->sub : j->sub;
         size_t off = (size_t)t * (size_t)Q + (size_t)h0 * (size_t)hd;
@@ -330,16 +428,16 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         lj.layer = l;
         /* xb = attn_norm(x) here */
         matmul_job qkv = {.k = st->k, .W = {&L->wq, &L->wk, &L->wv}, .Y = {st->q, st->kv_k, st->kv_v}, .n_mat = 3, .X = st->xb, .n_tok = n};
-        flm_pool_run(st->pool, matmul_part, &qkv);
+        matmul_run(st, &qkv);
         flm_pool_run(st->pool, qkv_finish_part, &lj);
-        attn_job aj = {st, l, n, p0, attention_sub(c, n, flm_pool_size(st->pool))};
+        attn_job aj = {.st = st, .layer = l, .n = n, .p0 = p0, .sub = attention_sub(c, n, flm_pool_size(st->pool))};
         flm_pool_run(st->pool, attention_part, &aj);
         matmul(st, &L->wo, st->att, st->xb, n);
         lj.norm_w = L->ffn_norm.data;
         lj.add = true;
         flm_pool_run(st->pool, residual_norm_part, &lj);
         matmul_job ffn = {.k = st->k, .W = {&L->w_gate, &L->w_up}, .Y = {st->hb, st->hb2}, .n_mat = 2, .X = st->xb, .n_tok = n, .swiglu = true};
-        flm_pool_run(st->pool, matmul_part, &ffn); /* hb = silu(xb Wg) * (xb Wu) */
+        matmul_run(st, &ffn); /* hb = silu(xb Wg) * (xb Wu) */
         matmul(st, &L->w_down, st->hb, st->xb, n);
         /* x += xb, then the next layer's attn_norm (or the final norm) */
         bool last_layer = l + 1 == c->n_layers;

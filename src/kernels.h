@@ -27,6 +27,14 @@ typedef struct {
      * rotated by cs[i], sn[i] as x0*c - x1*s, x1*c + x0*s (separate multiplies and
      * subtract/add, no FMA: every table is bit-identical to the reference). */
     void (*rope)(float *v, int n_heads, int hd, const float *cs, const float *sn);
+    /* The int8-activation q8_0/q4_0 products in two steps (qact tables only; NULL in
+     * float tables): qprep quantizes X [n_tok, cols] once into buf (qprep_bytes bytes,
+     * 64-byte aligned), then qrun computes any rows [r0, r1) from it, exactly as
+     * matmul[dt] of the same table would. So a product split into many row chunks
+     * quantizes X once. dt is FLM_Q8_0 or FLM_Q4_0. */
+    size_t (*qprep_bytes)(int dt, int n_tok, int cols);
+    void (*qprep)(int dt, const float *X, int n_tok, int cols, void *buf);
+    void (*qrun)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
     /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). nq query heads
      * sharing one KV head (GQA), over len cached positions: for head h,
      * out[h*hd ..] = sum_p softmax_p(scale * q_h.K_p) V_p, with q_h = q + h*hd,

@@ -198,14 +198,23 @@ typedef struct {
 
 INLINE int32_t *align32(char *p) { return (int32_t *)(void *)p; }
 
-/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
-static bool quantize_x(const float *X, int n_tok, int cols, xquant *xq) {
+/* The prepared X in one buffer: q, then corr, then d (nq is a multiple of 32). */
+static size_t prep_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
     size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
-    char *buf = flm_kernel_scratch(0, nq + nb * 8 * sizeof(int32_t) + nb * sizeof(float));
-    if (!buf) return false;
-    xq->q = (int8_t *)buf;
-    xq->corr = align32(buf + nq);
-    xq->d = (float *)(void *)(buf + nq + nb * 8 * sizeof(int32_t));
+    return nq + nb * 8 * sizeof(int32_t) + nb * sizeof(float);
+}
+
+static xquant xquant_at(const void *buf, int n_tok, int cols) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
+    char *b = (char *)(uintptr_t)buf;
+    xquant xq = {(int8_t *)b, align32(b + nq), (float *)(void *)(b + nq + nb * 8 * sizeof(int32_t))};
+    return xq;
+}
+
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
+static void quantize_x(const float *X, int n_tok, int cols, const xquant *xq) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t b = 0; b < nb; b++) {
@@ -229,7 +238,6 @@ static bool quantize_x(const float *X, int n_tok, int cols, xquant *xq) {
         _mm256_storeu_si256((__m256i *)(xq->corr + b * 8), c);
         xq->d[b] = db;
     }
-    return true;
 }
 
 /* Block b of a row: q8_0 bytes q_w (signed) or q4_0 nibbles n (unsigned, in order
@@ -296,9 +304,14 @@ INLINE void qtile(int dt, int RB, int TB, const void *W, const xquant *xq, float
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = hsum(acc[i][j]);
 }
 
-INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    xquant xq;
-    if (!quantize_x(X, n_tok, cols, &xq)) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; }
+static void prep(int dt, const float *X, int n_tok, int cols, void *buf) {
+    (void)dt;
+    xquant xq = xquant_at(buf, n_tok, cols);
+    quantize_x(X, n_tok, cols, &xq);
+}
+
+static void run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    xquant xq = xquant_at(Xp, n_tok, cols);
     int r = r0;
     if (n_tok == 1)
         for (; r + 4 <= r1; r += 4) qtile(dt, 4, 1, W, &xq, Y, cols, ldy, r, 0);
@@ -311,6 +324,14 @@ INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_
         for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, &xq, Y, cols, ldy, r, t);
 }
 
+/* One call: X prepared in this thread's scratch, then run. */
+static void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes(dt, n_tok, cols));
+    if (!buf) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    prep(dt, X, n_tok, cols, buf);
+    run(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
 static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
@@ -318,7 +339,7 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0};
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
 const flm_qact_fns *flm_qact_avx2(void) { return &QACT; }
 
 /* ---- vector ops --------------------------------------------------------------- */

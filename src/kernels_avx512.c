@@ -610,11 +610,17 @@ INLINE VNNI void qpanel_tokens(int RB, const wgroup *P, int ng, const xgroup *XG
     for (; t < n_tok; t++) qtile_panel(RB, 1, P, ng, XG, Y, ldy, r, t);
 }
 
-INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+/* The prepared X: ng groups per token (xgroup, 64-byte aligned). */
+static size_t qprep_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
+    return (size_t)n_tok * (size_t)((cols / QK + GB - 1) / GB) * sizeof(xgroup);
+}
+
+VNNI static void qprep(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x(dt, X, n_tok, cols, buf); }
+
+VNNI static void qrun(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     int ng = (cols / QK + GB - 1) / GB;
-    xgroup *XG = flm_kernel_scratch(0, (size_t)n_tok * (size_t)ng * sizeof(xgroup));
-    if (!XG) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
-    quantize_x(dt, X, n_tok, cols, XG);
+    const xgroup *XG = Xp;
     int r = r0;
     wgroup *P = n_tok >= QPT ? flm_kernel_scratch(1, QPR * (size_t)ng * sizeof(wgroup)) : NULL;
     if (P) {
@@ -638,6 +644,14 @@ INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, i
     }
 }
 
+/* One call: X prepared in this thread's scratch, then qrun. */
+INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    xgroup *XG = flm_kernel_scratch(0, qprep_bytes(dt, n_tok, cols));
+    if (!XG) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    quantize_x(dt, X, n_tok, cols, XG);
+    qrun(dt, W, XG, Y, n_tok, cols, ldy, r0, r1);
+}
+
 VNNI static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
@@ -645,7 +659,7 @@ VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0};
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun};
 const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
 
 /* ---- vector ops --------------------------------------------------------------- */

@@ -193,12 +193,17 @@ MATMUL(matmul_q4_0, FLM_Q4_0)
 
 #define QB_TOK 4 /* tokens per prefill tile */
 
-/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d.
- * q [n_tok * cols] and d [n_tok * cols / 32] in this thread's scratch. */
-static bool quantize_x(const float *X, int n_tok, int cols, int8_t **q, float **d) {
+/* The prepared X in one buffer: q [n_tok * cols], then d [n_tok * cols / 32]. */
+static size_t prep_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
+    size_t nq = (size_t)n_tok * (size_t)cols;
+    return nq + nq / QK * sizeof(float);
+}
+
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
+static void quantize_x(const float *X, int n_tok, int cols, int8_t **q, float **d, void *mem) {
     size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
-    char *buf = flm_kernel_scratch(0, nq + nb * sizeof(float));
-    if (!buf) return false;
+    char *buf = mem;
     *q = (int8_t *)buf;
     *d = (float *)(void *)(buf + nq);
     for (size_t b = 0; b < nb; b++) {
@@ -218,7 +223,6 @@ static bool quantize_x(const float *X, int n_tok, int cols, int8_t **q, float **
         }
         (*d)[b] = db;
     }
-    return true;
 }
 
 /* Block b of a row as signed weights q_w (two vectors of 16, elements 0..31). */
@@ -277,10 +281,16 @@ INLINE void qtile(int dt, int RB, int TB, const void *W, const int8_t *xq, const
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = vaddvq_f32(acc[i][j]);
 }
 
-INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+static void prep(int dt, const float *X, int n_tok, int cols, void *buf) {
+    (void)dt;
     int8_t *xq;
     float *dx;
-    if (!quantize_x(X, n_tok, cols, &xq, &dx)) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; }
+    quantize_x(X, n_tok, cols, &xq, &dx, buf);
+}
+
+static void run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
     int r = r0;
     if (n_tok == 1)
         for (; r + 4 <= r1; r += 4) qtile(dt, 4, 1, W, xq, dx, Y, cols, ldy, r, 0);
@@ -293,6 +303,14 @@ INLINE void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_
         for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, xq, dx, Y, cols, ldy, r, t);
 }
 
+/* One call: X prepared in this thread's scratch, then run. */
+static void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes(dt, n_tok, cols));
+    if (!buf) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    prep(dt, X, n_tok, cols, buf);
+    run(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
 static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
@@ -300,7 +318,7 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0};
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
 const flm_qact_fns *flm_qact_neon(void) { return &QACT; }
 
 /* ---- vector ops --------------------------------------------------------------- */

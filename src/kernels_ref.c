@@ -105,68 +105,72 @@ void flm_quantize_act_ref(const float *x, int cols, int8_t *q, float *d) {
     }
 }
 
-/* Quantizes the n_tok rows of X into this thread's scratch: q [n_tok, cols],
- * d [n_tok, cols/32]. NULL if out of memory. */
-static int8_t *quantize_tokens(const float *X, int n_tok, int cols, float **d) {
-    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
-    char *buf = flm_kernel_scratch(0, nq + nb * sizeof(float));
-    if (!buf) return NULL;
-    *d = (float *)(void *)(buf + nq); /* nq is a multiple of 32: aligned */
+/* Prepared X: q [n_tok, cols] int8, then d [n_tok, cols/32] float. */
+static size_t prep_bytes_ref(int dt, int n_tok, int cols) {
+    (void)dt;
+    size_t nq = (size_t)n_tok * (size_t)cols;
+    return nq + nq / QK * sizeof(float);
+}
+
+static void prep_ref(int dt, const float *X, int n_tok, int cols, void *buf) {
+    (void)dt;
+    int8_t *q = buf;
+    float *d = (float *)(void *)(q + (size_t)n_tok * (size_t)cols); /* a multiple of 32 bytes in: aligned */
     for (int t = 0; t < n_tok; t++)
-        flm_quantize_act_ref(X + (size_t)t * (size_t)cols, cols, (int8_t *)buf + (size_t)t * (size_t)cols,
-                             *d + (size_t)t * (size_t)(cols / QK));
-    return (int8_t *)buf;
+        flm_quantize_act_ref(X + (size_t)t * (size_t)cols, cols, q + (size_t)t * (size_t)cols, d + (size_t)t * (size_t)(cols / QK));
 }
 
 /* acc = sum over blocks, in order, of (float)isum_b * (d_w * d_x). */
-static void matmul_q8_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    float *dx;
-    int8_t *xq = quantize_tokens(X, n_tok, cols, &dx);
-    if (!xq) { matmul_q8_0(W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
-    const block_q8_0 *w = W;
+static void run_ref(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
     int nb = cols / QK;
     for (int r = r0; r < r1; r++) {
-        const block_q8_0 *row = w + (size_t)r * (size_t)nb;
         for (int t = 0; t < n_tok; t++) {
             const int8_t *q = xq + (size_t)t * (size_t)cols;
             const float *d = dx + (size_t)t * (size_t)nb;
             float acc = 0.0f;
             for (int b = 0; b < nb; b++) {
                 int32_t s = 0;
-                for (int j = 0; j < QK; j++) s += (int32_t)row[b].qs[j] * (int32_t)q[b * QK + j];
-                acc += (float)s * (flm_f16_to_f32(row[b].d) * d[b]);
-            }
-            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
-        }
-    }
-}
-
-static void matmul_q4_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    float *dx;
-    int8_t *xq = quantize_tokens(X, n_tok, cols, &dx);
-    if (!xq) { matmul_q4_0(W, X, Y, n_tok, cols, ldy, r0, r1); return; }
-    const block_q4_0 *w = W;
-    int nb = cols / QK;
-    for (int r = r0; r < r1; r++) {
-        const block_q4_0 *row = w + (size_t)r * (size_t)nb;
-        for (int t = 0; t < n_tok; t++) {
-            const int8_t *q = xq + (size_t)t * (size_t)cols;
-            const float *d = dx + (size_t)t * (size_t)nb;
-            float acc = 0.0f;
-            for (int b = 0; b < nb; b++) {
-                int32_t s = 0;
-                for (int j = 0; j < QK / 2; j++) {
-                    s += ((int32_t)(row[b].qs[j] & 0x0F) - 8) * (int32_t)q[b * QK + j];
-                    s += ((int32_t)(row[b].qs[j] >> 4) - 8) * (int32_t)q[b * QK + j + QK / 2];
+                float dw;
+                if (dt == FLM_Q8_0) {
+                    const block_q8_0 *blk = (const block_q8_0 *)W + (size_t)r * (size_t)nb + b;
+                    for (int j = 0; j < QK; j++) s += (int32_t)blk->qs[j] * (int32_t)q[b * QK + j];
+                    dw = flm_f16_to_f32(blk->d);
+                } else {
+                    const block_q4_0 *blk = (const block_q4_0 *)W + (size_t)r * (size_t)nb + b;
+                    for (int j = 0; j < QK / 2; j++) {
+                        s += ((int32_t)(blk->qs[j] & 0x0F) - 8) * (int32_t)q[b * QK + j];
+                        s += ((int32_t)(blk->qs[j] >> 4) - 8) * (int32_t)q[b * QK + j + QK / 2];
+                    }
+                    dw = flm_f16_to_f32(blk->d);
                 }
-                acc += (float)s * (flm_f16_to_f32(row[b].d) * d[b]);
+                acc += (float)s * (dw * d[b]);
             }
             Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
         }
     }
 }
 
-static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact};
+/* One call: X quantized into this thread's scratch, then run. */
+static void qact_ref(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes_ref(dt, n_tok, cols));
+    if (!buf) { /* out of memory: float path */
+        (dt == FLM_Q8_0 ? matmul_q8_0 : matmul_q4_0)(W, X, Y, n_tok, cols, ldy, r0, r1);
+        return;
+    }
+    prep_ref(dt, X, n_tok, cols, buf);
+    run_ref(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static void matmul_q8_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qact_ref(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void matmul_q4_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qact_ref(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact, prep_bytes_ref, prep_ref, run_ref};
 const flm_qact_fns *flm_qact_scalar(void) { return &SCALAR_QACT; }
 
 static void rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps) {

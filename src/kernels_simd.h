@@ -28,6 +28,10 @@ const flm_kernels *flm_kernels_neon(void);
  * split and any token batching. */
 typedef struct {
     flm_matmul_fn q8_0, q4_0;
+    /* The same products in two steps (see flm_kernels.qprep in kernels.h). */
+    size_t (*prep_bytes)(int dt, int n_tok, int cols);
+    void (*prep)(int dt, const float *X, int n_tok, int cols, void *buf);
+    void (*run)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
 } flm_qact_fns;
 
 const flm_qact_fns *flm_qact_scalar(void);       /* kernels_ref.c: the specification */

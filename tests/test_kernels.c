@@ -449,3 +449,42 @@ TEST(kernels_rope) {
     }
     free(cs); free(sn); free(a); free(b);
 }
+
+/* The two-step int8 products (qprep once, qrun on row chunks) give exactly the bits of
+ * the one-call matmul of the same table: every qact table including the scalar
+ * reference, both types, decode and prefill batches, odd row chunks. */
+TEST(kernels_qact_prepared_equals_matmul) {
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    static const int SHAPES[][3] = {{37, 1536, 1}, {20, 8960, 1}, {19, 96, 5}, {33, 1536, 64}, {7, 2080, 3}};
+    for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++) {
+        const flm_kernels *k = flm_kernels_variant(ALL[ti], true);
+        if (!k) continue;
+        REQUIRE(k->qprep && k->qrun && k->qprep_bytes);
+        for (int dti = 0; dti < 2; dti++) {
+            flm_dtype dt = dti ? FLM_Q4_0 : FLM_Q8_0;
+            for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
+                int rows = SHAPES[si][0], cols = SHAPES[si][1], n_tok = SHAPES[si][2];
+                size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
+                void *W = malloc(wbytes);
+                float *X = malloc((size_t)n_tok * (size_t)cols * sizeof(float));
+                float *y1 = malloc((size_t)n_tok * (size_t)rows * sizeof(float)), *y2 = malloc((size_t)n_tok * (size_t)rows * sizeof(float));
+                size_t pb = k->qprep_bytes(dt, n_tok, cols);
+                void *P = aligned_alloc(64, (pb + 63) / 64 * 64);
+                REQUIRE(W && X && y1 && y2 && P);
+                fill_weights(dt, W, rows, cols);
+                for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f() * (i % 5 == 0 ? 6.0f : 1.0f);
+                k->matmul[dt](W, X, y1, n_tok, cols, rows, 0, rows);
+                memset(y2, 0xff, (size_t)n_tok * (size_t)rows * sizeof(float));
+                k->qprep(dt, X, n_tok, cols, P);
+                for (int r0 = 0; r0 < rows;) { /* chunks of 1, 5, 16, 3, ... rows */
+                    int len = 1 + (int)(rnd_u32() % 16u), r1 = r0 + len < rows ? r0 + len : rows;
+                    k->qrun(dt, W, P, y2, n_tok, cols, rows, r0, r1);
+                    r0 = r1;
+                }
+                CHECK_MSG(memcmp(y1, y2, (size_t)n_tok * (size_t)rows * sizeof(float)) == 0, "%s %s %dx%d n_tok=%d: prepared result differs",
+                          k->name, flm_dtype_get(dt)->name, rows, cols, n_tok);
+                free(W); free(X); free(y1); free(y2); free(P);
+            }
+        }
+    }
+}
