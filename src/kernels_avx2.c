@@ -407,19 +407,19 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
 }
 
 /* Attention of nq heads sharing one KV head (see kernels.h), the structure of the
- * AVX-512 and NEON versions: positions in blocks of ATT_KB, so a block of K (then V)
- * is read from memory once and from L1 by every head of the group; scores 4 keys at
+ * AVX-512 and NEON versions: positions in blocks of FLM_ATT_BLOCK (flm_attend_blocked),
+ * so a block of K (then V) is read from memory once and from L1 by every head of the
+ * group; scores 4 keys at
  * a time (one horizontal add for the four), softmax with a vector exp, then
  * out_h = sum_p s_hp V_p, ATT_OV vectors of out at a time in registers. Blocks and
  * score tiles start at multiples of 4 whatever nq is, so each head's result is the
  * same for any nq. Head sizes that are not a multiple of 64 use the composed
  * definition. */
-#define ATT_KB 32
 #define ATT_OV 8 /* output vectors held in registers per pass */
 
 /* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
-static void att_scores(const float *q, int nv, const float *Kc, size_t stride, int p0, int p1, float scale, float *sc) {
-    int p = p0;
+static void att_scores(const float *q, const float *Kc, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    int nv = hd / L, p = p0;
     for (; p + 4 <= p1; p += 4) {
         const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -444,9 +444,9 @@ static void att_scores(const float *q, int nv, const float *Kc, size_t stride, i
     }
 }
 
-/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p; nv is a multiple of ATT_OV. */
-static void att_values(const float *sc, int nv, const float *Vc, size_t stride, int p0, int p1, float *out) {
-    for (int v0 = 0; v0 < nv; v0 += ATT_OV) {
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p; hd is a multiple of ATT_OV vectors. */
+static void att_values(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    for (int v0 = 0; v0 < hd / L; v0 += ATT_OV) {
         __m256 o[ATT_OV];
         for (int v = 0; v < ATT_OV; v++) o[v] = _mm256_loadu_ps(out + (v0 + v) * L);
         for (int p = p0; p < p1; p++) {
@@ -506,32 +506,12 @@ static void softmax_vec(float *x, int n) {
     for (i = 0; i < n; i++) x[i] *= inv;
 }
 
+static const flm_attend_ops ATT_OPS = {att_scores, softmax_vec, att_values};
+
 static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
                    float *scores, float *out) {
-    if (hd % (ATT_OV * L)) {
-        for (int h = 0; h < nq; h++) {
-            const float *qh = q + (size_t)h * (size_t)hd;
-            float *oh = out + (size_t)h * (size_t)hd;
-            for (int p = 0; p < len; p++) scores[p] = dot(qh, Kc + (size_t)p * stride, hd) * scale;
-            flm_softmax(scores, len);
-            memset(oh, 0, (size_t)hd * sizeof(float));
-            for (int p = 0; p < len; p++) axpy(oh, scores[p], Vc + (size_t)p * stride, hd);
-        }
-        return;
-    }
-    int nv = hd / L;
-    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
-        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
-        for (int h = 0; h < nq; h++)
-            att_scores(q + (size_t)h * (size_t)hd, nv, Kc, stride, p0, p1, scale, scores + (size_t)h * (size_t)len);
-    }
-    for (int h = 0; h < nq; h++) softmax_vec(scores + (size_t)h * (size_t)len, len);
-    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
-    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
-        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
-        for (int h = 0; h < nq; h++)
-            att_values(scores + (size_t)h * (size_t)len, nv, Vc, stride, p0, p1, out + (size_t)h * (size_t)hd);
-    }
+    if (hd % (ATT_OV * L)) flm_attend_composed(dot, axpy, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+    else flm_attend_blocked(&ATT_OPS, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
 }
 
 /* rope (see kernels.h): 8 pairs per step, scalar tail; mul, mul, sub/add as the reference. */

@@ -728,8 +728,9 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
 }
 
 /* Attention of nq heads sharing one KV head (see kernels.h). Head sizes 64 and 128
- * (Qwen2.5's) go by blocks of ATT_KB positions, so a block of K (then
- * of V) is read from memory once and from L1 by every head of the group: scores 4
+ * (Qwen2.5's) go by blocks of FLM_ATT_BLOCK positions (flm_attend_blocked), so a
+ * block of K (then of V) is read from memory once and from L1 by every head of the
+ * group: scores 4
  * keys at a time with q in registers (one 4-way horizontal add), softmax with a
  * vector exp, then out_h = sum_p s_hp V_p with one FMA per vector, the running
  * sums kept in out between blocks (an exact store and reload). Blocks and score
@@ -737,7 +738,6 @@ static void swiglu(float *out, const float *gate, const float *up, int n) {
  * for any nq. The vector count is a constant per head size, so q and the sums stay
  * in registers; other head sizes use the composed definition. */
 #define ATT_MAXV 8 /* vectors per head on the blocked path (head size 128) */
-#define ATT_KB 32 /* positions per block: 16 KiB of K at head size 128 */
 INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
@@ -828,38 +828,31 @@ static void softmax_vec(float *x, int n) {
     }
 }
 
-/* The blocked path for nv (a constant at each call site) vectors per head. */
-INLINE void attend_nv(int nv, const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd,
-                      float scale, float *scores, float *out) {
-    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
-        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
-        for (int h = 0; h < nq; h++)
-            att_scores(q + (size_t)h * (size_t)hd, nv, Kc, stride, p0, p1, scale, scores + (size_t)h * (size_t)len);
-    }
-    for (int h = 0; h < nq; h++) softmax_vec(scores + (size_t)h * (size_t)len, len);
-    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
-    for (int p0 = 0; p0 < len; p0 += ATT_KB) {
-        int p1 = p0 + ATT_KB < len ? p0 + ATT_KB : len;
-        for (int h = 0; h < nq; h++)
-            att_values(scores + (size_t)h * (size_t)len, nv, Vc, stride, p0, p1, out + (size_t)h * (size_t)hd);
-    }
+/* The blocked pieces for head sizes 64 and 128: the vector count is a constant in each
+ * wrapper, so q and the output sums stay in registers. */
+static void scores4(const float *q, const float *K, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    (void)hd;
+    att_scores(q, 4, K, stride, p0, p1, scale, sc);
 }
+static void scores8(const float *q, const float *K, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    (void)hd;
+    att_scores(q, 8, K, stride, p0, p1, scale, sc);
+}
+static void values4(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    (void)hd;
+    att_values(sc, 4, Vc, stride, p0, p1, out);
+}
+static void values8(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    (void)hd;
+    att_values(sc, 8, Vc, stride, p0, p1, out);
+}
+static const flm_attend_ops ATT_OPS_64 = {scores4, softmax_vec, values4}, ATT_OPS_128 = {scores8, softmax_vec, values8};
 
 static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
                    float *scores, float *out) {
-    switch (hd) { /* the usual head sizes (Qwen2.5: 64 and 128) */
-    case 64: attend_nv(4, q, nq, Kc, Vc, len, stride, hd, scale, scores, out); return;
-    case 128: attend_nv(8, q, nq, Kc, Vc, len, stride, hd, scale, scores, out); return;
-    default: break;
-    }
-    for (int h = 0; h < nq; h++) {
-        const float *qh = q + (size_t)h * (size_t)hd;
-        float *oh = out + (size_t)h * (size_t)hd;
-        for (int p = 0; p < len; p++) scores[p] = dot(qh, Kc + (size_t)p * stride, hd) * scale;
-        flm_softmax(scores, len);
-        memset(oh, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) axpy(oh, scores[p], Vc + (size_t)p * stride, hd);
-    }
+    const flm_attend_ops *ops = hd == 64 ? &ATT_OPS_64 : hd == 128 ? &ATT_OPS_128 : NULL; /* Qwen2.5's head sizes */
+    if (ops) flm_attend_blocked(ops, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+    else flm_attend_composed(dot, axpy, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
 }
 
 /* rope (see kernels.h): 16 pairs per step, masked tail; mul, mul, sub/add as the reference. */

@@ -198,17 +198,36 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int n) {
     }
 }
 
-void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
-                float scale, float *scores, float *out) {
-    if (k->attend) { k->attend(q, nq, K, V, len, stride, hd, scale, scores, out); return; }
+void flm_attend_composed(flm_dot_fn dot, flm_axpy_fn axpy, const float *q, int nq, const float *K, const float *V, int len,
+                         size_t stride, int hd, float scale, float *scores, float *out) {
     for (int h = 0; h < nq; h++) {
         const float *qh = q + (size_t)h * (size_t)hd;
         float *oh = out + (size_t)h * (size_t)hd;
-        for (int p = 0; p < len; p++) scores[p] = k->dot(qh, K + (size_t)p * stride, hd) * scale;
+        for (int p = 0; p < len; p++) scores[p] = dot(qh, K + (size_t)p * stride, hd) * scale;
         flm_softmax(scores, len);
         memset(oh, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) k->axpy(oh, scores[p], V + (size_t)p * stride, hd);
+        for (int p = 0; p < len; p++) axpy(oh, scores[p], V + (size_t)p * stride, hd);
     }
+}
+
+void flm_attend_blocked(const flm_attend_ops *ops, const float *q, int nq, const float *K, const float *V, int len,
+                        size_t stride, int hd, float scale, float *scores, float *out) {
+    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
+        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
+        for (int h = 0; h < nq; h++) ops->scores(q + (size_t)h * (size_t)hd, K, stride, hd, p0, p1, scale, scores + (size_t)h * (size_t)len);
+    }
+    for (int h = 0; h < nq; h++) ops->softmax(scores + (size_t)h * (size_t)len, len);
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
+    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
+        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
+        for (int h = 0; h < nq; h++) ops->values(scores + (size_t)h * (size_t)len, V, stride, hd, p0, p1, out + (size_t)h * (size_t)hd);
+    }
+}
+
+void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
+                float scale, float *scores, float *out) {
+    if (k->attend) k->attend(q, nq, K, V, len, stride, hd, scale, scores, out);
+    else flm_attend_composed(k->dot, k->axpy, q, nq, K, V, len, stride, hd, scale, scores, out);
 }
 
 void flm_softmax(float *x, int n) {
