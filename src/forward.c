@@ -18,6 +18,7 @@
 #include "threadpool.h"
 
 #define FWD_CHUNK 64
+#define KV_MIN_CAP 256
 
 /* One thread's share of a product's chunks, [front, back) packed in one atomic word
  * (front low, back high): the owner takes chunks from the front, in order, so its
@@ -26,7 +27,6 @@
 struct chunk_range {
     _Alignas(64) _Atomic uint64_t fb;
 };
-#define KV_MIN_CAP 256
 
 struct flm_forward_state {
     const flm_model *m;
@@ -265,15 +265,10 @@ static const void *prepare_x(flm_forward_state *st, flm_dtype dt, const float *X
 }
 
 static void matmul_run(flm_forward_state *st, matmul_job *j) {
-    bool prepared[2] = {false, false};
-    const void *pp[2] = {NULL, NULL};
-    for (int i = 0; i < j->n_mat; i++) {
-        flm_dtype dt = j->W[i]->dtype;
-        int slot = dt == FLM_Q4_0;
-        j->Xp[i] = NULL;
-        if (dt != FLM_Q8_0 && dt != FLM_Q4_0) continue;
-        if (!prepared[slot]) { pp[slot] = prepare_x(st, dt, j->X, j->n_tok, (int)j->W[i]->shape[1]); prepared[slot] = true; }
-        j->Xp[i] = pp[slot];
+    for (int i = 0; i < j->n_mat; i++) { /* X prepared once per weight type */
+        int e = 0;
+        while (e < i && j->W[e]->dtype != j->W[i]->dtype) e++;
+        j->Xp[i] = e < i ? j->Xp[e] : prepare_x(st, j->W[i]->dtype, j->X, j->n_tok, (int)j->W[i]->shape[1]);
     }
     j->n_groups = j->swiglu ? 1 : j->n_mat;
     j->first[0] = 0;
@@ -314,11 +309,11 @@ typedef struct {
     flm_forward_state *st;
     const flm_layer *L;
     int layer, n, p0;
-    const float *norm_w; /* residual_norm_part: the RMSNorm weight */
+    const float *norm_w; /* residual_norm_part: the RMSNorm weight, or NULL */
     bool add;            /* residual_norm_part: x += xb first */
 } layer_job;
 
-/* Per token (round-robin): x += xb (the block's output) if add, then
+/* Per token (round-robin): x += xb (the block's output) if add, then, with norm_w,
  * xb = rmsnorm(x) * norm_w, the next block's input. */
 static void residual_norm_part(void *ctx, int ith, int nth) {
     const layer_job *j = ctx;
@@ -329,18 +324,7 @@ static void residual_norm_part(void *ctx, int ith, int nth) {
         float *x = st->x + (size_t)t * H, *xb = st->xb + (size_t)t * H;
         if (j->add)
             for (int i = 0; i < H; i++) x[i] += xb[i];
-        st->k->rmsnorm(xb, x, j->norm_w, H, eps);
-    }
-}
-
-/* x += xb per token, with no norm after (the chunk's last layer without logits). */
-static void residual_part(void *ctx, int ith, int nth) {
-    const layer_job *j = ctx;
-    int H = j->st->m->cfg.hidden_size;
-    for (int t = ith; t < j->n; t += nth) {
-        float *x = j->st->x + (size_t)t * H;
-        const float *xb = j->st->xb + (size_t)t * H;
-        for (int i = 0; i < H; i++) x[i] += xb[i];
+        if (j->norm_w) st->k->rmsnorm(xb, x, j->norm_w, H, eps);
     }
 }
 
@@ -366,7 +350,6 @@ static void qkv_finish_part(void *ctx, int ith, int nth) {
         }
     }
 }
-
 
 typedef struct {
     flm_forward_state *st;
@@ -439,12 +422,11 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         matmul_job ffn = {.k = st->k, .W = {&L->w_gate, &L->w_up}, .Y = {st->hb, st->hb2}, .n_mat = 2, .X = st->xb, .n_tok = n, .swiglu = true};
         matmul_run(st, &ffn); /* hb = silu(xb Wg) * (xb Wu) */
         matmul(st, &L->w_down, st->hb, st->xb, n);
-        /* x += xb, then the next layer's attn_norm (or the final norm) */
+        /* x += xb, then the next layer's attn_norm (or the final norm, when logits follow) */
         bool last_layer = l + 1 == c->n_layers;
         if (!last_layer) lj.norm_w = m->layers[l + 1].attn_norm.data;
-        else lj.norm_w = m->final_norm.data;
-        if (last_layer && (mode == FLM_LOGITS_NONE || !logits)) flm_pool_run(st->pool, residual_part, &lj);
-        else flm_pool_run(st->pool, residual_norm_part, &lj);
+        else lj.norm_w = mode == FLM_LOGITS_NONE || !logits ? NULL : m->final_norm.data;
+        flm_pool_run(st->pool, residual_norm_part, &lj);
     }
     st->n_past += n;
     if (mode == FLM_LOGITS_NONE || !logits) return;
