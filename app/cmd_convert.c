@@ -21,8 +21,9 @@ static void help(FILE *f) {
             "generation defaults, plus provenance (sha256 of every source file, adapters). Tensors\n"
             "are streamed one at a time: memory stays near one tensor, not the model. The context\n"
             "length is not fixed here: choose it when running (-c).\n\n"
-            "  -o, --output OUT.gguf   output file; written to OUT.gguf.tmp, fsynced, then renamed:\n"
-            "                          on any error or Ctrl-C nothing is left behind\n"
+            "  -o, --output OUT.gguf   output file; written to OUT.gguf.XXXXXX.tmp (one per run),\n"
+            "                          fsynced, then renamed over OUT.gguf: on any error or Ctrl-C\n"
+            "                          nothing is left behind\n"
             "      --type TYPE         weight matrices as f32, f16, bf16, q8_0 (default) or q4_0;\n"
             "                          norms and biases stay f32; a matrix whose rows are not a\n"
             "                          multiple of 32 is kept as f16 when q8_0/q4_0 is asked\n"
@@ -31,7 +32,14 @@ static void help(FILE *f) {
             "                          repeatable, merged in order\n"
             "  -t, --threads N         threads for conversion (default: physical cores)\n"
             "  -q, --quiet             no progress display\n"
-            "  -h, --help              this help\n");
+            "  -h, --help              this help\n\n"
+            "Refused before any work, so nothing a user types destroys a file: an output that is\n"
+            "one of the inputs (a file of HF_DIR that is read, an adapter's files; links and hard\n"
+            "links resolved), a directory, anything that exists and is not a regular file (a\n"
+            "device such as /dev/null, a FIFO, a socket), or a folder that is missing or not\n"
+            "writable. A source file that changes size during conversion is an error naming it;\n"
+            "so is the file size limit (ulimit -f). Exit status: 0 written, 1 failed (nothing\n"
+            "written), 2 usage.\n");
 }
 
 static void progress(void *ctx, int i, int n, const char *name, uint64_t done, uint64_t total) {
@@ -85,6 +93,9 @@ static int cmd_convert(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* past the file size limit, write() fails with EFBIG (reported, temp removed)
+     * instead of the process being killed without a word */
+    signal(SIGXFSZ, SIG_IGN);
     flm_convert_stats st;
     int rc = flm_convert(in, out, &opt, &st);
     cli_lora_free(&lora);
@@ -93,8 +104,9 @@ static int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "fieldlm convert: %s\nfieldlm convert: no output written\n", flm_last_error());
         return EXIT_FAIL;
     }
-    fprintf(stderr, "convert: wrote %s: %d tensors, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out, st.n_tensors,
-            (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6, opt.n_lora ? ", LoRA merged" : "");
+    fprintf(stderr, "convert: wrote %s (%s): %d tensors, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out,
+            flm_dtype_get(opt.type)->name, st.n_tensors, (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6,
+            opt.n_lora ? ", LoRA merged" : "");
     if (st.no_tokenizer)
         fprintf(stderr, "convert: note: %s has no tokenizer files: the package runs on token ids only\n", in);
     if (st.n_fallback)

@@ -1,14 +1,15 @@
-/* cmd_logits.c — `fieldlm logits`: prefill token ids, write raw float32 logits. */
-#include <errno.h>
+/* cmd_logits.c — `fieldlm logits`: prefill token ids, write raw float32 logits
+ * (through the output-file discipline of src/outfile.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
 #include "forward.h"
 #include "model.h"
+#include "outfile.h"
 
 static void help(FILE *f) {
     fprintf(f,
@@ -17,11 +18,15 @@ static void help(FILE *f) {
             "float32 little-endian, shape [n_ids, vocab], row-major, nothing else.\n\n"
             "  -m, --model MODEL     Hugging Face folder or .gguf package\n"
             "      --ids LIST        comma-separated token ids\n"
-            "  -o, --output FILE     output file (written atomically: FILE.tmp then rename)\n"
+            "  -o, --output FILE     output file (written atomically: FILE.XXXXXX.tmp, then renamed)\n"
             "      --lora DIR[:S]    merge a PEFT LoRA adapter at load (HF folders), scale S (default 1)\n"
             "      --mmap, --no-mmap run the weights from the file mapping / load them into memory\n"
             "                        (default: load when they take at most half of the free memory)\n"
-            "  -h, --help            this help\n");
+            "  -h, --help            this help\n\n"
+            "Refused before the model is loaded: an output that is one of the inputs (the model's\n"
+            "files, an adapter's files; links resolved), a directory, anything that exists and is\n"
+            "not a regular file (a device such as /dev/full, a FIFO, a socket), or a folder that\n"
+            "is missing or not writable.\n");
 }
 
 static int cmd_logits(int argc, char **argv) {
@@ -40,6 +45,15 @@ static int cmd_logits(int argc, char **argv) {
     int *ids;
     int n = cli_parse_ids(ids_s, &ids, "logits");
     if (n < 0) return EXIT_USAGE;
+    /* the output, before any work: never one of the inputs, a directory or a device */
+    cli_lora_list lora;
+    if (!cli_lora_parse(&ma, &lora, "logits")) { free(ids); return EXIT_FAIL; }
+    const char *inputs[1 + CLI_MAX_LORA] = {ma.model};
+    for (int i = 0; i < lora.n; i++) inputs[1 + i] = lora.dirs[i];
+    int bad = flm_outfile_check(outp, inputs, 1 + (size_t)lora.n);
+    cli_lora_free(&lora);
+    if (bad) { free(ids); return cli_error("logits"); }
+    signal(SIGXFSZ, SIG_IGN); /* past the file size limit: an EFBIG error, not a silent kill */
     flm_model *m = cli_open_model(&ma, "logits");
     if (!m) { free(ids); return EXIT_FAIL; }
     int rc = EXIT_FAIL;
@@ -49,19 +63,14 @@ static int cmd_logits(int argc, char **argv) {
     if (!logits) { fprintf(stderr, "fieldlm logits: out of memory\n"); goto done; }
     int ctx = n > m->cfg.max_position_embeddings ? m->cfg.max_position_embeddings : n;
     if (flm_forward_new(m, ctx, &st) || flm_forward(st, (const int32_t *)ids, n, logits, FLM_LOGITS_ALL)) { cli_error("logits"); goto done; }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", outp);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { fprintf(stderr, "fieldlm logits: %s: %s\n", tmp, strerror(errno)); goto done; }
-    bool ok = fwrite(logits, sizeof(float), (size_t)n * V, f) == (size_t)n * V;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, outp) != 0) {
-        fprintf(stderr, "fieldlm logits: writing %s failed: %s\n", outp, strerror(errno));
-        unlink(tmp);
+    flm_outfile of;
+    if (flm_outfile_open(outp, &of)) { cli_error("logits"); goto done; }
+    if (flm_outfile_write(&of, logits, (size_t)n * V * sizeof(float))) {
+        flm_outfile_abort(&of);
+        cli_error("logits");
         goto done;
     }
+    if (flm_outfile_commit(&of)) { cli_error("logits"); goto done; }
     rc = EXIT_OK;
 done:
     flm_forward_free(st);

@@ -1,24 +1,35 @@
 /* convert.c — Hugging Face folder (+ LoRA) → GGUF package, streaming.
  *
- * Per tensor: source rows (mapped bf16/f16/f32) → float32 → (+ scale·B·A for LoRA
- * targets, computed on the whole float32 weight) → f32/f16/bf16/q8_0/q4_0 rows →
- * written. Untargeted tensors go through in chunks of rows, so even the 151936-row
- * embedding needs a few MB; source pages are released after each chunk so the
- * process's resident set stays small. Norms and biases stay f32 (as llama.cpp does). */
+ * Per tensor: source rows (bf16/f16/f32, read with pread from the shard) → float32
+ * → (+ scale·B·A for LoRA targets, computed on the whole float32 weight) →
+ * f32/f16/bf16/q8_0/q4_0 rows → written. Untargeted tensors go through in chunks of
+ * rows, so even the 151936-row embedding needs a few MB, and no source page stays
+ * in the process's resident set. Norms and biases stay f32 (as llama.cpp does).
+ *
+ * Sources that change under the converter are errors, not signals: the weights are
+ * read with pread (a truncated shard is a short read, where the mapping would raise
+ * SIGBUS), and every source file's size is checked against its size at open before
+ * each tensor. The output follows src/outfile.h: checked before any work, written
+ * to a temporary file of its own, removed on any error or cancel. */
 #include "convert.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "gen_config.h"
 #include "gguf.h"
 #include "lora.h"
-#include "mapfile.h"
 #include "model.h"
 #include "model_source.h"
+#include "outfile.h"
 #include "package.h"
 #include "quant.h"
 #include "sha256.h"
@@ -27,6 +38,38 @@
 #include "tokenizer.h"
 
 #define CHUNK_ELEMS (4u << 20) /* floats per row chunk (16 MiB) */
+#define HASH_BLOCK (1u << 20)  /* bytes hashed between checks of the stop flag */
+
+/* A source file watched for changes: opened once, its size as the reader saw it. */
+typedef struct {
+    char *path;
+    int fd;
+    uint64_t size;
+} watched_file;
+
+/* Opens path for pread. size: what the reader saw (0: take the size now). */
+static int watch_open(watched_file *f, const char *path, uint64_t size) {
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (!size && fstat(f->fd, &st) == 0) size = (uint64_t)st.st_size;
+    f->size = size;
+    if (!(f->path = flm_strdup(path))) {
+        close(f->fd);
+        return FLM_ERR_NOMEM;
+    }
+    return FLM_OK;
+}
+
+/* The file must still have the size it had when its header was read. */
+static int watch_check(const watched_file *f) {
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) return flm_fail(FLM_ERR_IO, "%s: %s", f->path, strerror(errno));
+    if ((uint64_t)st.st_size != f->size)
+        return flm_fail(FLM_ERR_IO, "%s changed size during conversion (was %llu bytes, now %llu)", f->path,
+                        (unsigned long long)f->size, (unsigned long long)st.st_size);
+    return FLM_OK;
+}
 
 typedef struct {
     char gguf_name[96];
@@ -42,15 +85,45 @@ typedef struct {
     char (*hex)[65];
     size_t n;
     int rc;
-    volatile sig_atomic_t *cancel;
+    char msg[512];                 /* the hashing thread's error message */
+    volatile sig_atomic_t *cancel; /* the caller's flag */
+    atomic_int stop;               /* set by the converter on any error */
 } hash_job;
+
+static bool hash_stopped(hash_job *h) { return atomic_load(&h->stop) || (h->cancel && *h->cancel); }
+
+/* SHA-256 of one file; stops within a block when the conversion fails or is
+ * cancelled (hashing one shard of a large model takes seconds). */
+static int hash_file(hash_job *h, const char *path, char hex[65]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
+    unsigned char *buf = flm_malloc(HASH_BLOCK);
+    int rc = buf ? FLM_OK : FLM_ERR_NOMEM;
+    flm_sha256 s;
+    flm_sha256_init(&s);
+    size_t n;
+    while (!rc && (n = fread(buf, 1, HASH_BLOCK, f)) > 0) {
+        if (hash_stopped(h)) rc = FLM_ERR_CANCELLED;
+        else flm_sha256_update(&s, buf, n);
+    }
+    if (!rc && ferror(f)) rc = flm_fail(FLM_ERR_IO, "%s: read error", path);
+    fclose(f);
+    free(buf);
+    if (rc) return rc;
+    unsigned char d[32];
+    flm_sha256_final(&s, d);
+    flm_sha256_hex(d, hex);
+    return FLM_OK;
+}
 
 static void *hash_thread(void *arg) {
     hash_job *h = arg;
     for (size_t i = 0; i < h->n && !h->rc; i++) {
-        if (h->cancel && *h->cancel) break;
-        h->rc = flm_sha256_file(h->paths[i], h->hex[i]);
+        if (hash_stopped(h)) { h->rc = FLM_ERR_CANCELLED; break; }
+        h->rc = hash_file(h, h->paths[i], h->hex[i]);
     }
+    /* messages are per thread: hand this one to the converter's thread */
+    if (h->rc && h->rc != FLM_ERR_CANCELLED) snprintf(h->msg, sizeof h->msg, "%s", flm_last_error());
     return NULL;
 }
 
@@ -92,41 +165,78 @@ static void quant_part(void *ctx, int ith, int nth) {
     for (int64_t r = r0; r < r1; r++) flm_quantize_row(q->t, q->x + r * q->cols, q->dst + (size_t)r * q->row_bytes, q->cols);
 }
 
+/* Rows [row0, row0 + rows) of src → float32. A tensor in a shard is read with pread
+ * (each thread its own rows) into `raw`; one held in memory (an f32 copy) is read
+ * in place. */
 typedef struct {
     const flm_tensor *src;
+    int fd;                    /* the shard, or -1: src->data is in memory */
+    uint64_t off;              /* the tensor's offset in the shard */
+    unsigned char *raw;        /* the chunk's source bytes */
     float *dst;
     int64_t row0, rows, cols;
+    atomic_int failed;         /* 0, errno of a failed read, or -1 for end of file */
+    _Atomic uint64_t fail_at;  /* file offset of that read */
 } deq_job;
 
+static void deq_fail(deq_job *d, int code, uint64_t at) {
+    int none = 0;
+    if (atomic_compare_exchange_strong(&d->failed, &none, code)) atomic_store(&d->fail_at, at);
+}
+
 static void deq_part(void *ctx, int ith, int nth) {
-    const deq_job *d = ctx;
+    deq_job *d = ctx;
     const flm_dtype_info *di = flm_dtype_get(d->src->dtype);
     size_t rb = flm_dtype_bytes(d->src->dtype, (uint64_t)d->cols);
     int64_t per = (d->rows + nth - 1) / nth, r0 = ith * per, r1 = r0 + per < d->rows ? r0 + per : d->rows;
-    for (int64_t r = r0; r < r1; r++)
-        di->to_float((const unsigned char *)d->src->data + (size_t)(d->row0 + r) * rb, d->dst + r * d->cols, (size_t)d->cols);
+    if (r0 >= r1) return;
+    const unsigned char *base = (const unsigned char *)d->src->data + (size_t)d->row0 * rb;
+    if (d->fd >= 0) {
+        unsigned char *p = d->raw + (size_t)r0 * rb;
+        size_t want = (size_t)(r1 - r0) * rb;
+        uint64_t at = d->off + (uint64_t)(d->row0 + r0) * rb;
+        while (want) {
+            ssize_t n = pread(d->fd, p, want, (off_t)at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { deq_fail(d, n < 0 ? errno : -1, at); return; }
+            p += n;
+            want -= (size_t)n;
+            at += (uint64_t)n;
+        }
+        base = d->raw;
+    }
+    for (int64_t r = r0; r < r1; r++) di->to_float(base + (size_t)r * rb, d->dst + r * d->cols, (size_t)d->cols);
 }
 
-static int write_tensor(const flm_model *m, gguf_writer *w, flm_pool *pool, const plan_entry *e, flm_lora **ad, int n_lora,
-                        volatile sig_atomic_t *cancel) {
+/* Writes one tensor; `shard` is the file holding its data (NULL: in memory). */
+static int write_tensor(gguf_writer *w, flm_pool *pool, const plan_entry *e, const st_file *shard, const watched_file *src,
+                        flm_lora **ad, int n_lora, volatile sig_atomic_t *cancel) {
     const flm_tensor *t = e->src;
     int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
     size_t out_row = flm_dtype_bytes(e->out, (uint64_t)cols);
     int64_t chunk = e->lora ? rows : (int64_t)(CHUNK_ELEMS / (uint64_t)cols);
     if (chunk < 1) chunk = 1;
     if (chunk > rows) chunk = rows;
+    size_t src_row = flm_dtype_bytes(t->dtype, (uint64_t)cols);
     float *x = flm_malloc((size_t)chunk * (size_t)cols * sizeof(float));
     unsigned char *y = e->out == FLM_F32 ? NULL : flm_malloc((size_t)chunk * out_row);
-    int rc = (!x || (e->out != FLM_F32 && !y)) ? FLM_ERR_NOMEM : FLM_OK;
-    size_t src_row = flm_dtype_bytes(t->dtype, (uint64_t)cols);
+    unsigned char *raw = shard ? flm_malloc((size_t)chunk * src_row) : NULL;
+    int rc = (!x || (e->out != FLM_F32 && !y) || (shard && !raw)) ? FLM_ERR_NOMEM : FLM_OK;
     for (int64_t r0 = 0; !rc && r0 < rows; r0 += chunk) {
         if (cancel && *cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); break; }
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
-        deq_job dj = {t, x, r0, n, cols};
+        deq_job dj = {.src = t, .fd = shard ? src->fd : -1, .off = shard ? st_offset(shard, t->data) : 0, .raw = raw,
+                      .dst = x, .row0 = r0, .rows = n, .cols = cols};
+        atomic_init(&dj.failed, 0);
+        atomic_init(&dj.fail_at, 0);
         flm_pool_run(pool, deq_part, &dj);
-        /* drop the source pages just read from this process's resident set (only
-         * for mapped file data: never for owned heap copies such as f32 norms) */
-        if (flm_model_is_mapped(m, t->data)) flm_map_release((const unsigned char *)t->data + (size_t)r0 * src_row, (size_t)n * src_row);
+        int failed = atomic_load(&dj.failed);
+        if (failed) {
+            rc = flm_fail(FLM_ERR_IO, "%s: read failed at offset %llu: %s (was the file changed during conversion?)",
+                          src->path, (unsigned long long)atomic_load(&dj.fail_at),
+                          failed > 0 ? strerror(failed) : "end of file (truncated?)");
+            break;
+        }
         for (int i = 0; e->lora && i < n_lora && !rc; i++) rc = flm_lora_apply(ad[i], e->hf_name, x, rows, cols);
         if (rc) break;
         if (e->out == FLM_F32) {
@@ -139,6 +249,7 @@ static int write_tensor(const flm_model *m, gguf_writer *w, flm_pool *pool, cons
     }
     free(x);
     free(y);
+    free(raw);
     return rc;
 }
 
@@ -162,6 +273,16 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     if (type != FLM_F32 && type != FLM_F16 && type != FLM_BF16 && type != FLM_Q8_0 && type != FLM_Q4_0)
         return flm_fail(FLM_ERR_ARG, "unsupported output type %s (f32, f16, bf16, q8_0, q4_0)", type_name(type));
     if (!flm_is_dir(hf_dir)) return flm_fail(FLM_ERR_IO, "%s: not a folder (convert reads a Hugging Face checkpoint folder)", hf_dir);
+    /* the output, before any work: not an input, not a directory or device, a writable folder */
+    {
+        const char **inputs = flm_calloc((size_t)opt->n_lora + 1, sizeof *inputs);
+        if (!inputs) return FLM_ERR_NOMEM;
+        inputs[0] = hf_dir;
+        for (int i = 0; i < opt->n_lora; i++) inputs[i + 1] = opt->lora_dirs[i];
+        int rc0 = flm_outfile_check(out_path, inputs, (size_t)opt->n_lora + 1);
+        free(inputs);
+        if (rc0) return rc0;
+    }
 
     flm_model *m = NULL;
     flm_tokenizer *tok = NULL;
@@ -174,6 +295,9 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     gguf_writer *w = NULL;
     flm_pool *pool = NULL;
     hash_job hj = {.cancel = opt->cancel};
+    atomic_init(&hj.stop, 0);
+    watched_file *watch = NULL; /* the shards, then the adapters' weights */
+    size_t n_watch = 0;
     pthread_t hasher;
     bool hashing = false;
     char **prov_files = NULL, **prov_adapters = NULL;
@@ -204,6 +328,22 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
         }
         if (rc) goto done;
     }
+
+    /* every file the weights come from: checked again as the output (a shard named by
+     * the index), then opened for pread and watched for changes */
+    watch = flm_calloc(m->source->n_shards + (size_t)opt->n_lora + 1, sizeof *watch);
+    if (!watch) { rc = FLM_ERR_NOMEM; goto done; }
+    for (size_t s = 0; s < m->source->n_shards + (size_t)opt->n_lora && !rc; s++) {
+        bool shard = s < m->source->n_shards;
+        char *p = shard ? flm_strdup(st_path(m->source->shards[s]))
+                        : flm_path_join(flm_lora_dir(ad[s - m->source->n_shards]), "adapter_model.safetensors");
+        if (!p) rc = FLM_ERR_NOMEM;
+        else if (!(rc = flm_outfile_check(out_path, (const char *const *)&p, 1)) &&
+                 !(rc = watch_open(&watch[n_watch], p, shard ? st_size(m->source->shards[s]) : 0)))
+            rc = watch_check(&watch[n_watch++]);
+        free(p);
+    }
+    if (rc) goto done;
 
     /* provenance: hash every source file in the background while converting */
     static const char *const SRC_FILES[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -262,8 +402,8 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
      * on a large model most of the hashing overlaps with this wait's neighbours) */
     pthread_join(hasher, NULL);
     hashing = false;
-    if (hj.rc) { rc = hj.rc; goto done; }
     if (opt->cancel && *opt->cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); goto done; }
+    if (hj.rc) { rc = flm_fail(hj.rc, "%s", hj.msg); goto done; }
     prov_files = flm_calloc(hj.n ? hj.n : 1, sizeof *prov_files);
     prov_adapters = flm_calloc(opt->n_lora ? (size_t)opt->n_lora : 1, sizeof *prov_adapters);
     if (!prov_files || !prov_adapters) { rc = FLM_ERR_NOMEM; goto done; }
@@ -298,20 +438,32 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     for (size_t i = 0; i < n_plan; i++) total += plan[i].src->nbytes;
     for (size_t i = 0; i < n_plan && !rc; i++) {
         if (opt->progress) opt->progress(opt->progress_ctx, (int)i, (int)n_plan, plan[i].gguf_name, done_bytes, total);
-        rc = write_tensor(m, w, pool, &plan[i], ad, opt->n_lora, opt->cancel);
+        /* every source (shards, adapters) still has the size its header promised */
+        for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
+        size_t s = 0;
+        while (s < m->source->n_shards && !st_contains(m->source->shards[s], plan[i].src->data)) s++;
+        bool in_shard = s < m->source->n_shards; /* else an owned copy (f32 norms) */
+        if (!rc)
+            rc = write_tensor(w, pool, &plan[i], in_shard ? m->source->shards[s] : NULL, in_shard ? &watch[s] : NULL, ad,
+                              opt->n_lora, opt->cancel);
         done_bytes += plan[i].src->nbytes;
     }
+    for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
     if (rc) goto done;
     if (opt->progress) opt->progress(opt->progress_ctx, (int)n_plan, (int)n_plan, "", total, total);
+    stats->bytes_written = gguf_writer_bytes(w); /* this writer's own file, whoever renames last */
     rc = gguf_writer_finish(w);
     w = NULL;
-    if (rc) goto done;
+    if (rc) { stats->bytes_written = 0; goto done; }
     stats->n_tensors = (int)n_plan;
-    FILE *f = fopen(out_path, "rb");
-    if (f) { fseek(f, 0, SEEK_END); stats->bytes_written = (uint64_t)ftell(f); fclose(f); }
 done:
-    if (hashing) { if (opt->cancel) *opt->cancel = *opt->cancel; pthread_join(hasher, NULL); }
+    if (hashing) {
+        atomic_store(&hj.stop, 1); /* an error or cancel: do not wait for the rest of the hashing */
+        pthread_join(hasher, NULL);
+    }
     if (w) gguf_writer_abort(w);
+    for (size_t wi = 0; wi < n_watch; wi++) { close(watch[wi].fd); free(watch[wi].path); }
+    free(watch);
     for (size_t i = 0; prov_files && i < hj.n; i++) free(prov_files[i]);
     for (int i = 0; prov_adapters && i < opt->n_lora; i++) free(prov_adapters[i]);
     free(prov_files);

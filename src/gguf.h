@@ -17,7 +17,7 @@
  * is immutable after open and may be read from several threads.
  *
  * Writer: declare every KV and every tensor (name, type, shape) first, then write
- * the tensors' data in declaration order. Output goes to PATH.tmp, which is
+ * the tensors' data in declaration order. Output goes to PATH.XXXXXX.tmp, which is
  * fsync'ed and renamed over PATH by gguf_writer_finish(); any error or
  * gguf_writer_abort() removes the temporary file. A writer has one owner. */
 #ifndef FLM_GGUF_H
@@ -184,8 +184,9 @@ int gguf_tensor_view(const gguf_file *f, const gguf_tensor_info *ti, flm_tensor 
 
 typedef struct gguf_writer gguf_writer;
 
-/* Starts PATH (written as PATH.tmp until finish). alignment 0 means 32; otherwise
- * a power of two (64 for AVX-512 friendly rows), recorded as general.alignment. */
+/* Starts PATH (written to a temporary PATH.XXXXXX.tmp until finish; PATH must not be
+ * a directory or a non-regular file, see src/outfile.h). alignment 0 means 32;
+ * otherwise a power of two (64 for AVX-512 friendly rows), recorded as general.alignment. */
 int gguf_writer_open(const char *path, uint32_t alignment, gguf_writer **out);
 
 /* Metadata, in the order it will appear. Keys must be unique. Allowed until the
@@ -222,8 +223,10 @@ int gguf_writer_write_tensor(gguf_writer *w, const char *name, const void *data,
  * when it is complete). */
 int gguf_writer_write_part(gguf_writer *w, const void *data, size_t nbytes);
 
+/* Bytes written so far (the file's size once every tensor is written). */
+uint64_t gguf_writer_bytes(const gguf_writer *w);
 /* Checks that every tensor was written, then fsync + rename + fsync(dir). Frees w
- * in all cases; on failure nothing is left at PATH or PATH.tmp. */
+ * in all cases; on failure nothing is left at PATH or the temporary file. */
 int gguf_writer_finish(gguf_writer *w);
 /* Removes the temporary file and frees w (NULL is fine). */
 void gguf_writer_abort(gguf_writer *w);

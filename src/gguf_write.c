@@ -1,13 +1,14 @@
 /* gguf_write.c — the streaming GGUF writer used by the converter.
  *
  * Metadata and tensor infos are collected in memory (a few MB at most: the
- * vocabulary dominates); tensor data is streamed to PATH.tmp one tensor at a time
- * in declaration order, so the caller needs memory for one tensor only. Offsets
- * are known when a tensor is declared, so the header goes out before the first
- * data byte. Every write is checked; the first failure (or any misuse) removes
- * the temporary file and makes every later call fail, so a failed conversion
- * leaves nothing behind. finish() fsyncs the file, renames it over PATH and
- * fsyncs the directory. */
+ * vocabulary dominates); tensor data is streamed one tensor at a time in
+ * declaration order to a temporary file unique to this writer (PATH.XXXXXX.tmp,
+ * src/outfile.c), so the caller needs memory for one tensor only. Offsets are
+ * known when a tensor is declared, so the header goes out before the first data
+ * byte. Every write is checked; the first failure (or any misuse) removes the
+ * temporary file and makes every later call fail, so a failed conversion leaves
+ * nothing behind. finish() fsyncs the file, renames it over PATH and fsyncs the
+ * directory. */
 #include "gguf.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "outfile.h"
 
 typedef struct {
     char *name;
@@ -26,8 +28,8 @@ typedef struct {
 } wtensor;
 
 struct gguf_writer {
-    char *path, *tmp;
-    int fd;                  /* -1 once closed */
+    char *path;
+    flm_outfile out;         /* the temporary file; closed (tmp NULL) once failed or finished */
     uint32_t alignment;
     int failed;              /* 0 or the status of the first failure */
     char errmsg[512];        /* its message, repeated by later calls */
@@ -53,11 +55,7 @@ static int wfail(gguf_writer *w, int status, const char *fmt, ...) {
         vsnprintf(w->errmsg, sizeof w->errmsg, fmt, ap);
         va_end(ap);
         w->failed = status;
-        if (w->fd >= 0) {
-            close(w->fd);
-            w->fd = -1;
-        }
-        unlink(w->tmp);
+        flm_outfile_abort(&w->out);
     }
     return flm_fail(w->failed, "%s", w->errmsg);
 }
@@ -74,30 +72,18 @@ int gguf_writer_open(const char *path, uint32_t alignment, gguf_writer **out) {
         return flm_fail(FLM_ERR_ARG, "%s: alignment %" PRIu32 " must be a power of two up to 4096", path, alignment);
     gguf_writer *w = flm_calloc(1, sizeof *w);
     if (!w) return FLM_ERR_NOMEM;
-    w->fd = -1;
     w->alignment = alignment;
     w->fail_after = UINT64_MAX;
     sb_init(&w->kv);
     sb_init(&w->ti);
-    size_t n = strlen(path);
-    w->path = flm_strdup(path);
-    w->tmp = flm_malloc(n + 5);
-    if (!w->path || !w->tmp) {
-        gguf_writer_abort(w);
-        return FLM_ERR_NOMEM;
-    }
-    memcpy(w->tmp, path, n);
-    memcpy(w->tmp + n, ".tmp", 5);
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        int rc = flm_fail(FLM_ERR_IO, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
+    int rc = (w->path = flm_strdup(path)) ? flm_outfile_open(path, &w->out) : FLM_ERR_NOMEM;
+    if (rc) {
         free(w->path);
-        free(w->tmp);
         free(w);
         return rc;
     }
     if (alignment != GGUF_DEFAULT_ALIGNMENT) {
-        int rc = gguf_writer_add_u32(w, "general.alignment", alignment);
+        rc = gguf_writer_add_u32(w, "general.alignment", alignment);
         if (rc) {
             gguf_writer_abort(w);
             return rc;
@@ -357,17 +343,17 @@ static int wwrite(gguf_writer *w, const void *buf, size_t n) {
         ssize_t r;
         if (w->fail_after != UINT64_MAX && w->file_pos + chunk > w->fail_after) {
             chunk = (size_t)(w->fail_after > w->file_pos ? w->fail_after - w->file_pos : 0);
-            r = chunk ? write(w->fd, p, chunk) : (errno = ENOSPC, -1);
+            r = chunk ? write(w->out.fd, p, chunk) : (errno = ENOSPC, -1);
         } else {
-            r = write(w->fd, p, chunk);
+            r = write(w->out.fd, p, chunk);
         }
         if (r < 0) {
             if (errno == EINTR) continue;
-            return wfail(w, FLM_ERR_IO, "%s: writing %s at offset %" PRIu64 ": %s", w->path, w->tmp, w->file_pos,
-                         strerror(errno));
+            return wfail(w, FLM_ERR_IO, "%s: writing at offset %" PRIu64 ": %s", w->path, w->file_pos,
+                         flm_outfile_strerror(errno));
         }
         if (r == 0)
-            return wfail(w, FLM_ERR_IO, "%s: writing %s at offset %" PRIu64 ": no progress", w->path, w->tmp, w->file_pos);
+            return wfail(w, FLM_ERR_IO, "%s: writing at offset %" PRIu64 ": no progress", w->path, w->file_pos);
         p += r;
         n -= (size_t)r;
         w->file_pos += (uint64_t)r;
@@ -441,8 +427,10 @@ int gguf_writer_write_tensor(gguf_writer *w, const char *name, const void *data,
     return gguf_writer_write_part(w, data, nbytes);
 }
 
+uint64_t gguf_writer_bytes(const gguf_writer *w) { return w ? w->file_pos : 0; }
+
 static void writer_free(gguf_writer *w) {
-    if (w->fd >= 0) close(w->fd);
+    flm_outfile_abort(&w->out); /* no-op once committed */
     for (size_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
     for (size_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->keys);
@@ -450,31 +438,11 @@ static void writer_free(gguf_writer *w) {
     sb_free(&w->kv);
     sb_free(&w->ti);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
 void gguf_writer_abort(gguf_writer *w) {
-    if (!w) return;
-    if (w->fd >= 0) {
-        close(w->fd);
-        w->fd = -1;
-        unlink(w->tmp);
-    }
-    writer_free(w);
-}
-
-static int fsync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? flm_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : flm_strdup(".");
-    if (!dir) return FLM_ERR_NOMEM;
-    int rc = FLM_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS))
-        rc = flm_fail(FLM_ERR_IO, "%s: fsync of directory %s: %s", path, dir, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return rc;
+    if (w) writer_free(w);
 }
 
 int gguf_writer_finish(gguf_writer *w) {
@@ -484,16 +452,7 @@ int gguf_writer_finish(gguf_writer *w) {
     if (!rc && w->cur < w->n_tensors)
         rc = wfail(w, FLM_ERR_ARG, "%s: tensor %s (%zu of %zu) was never written", w->path, w->tensors[w->cur].name,
                    w->cur + 1, w->n_tensors);
-    if (!rc && fsync(w->fd) != 0) rc = wfail(w, FLM_ERR_IO, "%s: fsync %s: %s", w->path, w->tmp, strerror(errno));
-    if (!rc) {
-        int fd = w->fd;
-        w->fd = -1;
-        if (close(fd) != 0) rc = wfail(w, FLM_ERR_IO, "%s: close %s: %s", w->path, w->tmp, strerror(errno));
-    }
-    if (!rc && rename(w->tmp, w->path) != 0)
-        rc = wfail(w, FLM_ERR_IO, "%s: rename from %s: %s", w->path, w->tmp, strerror(errno));
-    if (!rc && (rc = fsync_dir(w->path))) unlink(w->path); /* keep the promise: failure leaves nothing */
-    if (rc) unlink(w->tmp);
+    if (!rc) rc = flm_outfile_commit(&w->out); /* fsync, rename, fsync the folder; removes the temp on failure */
     writer_free(w);
     return rc;
 }

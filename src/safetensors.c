@@ -162,6 +162,9 @@ const char *st_metadata(const st_file *f, const char *key) {
     return json_string(json_get(json_get(json_root(f->header), "__metadata__"), key), NULL);
 }
 
+size_t st_size(const st_file *f) { return f->size; }
+uint64_t st_offset(const st_file *f, const void *p) { return (uint64_t)((const unsigned char *)p - f->data); }
+
 bool st_contains(const st_file *f, const void *p) {
     const unsigned char *c = p;
     return f->data && c >= f->data && c < f->data + f->size;

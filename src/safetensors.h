@@ -24,12 +24,16 @@ const flm_tensor *st_tensor_at(const st_file *f, size_t i); /* in file-header or
 const flm_tensor *st_find(const st_file *f, const char *name);
 /* Value of a "__metadata__" string entry, or NULL. */
 const char *st_metadata(const st_file *f, const char *key);
+/* The file's size when opened, and the offset in the file of p (st_contains(f, p)):
+ * the converter reads tensor bytes with pread and checks the size before each one. */
+size_t st_size(const st_file *f);
+uint64_t st_offset(const st_file *f, const void *p);
 
 #endif
 
 /* ---- streaming writer ----
  * Declare every tensor (name, dtype, shape) first, then write each tensor's bytes in
- * declaration order; memory is one tensor at most. Output goes to PATH.tmp and is
+ * declaration order; memory is one tensor at most. Output goes to PATH.XXXXXX.tmp and is
  * renamed to PATH by st_writer_finish (after fsync); st_writer_abort removes it. */
 typedef struct st_writer st_writer;
 int st_writer_new(const char *path, st_writer **out);

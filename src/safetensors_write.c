@@ -1,12 +1,11 @@
-/* safetensors_write.c — streaming safetensors writer (atomic: tmp + fsync + rename). */
-#include <errno.h>
-#include <fcntl.h>
+/* safetensors_write.c — streaming safetensors writer (atomic: a temporary file
+ * unique to the writer, fsync, rename; src/outfile.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common.h"
+#include "outfile.h"
 #include "safetensors.h"
 
 typedef struct {
@@ -18,8 +17,8 @@ typedef struct {
 } st_decl;
 
 struct st_writer {
-    char *path, *tmp;
-    FILE *f;
+    char *path;
+    flm_outfile out;
     st_decl *decls;
     size_t n, cap;
     size_t expected, written; /* data bytes */
@@ -44,18 +43,8 @@ int st_writer_new(const char *path, st_writer **out) {
     *out = NULL;
     st_writer *w = flm_calloc(1, sizeof *w);
     if (!w) return FLM_ERR_NOMEM;
-    w->path = flm_strdup(path);
-    size_t n = strlen(path);
-    w->tmp = flm_malloc(n + 5);
-    if (!w->path || !w->tmp) { free(w->path); free(w->tmp); free(w); return FLM_ERR_NOMEM; }
-    memcpy(w->tmp, path, n);
-    memcpy(w->tmp + n, ".tmp", 5);
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) {
-        int r = flm_fail(FLM_ERR_IO, "%s: %s", w->tmp, strerror(errno));
-        free(w->path); free(w->tmp); free(w);
-        return r;
-    }
+    int rc = (w->path = flm_strdup(path)) ? flm_outfile_open(path, &w->out) : FLM_ERR_NOMEM;
+    if (rc) { free(w->path); free(w); return rc; }
     *out = w;
     return FLM_OK;
 }
@@ -83,10 +72,7 @@ int st_writer_declare(st_writer *w, const char *name, flm_dtype dtype, int ndim,
     return FLM_OK;
 }
 
-static int write_all(st_writer *w, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, w->f) != n) return flm_fail(FLM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
-    return FLM_OK;
-}
+static int write_all(st_writer *w, const void *p, size_t n) { return flm_outfile_write(&w->out, p, n); }
 
 int st_writer_begin_data(st_writer *w) {
     strbuf h;
@@ -122,28 +108,21 @@ int st_writer_write(st_writer *w, const void *data, size_t n) {
 }
 
 static void free_writer(st_writer *w) {
+    flm_outfile_abort(&w->out); /* no-op once committed */
     for (size_t i = 0; i < w->n; i++) free(w->decls[i].name);
     free(w->decls);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
 int st_writer_finish(st_writer *w) {
     int rc = FLM_OK;
     if (w->written != w->expected) rc = flm_fail(FLM_ERR_ARG, "%s: %zu of %zu data bytes written", w->path, w->written, w->expected);
-    if (!rc && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)) rc = flm_fail(FLM_ERR_IO, "%s: %s", w->tmp, strerror(errno));
-    if (fclose(w->f) != 0 && !rc) rc = flm_fail(FLM_ERR_IO, "%s: %s", w->tmp, strerror(errno));
-    w->f = NULL;
-    if (!rc && rename(w->tmp, w->path) != 0) rc = flm_fail(FLM_ERR_IO, "%s: rename failed: %s", w->path, strerror(errno));
-    if (rc) unlink(w->tmp);
+    if (!rc) rc = flm_outfile_commit(&w->out); /* removes the temporary file on failure */
     free_writer(w);
     return rc;
 }
 
 void st_writer_abort(st_writer *w) {
-    if (!w) return;
-    if (w->f) fclose(w->f);
-    unlink(w->tmp);
-    free_writer(w);
+    if (w) free_writer(w);
 }
