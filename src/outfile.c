@@ -34,8 +34,7 @@ bool flm_outfile_is_model_file(const char *name) {
 }
 
 const char *flm_outfile_strerror(int err) {
-    if (err == EFBIG) return "file size limit reached (ulimit -f)";
-    if (err == ENOSPC) return "no space left on the device";
+    if (err == EFBIG) return "file too large: file size limit reached (ulimit -f)";
     return strerror(err);
 }
 

@@ -44,8 +44,8 @@ int flm_outfile_commit(flm_outfile *of);
 /* Closes and removes the temporary file; frees. Safe on a closed or zeroed handle. */
 void flm_outfile_abort(flm_outfile *of);
 
-/* The message for a write error number: "file size limit reached (ulimit -f)"
- * for EFBIG, "no space left on the device" for ENOSPC, strerror otherwise. */
+/* The message for a write error number: strerror, but for EFBIG "file too
+ * large: file size limit reached (ulimit -f)", which says what to change. */
 const char *flm_outfile_strerror(int err);
 
 /* True for the names of files that make up a model, package or adapter (what

@@ -2,6 +2,7 @@
  * llama.cpp's gguf package, hostile input, and writer failures. */
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,10 +25,19 @@ static bool exists(const char *path) {
     return lstat(path, &st) == 0;
 }
 
+/* The writer's temporary file is PATH.XXXXXX.tmp (src/outfile.h): any such file beside path. */
 static bool tmp_exists(const char *path) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s.tmp", path);
-    return exists(buf);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        size_t n = strlen(e->d_name), k = strlen(base);
+        found = n > k + 4 && !strncmp(e->d_name, base, k) && e->d_name[k] == '.' && !strcmp(e->d_name + n - 4, ".tmp");
+    }
+    if (d) closedir(d);
+    return found;
 }
 
 /* ------------------------------------------------------------------ round trip */
