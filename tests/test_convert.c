@@ -1,19 +1,25 @@
 /* test_convert.c — `fieldlm convert`: packages reproduce the HF folders (verify),
  * LoRA merges equal peft's, quantized packages stay within the fidelity bars, the
- * package carries tokenizer / template / generation defaults, and every failure
- * leaves no output behind. */
+ * package carries tokenizer / template / generation defaults, every failure
+ * leaves no output behind, and nothing a user types destroys a file: inputs,
+ * FIFOs and folders refused, concurrent runs, a source truncated mid-way, the
+ * file size limit, cancel during hashing (issue 10). */
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "convert.h"
 #include "gen_config.h"
 #include "gguf.h"
 #include "json.h"
 #include "model.h"
 #include "package.h"
 #include "safetensors.h"
+#include "sha256.h"
 #include "template.h"
 #include "test.h"
 #include "tokenizer.h"
@@ -24,13 +30,27 @@
 #define Q8_MAX_MEAN_KL 0.01
 #define LORA_MERGE_TOL 1e-6
 
+/* Entries of dir whose name ends in ".tmp" (the writers' temporary files). */
+static int count_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        n += len > 4 && !strcmp(e->d_name + len - 4, ".tmp");
+    }
+    if (d) closedir(d);
+    return n;
+}
+
 static char *convert(const char *src, const char *name, const char *type, const char *extra) {
     char *out = flm_path_join(test_tmpdir(), name);
-    char cmd[2048], *o, *e;
+    char cmd[2048], *o, *e, summary[64];
     snprintf(cmd, sizeof cmd, "%s convert %s -o %s --type %s %s", test_bin(), src, out, type, extra ? extra : "");
     int rc = test_run(cmd, &o, &e);
     CHECK_MSG(rc == 0, "%s: exit %d: %s", cmd, rc, e);
     CHECK_MSG(strstr(e, "peak RSS") != NULL, "no summary: %s", e);
+    snprintf(summary, sizeof summary, " (%s): ", type);
+    CHECK_MSG(strstr(e, summary) != NULL, "the summary does not name the type %s: %s", type, e); /* issue 10 */
     free(o);
     free(e);
     return out;
@@ -198,11 +218,7 @@ static void expect_convert_fails(const char *args, const char *needle, const cha
     int rc = test_run(cmd, &o, &e);
     CHECK_MSG(rc == 1 || rc == 2, "%s: exit %d", cmd, rc);
     CHECK_MSG(strstr(e, needle) != NULL, "%s: stderr lacks '%s': %s", cmd, needle, e);
-    if (out) {
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        CHECK_MSG(!flm_file_exists(out) && !flm_file_exists(tmp), "%s: output left behind", cmd);
-    }
+    if (out) CHECK_MSG(!flm_file_exists(out) && count_tmp(test_tmpdir()) == 0, "%s: output left behind", cmd);
     free(o);
     free(e);
 }
@@ -233,16 +249,15 @@ TEST(convert_failures_leave_nothing_behind) {
     /* unwritable location */
     snprintf(args, sizeof args, "%s/micro-qwen2 -o /nonexistent-dir/x.gguf", TEST_DATA);
     expect_convert_fails(args, "/nonexistent-dir/x.gguf", NULL);
-    /* a full disk: the file size limit makes writes fail with EFBIG part-way */
+    /* the file size limit: writes fail with EFBIG part-way. fieldlm ignores SIGXFSZ
+     * itself (no trap here), so this is a message and exit 1, not a silent kill */
     {
         char cmd[2048], *o, *e;
-        snprintf(cmd, sizeof cmd, "sh -c 'trap \"\" XFSZ; ulimit -f 200; exec %s convert %s/micro-qwen2 -o %s --type f32'", test_bin(), TEST_DATA, out);
+        snprintf(cmd, sizeof cmd, "sh -c 'ulimit -f 200; exec %s convert %s/micro-qwen2 -o %s --type f32'", test_bin(), TEST_DATA, out);
         int rc = test_run(cmd, &o, &e);
-        CHECK_MSG(rc == 1, "full disk: exit %d: %s", rc, e);
-        CHECK_MSG(strstr(e, "no output written") != NULL, "full disk: %s", e);
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        CHECK(!flm_file_exists(out) && !flm_file_exists(tmp));
+        CHECK_MSG(rc == 1, "file size limit: exit %d: %s", rc, e);
+        CHECK_MSG(strstr(e, "file size limit reached") && strstr(e, "no output written"), "file size limit: %s", e);
+        CHECK(!flm_file_exists(out) && count_tmp(test_tmpdir()) == 0);
         free(o);
         free(e);
     }
@@ -261,9 +276,7 @@ TEST(convert_interrupted_leaves_nothing_behind) {
     char cmd[2048], *o, *e;
     snprintf(cmd, sizeof cmd, "%s convert %s -o %s --type q8_0 -t 1 & pid=$!; sleep 0.3; kill -INT $pid; wait $pid", test_bin(), BUNDLED_MODEL, out);
     int rc = test_run(cmd, &o, &e);
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    CHECK_MSG(!flm_file_exists(tmp), "temporary file left behind");
+    CHECK_MSG(count_tmp(test_tmpdir()) == 0, "temporary file left behind");
     if (rc == 0) {
         /* the conversion finished before the signal: then the output must be complete */
         CHECK(flm_file_exists(out));
@@ -331,4 +344,247 @@ TEST(convert_package_has_every_llama_cpp_key_and_tensor) {
     gguf_close(ours);
     gguf_close(peer);
     free(p);
+}
+
+/* ------------------------------------------------------------------ issue 10: files */
+
+/* A fresh copy of a fixture folder (links resolved) under the test's tmpdir. */
+static char *copy_fixture(const char *fixture, const char *name) {
+    char *d = flm_path_join(test_tmpdir(), name);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -rL '%s' '%s'", d, fixture, d);
+    if (test_run(cmd, NULL, NULL) != 0) test_fail(__FILE__, __LINE__, "cannot copy %s", fixture);
+    return d;
+}
+
+/* Runs convert with args; expects exit 1, `needle` on stderr, `guarded` unchanged
+ * (sha256) and no temporary file in `dir`. */
+static void expect_refused(const char *args, const char *needle, const char *guarded, const char *dir) {
+    char before[65] = "", after[65] = "", cmd[4096], *o, *e;
+    if (guarded) REQUIRE(flm_sha256_file(guarded, before) == FLM_OK);
+    snprintf(cmd, sizeof cmd, "%s convert %s", test_bin(), args);
+    int rc = test_run(cmd, &o, &e);
+    CHECK_MSG(rc == 1, "%s: exit %d: %s", cmd, rc, e);
+    CHECK_MSG(strstr(e, needle) != NULL, "%s: stderr lacks '%s': %s", cmd, needle, e);
+    if (guarded) {
+        CHECK_MSG(flm_sha256_file(guarded, after) == FLM_OK && !strcmp(before, after), "%s: %s was changed", cmd, guarded);
+    }
+    CHECK_MSG(count_tmp(dir) == 0, "%s: temporary file left in %s", cmd, dir);
+    free(o);
+    free(e);
+}
+
+TEST(convert_refuses_to_write_onto_its_inputs) {
+    char *m = copy_fixture(TEST_DATA "/micro-qwen2", "inputs-model");
+    char *lora = copy_fixture(TEST_DATA "/micro-qwen2-lora", "inputs-lora");
+    char *wts = flm_path_join(m, "model.safetensors"), *cfg = flm_path_join(m, "config.json");
+    char *ad = flm_path_join(lora, "adapter_model.safetensors");
+    char *sym = flm_path_join(test_tmpdir(), "inputs-link.gguf");
+    REQUIRE(symlink(wts, sym) == 0);
+    char args[4096];
+    /* the source weights, the config, through a symlink */
+    snprintf(args, sizeof args, "%s -o %s", m, wts);
+    expect_refused(args, "is an input of this command", wts, m);
+    snprintf(args, sizeof args, "%s -o %s --type f32", m, cfg);
+    expect_refused(args, "is an input of this command", cfg, m);
+    snprintf(args, sizeof args, "%s -o %s", m, sym);
+    expect_refused(args, "same file as", wts, test_tmpdir());
+    /* an adapter's weights */
+    snprintf(args, sizeof args, "%s --lora %s -o %s", m, lora, ad);
+    expect_refused(args, "is an input of this command", ad, lora);
+    snprintf(args, sizeof args, "%s --lora %s:0.5 -o %s", m, lora, ad);
+    expect_refused(args, "is an input of this command", ad, lora);
+    /* a package beside the model's files is fine, and so is writing it again */
+    char *pkg = flm_path_join(m, "micro.gguf"), cmd[4096], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s -o %s && %s convert %s -o %s", test_bin(), m, pkg, test_bin(), m, pkg);
+    CHECK_MSG(test_run(cmd, &o, &e) == 0, "%s", e);
+    free(o);
+    free(e);
+    free(pkg); free(sym); free(ad); free(cfg); free(wts); free(lora); free(m);
+}
+
+TEST(convert_refuses_fifos_devices_and_folders_before_any_work) {
+    char *fifo = flm_path_join(test_tmpdir(), "out.fifo"), *dir = flm_path_join(test_tmpdir(), "out-dir");
+    REQUIRE(mkfifo(fifo, 0644) == 0);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    char args[2048];
+    /* a FIFO stands for /dev/null and the like (a test must not risk the real device) */
+    snprintf(args, sizeof args, "%s -o %s", BUNDLED_MODEL, fifo);
+    expect_refused(args, "not a regular file", NULL, test_tmpdir());
+    struct stat st;
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    /* a folder: refused at once, not at the final rename after all the work */
+    snprintf(args, sizeof args, "%s -o %s", BUNDLED_MODEL, dir);
+    double t0 = flm_now_seconds();
+    expect_refused(args, "is a directory", NULL, test_tmpdir());
+    CHECK(flm_is_dir(dir));
+    CHECK_EQ_INT(count_tmp(dir), 0);
+    double dt = flm_now_seconds() - t0;
+    /* a missing folder */
+    snprintf(args, sizeof args, "%s -o %s/missing/out.gguf", BUNDLED_MODEL, test_tmpdir());
+    expect_refused(args, "does not exist", NULL, test_tmpdir());
+    CHECK_MSG(dt < 5.0, "refusing a folder took %.1f s", dt);
+    free(fifo);
+    free(dir);
+}
+
+TEST(convert_concurrent_runs_to_one_output_each_write_a_whole_file) {
+    /* two conversions of different types to one -o, at the same time: both succeed and
+     * the file is byte for byte one of the two complete packages (each run has its own
+     * temporary file; the last rename wins) */
+    char *ref_a = convert(BUNDLED_MODEL, "conc-ref-f16.gguf", "f16", "-t 1");
+    char *ref_b = convert(BUNDLED_MODEL, "conc-ref-q8.gguf", "q8_0", "-t 1");
+    char *out = flm_path_join(test_tmpdir(), "conc.gguf");
+    char cmd[4096], *o, *e;
+    for (int round = 0; round < 2; round++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s convert %s -o %s --type f16 -t 1 2>/dev/null & a=$!; %s convert %s -o %s --type q8_0 -t 1 2>/dev/null & b=$!; "
+                 "wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb",
+                 test_bin(), BUNDLED_MODEL, out, test_bin(), BUNDLED_MODEL, out);
+        REQUIRE(test_run(cmd, &o, &e) == 0);
+        CHECK_MSG(!strcmp(o, "0 0\n"), "round %d: exit statuses %s", round, o);
+        char *x, *y, *z;
+        size_t nx, ny, nz;
+        REQUIRE(flm_read_file(out, &x, &nx) == FLM_OK);
+        REQUIRE(flm_read_file(ref_a, &y, &ny) == FLM_OK);
+        REQUIRE(flm_read_file(ref_b, &z, &nz) == FLM_OK);
+        CHECK_MSG((nx == ny && !memcmp(x, y, nx)) || (nx == nz && !memcmp(x, z, nx)),
+                  "round %d: the output (%zu bytes) is neither complete package (%zu, %zu bytes)", round, nx, ny, nz);
+        CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
+        free(x); free(y); free(z);
+        free(o); free(e);
+        unlink(out);
+    }
+    free(out); free(ref_a); free(ref_b);
+}
+
+typedef struct {
+    const char *path;
+    int at;
+    off_t size;
+} truncate_ctx;
+
+/* The progress callback runs before each tensor: cut the source there. */
+static void truncate_source(void *ctx, int index, int total, const char *name, uint64_t done, uint64_t all) {
+    (void)total; (void)name; (void)done; (void)all;
+    const truncate_ctx *t = ctx;
+    if (index == t->at && truncate(t->path, t->size) != 0) _exit(3);
+}
+
+TEST(convert_source_truncated_during_conversion_is_an_error_not_a_signal) {
+    /* A real truncation between the header parse and the tensor reads, of the base
+     * weights and then of an adapter's. Run in a child: a converter reading from the
+     * mapping dies of SIGBUS there. */
+    char *m = NULL, *lora = NULL, *outdir = flm_path_join(test_tmpdir(), "trunc-out");
+    char *out = flm_path_join(outdir, "out.gguf"), *msg = flm_path_join(test_tmpdir(), "trunc-msg.txt");
+    REQUIRE(mkdir(outdir, 0755) == 0);
+    for (int with_lora = 0; with_lora < 2; with_lora++) {
+        free(m);
+        free(lora);
+        m = copy_fixture(TEST_DATA "/micro-qwen2", "trunc-model");
+        lora = copy_fixture(TEST_DATA "/micro-qwen2-lora", "trunc-lora");
+        char *victim = flm_path_join(with_lora ? lora : m, with_lora ? "adapter_model.safetensors" : "model.safetensors");
+        struct stat st;
+        REQUIRE(stat(victim, &st) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            truncate_ctx t = {victim, 2, 4096};
+            const char *dirs[1] = {lora};
+            flm_convert_options opt = {.type = FLM_F32, .n_threads = 2, .progress = truncate_source, .progress_ctx = &t,
+                                       .lora_dirs = dirs, .n_lora = with_lora};
+            flm_convert_stats stats;
+            int rc = flm_convert(m, out, &opt, &stats);
+            FILE *f = fopen(msg, "w");
+            if (f) { fputs(flm_last_error(), f); fclose(f); }
+            _exit(rc == FLM_ERR_IO ? 0 : 1);
+        }
+        int status;
+        REQUIRE(waitpid(pid, &status, 0) == pid);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "lora %d: the converter %s %d", with_lora,
+                  WIFSIGNALED(status) ? "died of signal" : "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        char *text = NULL, want[2048];
+        size_t len;
+        snprintf(want, sizeof want, "%s changed size during conversion (was %lld bytes, now 4096)", victim, (long long)st.st_size);
+        CHECK_MSG(flm_read_file(msg, &text, &len) == FLM_OK && strstr(text, want), "lora %d: %s", with_lora, text ? text : "");
+        CHECK(!flm_file_exists(out));
+        CHECK_EQ_INT(count_tmp(outdir), 0);
+        free(text);
+        unlink(msg);
+        free(victim);
+    }
+    free(msg); free(out); free(outdir); free(lora); free(m);
+}
+
+/* A one-layer qwen2 folder whose 1 GiB embedding is a hole in a sparse file: valid,
+ * cheap to make, and hashing it takes seconds. */
+static char *make_sparse_model(const char *name) {
+    char *d = flm_path_join(test_tmpdir(), name);
+    if (mkdir(d, 0755) != 0) return d;
+    flm_config c = {.vocab_size = 8 << 20, .hidden_size = 64, .intermediate_size = 128, .n_layers = 1, .n_heads = 2,
+                    .n_kv_heads = 1, .head_dim = 32};
+    char *cfg = flm_path_join(d, "config.json"), *wts = flm_path_join(d, "model.safetensors");
+    FILE *f = fopen(cfg, "w");
+    if (f) {
+        fprintf(f, "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", \"hidden_act\": \"silu\", "
+                   "\"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+                   "\"num_key_value_heads\": 1, \"vocab_size\": %d, \"max_position_embeddings\": 512, \"rope_theta\": 10000.0, "
+                   "\"rms_norm_eps\": 1e-06, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\"}\n", c.vocab_size);
+        fclose(f);
+    }
+    strbuf h;
+    sb_init(&h);
+    uint64_t off = 0;
+    int64_t emb[2] = {c.vocab_size, c.hidden_size}, norm[1] = {c.hidden_size};
+    sb_printf(&h, "{\"model.embed_tokens.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%llu]}",
+              (long long)emb[0], (long long)emb[1], (unsigned long long)(off = (uint64_t)emb[0] * (uint64_t)emb[1] * 2));
+    for (int k = 0; k < W_LAYER_COUNT; k++) {
+        char tn[128];
+        int64_t shape[FLM_MAX_DIMS];
+        int nd = flm_layer_weight_shape(&c, (flm_layer_weight)k, shape);
+        flm_hf_layer_name(0, (flm_layer_weight)k, tn, sizeof tn);
+        uint64_t n = 2;
+        sb_printf(&h, ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[", tn);
+        for (int i = 0; i < nd; i++) { sb_printf(&h, "%s%lld", i ? "," : "", (long long)shape[i]); n *= (uint64_t)shape[i]; }
+        sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + n));
+        off += n;
+    }
+    sb_printf(&h, ",\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}}", (long long)norm[0],
+              (unsigned long long)off, (unsigned long long)(off + 2 * (uint64_t)norm[0]));
+    off += 2 * (uint64_t)norm[0];
+    while (h.len % 8) sb_putc(&h, ' ');
+    f = fopen(wts, "wb");
+    if (f) {
+        uint64_t hl = h.len;
+        fwrite(&hl, 8, 1, f);
+        fwrite(h.data, 1, h.len, f);
+        fclose(f);
+    }
+    if (truncate(wts, (off_t)(8 + h.len + off)) != 0) test_fail(__FILE__, __LINE__, "cannot extend %s", wts);
+    sb_free(&h);
+    free(cfg);
+    free(wts);
+    return d;
+}
+
+TEST(convert_cancel_while_hashing_returns_promptly) {
+    /* Ctrl-C half a second in, while the 1 GiB source is being hashed: the hashing
+     * stops at once (it used to run to the end of the shard, many seconds), and
+     * nothing is left behind. */
+    char *d = make_sparse_model("sparse-model");
+    char *out = flm_path_join(test_tmpdir(), "sparse.gguf");
+    char cmd[2048], *o, *e;
+    snprintf(cmd, sizeof cmd, "%s convert %s -o %s -t 1 & pid=$!; sleep 0.5; kill -INT $pid; wait $pid", test_bin(), d, out);
+    double t0 = flm_now_seconds();
+    int rc = test_run(cmd, &o, &e);
+    double dt = flm_now_seconds() - t0;
+    CHECK_MSG(rc == 1 && strstr(e, "interrupted"), "exit %d: %s", rc, e);
+    CHECK_MSG(dt < 3.0, "convert took %.1f s to stop after Ctrl-C", dt - 0.5);
+    CHECK(!flm_file_exists(out));
+    CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
+    free(o);
+    free(e);
+    free(out);
+    free(d);
 }
