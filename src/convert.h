@@ -1,7 +1,11 @@
 /* convert.h — the streaming converter: Hugging Face checkpoint (+ PEFT LoRA
- * adapters) → one GGUF package. One source tensor is read (mapped), merged,
+ * adapters) → one GGUF package. One source tensor is read (pread), merged,
  * converted/quantized in row chunks and written at a time, so peak memory is
- * bounded by a tensor's working set, never the model. Output is atomic. */
+ * bounded by a tensor's working set, never the model. Output follows
+ * src/outfile.h: refused before any work when it is an input, a directory or not
+ * a regular file; written to a temporary file of its own; nothing left behind on
+ * any error or cancel. A source file that changes size during the conversion is
+ * an error naming it. */
 #ifndef FLM_CONVERT_H
 #define FLM_CONVERT_H
 
@@ -30,6 +34,9 @@ typedef struct {
     bool no_tokenizer;            /* the folder had no tokenizer files: none in the package */
 } flm_convert_stats;
 
+/* Errors: FLM_ERR_ARG for a refused output (the message says why), FLM_ERR_IO for
+ * unreadable or changed sources and write failures (EFBIG: the caller should
+ * ignore SIGXFSZ, as the CLI does), FLM_ERR_CANCELLED when *cancel was set. */
 int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats);
 
 #endif
