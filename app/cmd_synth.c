@@ -42,6 +42,12 @@ static void help(FILE *f) {
             "usage: fieldlm synth --preset NAME -o DIR [--seed N] [--tokenizer DIR] [--force]\n\n"
             "Writes a Hugging Face folder (config.json, generation_config.json, model.safetensors,\n"
             "tokenizer files) with random bf16 weights of the preset's exact shape.\n\n"
+            "Refused before anything is written: a folder that already holds model files\n"
+            "(config.json, *.safetensors, *.gguf, *.json, merges.txt, ...) unless --force, since\n"
+            "synth would replace a real model with random weights; an -o that exists and is not a\n"
+            "folder; and, even with --force, writing over the --tokenizer files it copies from.\n"
+            "Each file is written to a temporary file and renamed; on an error or Ctrl-C the\n"
+            "files this run created are removed.\n\n"
             "  --preset NAME     qwen2.5-1.5b (3.1 GB), qwen2.5-0.5b (1.0 GB) or tiny\n"
             "  -o, --output DIR  output folder (created if missing)\n"
             "  --force           write into a folder that already holds model files, replacing\n"
@@ -49,13 +55,7 @@ static void help(FILE *f) {
             "  --seed N          random seed (default 1)\n"
             "  --tokenizer DIR   where to copy the tokenizer and generation config from\n"
             "                    (default: models/kcc-advisor, the real Qwen2.5 tokenizer)\n"
-            "  -h, --help        this help\n\n"
-            "Refused before anything is written: a folder that already holds model files\n"
-            "(config.json, *.safetensors, *.gguf, *.json, merges.txt, ...) unless --force, since\n"
-            "synth would replace a real model with random weights; an -o that exists and is not a\n"
-            "folder; and, even with --force, writing over the --tokenizer files it copies from.\n"
-            "Each file is written to a temporary file and renamed; on an error or Ctrl-C the\n"
-            "files this run created are removed.\n");
+            "  -h, --help        this help\n");
 }
 
 static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
