@@ -540,6 +540,26 @@ TEST(tokenizer_encode_decode_errors) {
     sb_free(&sb);
 }
 
+/* Decoding no ids gives no text. An empty list once computed NULL + 0 in the UTF-8
+ * repair (undefined; clang's UBSan stops on it, so this fails in `make test-san` built
+ * by clang and in the fuzz build). */
+TEST(tokenizer_decode_empty_list) {
+    REQUIRE(bundled());
+    strbuf sb;
+    sb_init(&sb);
+    CHECK(flm_tokenizer_decode(g_tok, NULL, 0, &sb) == FLM_OK);
+    int32_t one[1] = {9707};
+    CHECK(flm_tokenizer_decode(g_tok, one, 0, &sb) == FLM_OK);
+    CHECK_EQ_INT(sb.len, 0);
+    flm_token_stream st;
+    flm_token_stream_init(&st, g_tok);
+    flm_token_stream_flush(&st, &sb);
+    CHECK_EQ_INT(sb.len, 0);
+    CHECK(flm_tokenizer_decode(g_tok, one, 1, &sb) == FLM_OK);
+    CHECK_STR(sb_cstr(&sb), "Hello");
+    sb_free(&sb);
+}
+
 /* ---- CLI ----------------------------------------------------------------------------- */
 
 TEST(tokenizer_cli_tokenize_detokenize) {
