@@ -16,7 +16,7 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -Iinclude -Isrc \
   -Wformat=2 -Wno-format-nonliteral $(WERROR)
 ifeq ($(FUZZ),1)
   BUILD := build-fuzz
-  CFLAGS_BASE += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+  CFLAGS_BASE += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
 ifeq ($(SAN),1)
   BUILD := build-san
@@ -79,11 +79,12 @@ test-san:
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 # The library is built by clang with coverage instrumentation (FUZZ=1 below), then
-# each target links it with libFuzzer's main and runs on its seed corpus.
+# each target links it with libFuzzer's main and runs on its seed corpus. Undefined
+# behaviour aborts (-fno-sanitize-recover), so it fails the run like a crash.
 fuzz:
 	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
+	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o build-fuzz/$$t fuzz/$$t.c \
 	    build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \

@@ -207,7 +207,10 @@ static void translate_regex(const char *p, size_t n, strbuf *out) {
     }
 }
 
-static int compile_regex(const char *pat, size_t n, bool literal, pcre2_code **out) {
+/* Compiles a Split (or ByteLevel) pattern anchored: the encoder runs it at each start
+ * position itself, so that every attempt is charged to its matching budget. */
+static int compile_regex(const char *pat, size_t n, bool literal, tok_pre_step *st) {
+    if (!(st->pattern = flm_strndup(pat, n))) return FLM_ERR_NOMEM;
     strbuf sb;
     sb_init(&sb);
     if (literal) sb_append(&sb, pat, n);
@@ -215,7 +218,7 @@ static int compile_regex(const char *pat, size_t n, bool literal, pcre2_code **o
     if (sb.oom) { sb_free(&sb); return FLM_ERR_NOMEM; }
     int err = 0;
     PCRE2_SIZE off = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED | (literal ? PCRE2_LITERAL : 0);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(sb.data ? sb.data : ""), sb.len, opts, &err, &off, NULL);
     sb_free(&sb);
     if (!re) {
@@ -225,7 +228,7 @@ static int compile_regex(const char *pat, size_t n, bool literal, pcre2_code **o
                         (size_t)off, (const char *)msg);
     }
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
-    *out = re;
+    st->re = re;
     return FLM_OK;
 }
 
@@ -287,14 +290,14 @@ static int parse_pre(flm_tokenizer *t, const json *v, int depth) {
         else if (!strcmp(beh, "Removed")) st->behavior = SPLIT_REMOVED;
         else return flm_fail(FLM_ERR_UNSUPPORTED, "Split behavior '%s' is not supported (Isolated, Removed)", beh);
         st->invert = json_bool(json_get(v, "invert"), false);
-        return compile_regex(p->str, p->len, p != rx, &st->re);
+        return compile_regex(p->str, p->len, p != rx, st);
     }
     if (!strcmp(ty, "ByteLevel")) {
         if ((rc = add_pre(t, &st))) return rc;
         st->kind = PRE_BYTELEVEL;
         st->add_prefix_space = json_bool(json_get(v, "add_prefix_space"), true);
         if (json_bool(json_get(v, "use_regex"), true))
-            return compile_regex(GPT2_REGEX, strlen(GPT2_REGEX), false, &st->re);
+            return compile_regex(GPT2_REGEX, strlen(GPT2_REGEX), false, st);
         return FLM_OK;
     }
     return flm_fail(FLM_ERR_UNSUPPORTED, "pre_tokenizer type '%s' is not supported (Sequence, Split, ByteLevel)", ty);
@@ -332,7 +335,7 @@ void flm_tokenizer_free(flm_tokenizer *t) {
     }
     free(t->added); free(t->added_spec);
     free(t->raw_set.order); free(t->norm_set.order);
-    for (size_t i = 0; i < t->n_pre; i++) pcre2_code_free(t->pre[i].re);
+    for (size_t i = 0; i < t->n_pre; i++) { pcre2_code_free(t->pre[i].re); free(t->pre[i].pattern); }
     free(t->normalizer_json); free(t->pre_tokenizer_json); free(t->decoder_json);
     free(t);
 }

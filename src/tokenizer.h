@@ -88,7 +88,9 @@ enum {
 
 /* Encodes UTF-8 text[0..len) like tokenizer.encode(text, add_special_tokens=False).
  * *ids is malloc'ed (caller frees; non-NULL even when *n_ids is 0). Text that is not
- * valid UTF-8 is rejected with FLM_ERR_ARG. */
+ * valid UTF-8 is rejected with FLM_ERR_ARG. A pre-tokenizer regex (from the model file)
+ * that exceeds its matching limits fails with FLM_ERR_UNSUPPORTED and a message naming
+ * the pattern; the work is bounded by a budget proportional to len (docs/TOKENIZER.md). */
 int flm_tokenizer_encode(const flm_tokenizer *tok, const char *text, size_t len, int32_t **ids,
                          size_t *n_ids);
 int flm_tokenizer_encode_ex(const flm_tokenizer *tok, const char *text, size_t len, int flags,

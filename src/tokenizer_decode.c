@@ -59,6 +59,7 @@ size_t flm_tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
 /* Each maximal subpart of an ill-formed sequence becomes one U+FFFD (what CPython's
  * UTF-8 decoder does with errors="replace", and the Unicode "best practice"). */
 size_t flm_tok_utf8_repair(const uint8_t *s, size_t n, bool final, strbuf *out) {
+    if (!n) return 0; /* s may be NULL (an empty strbuf): no arithmetic on it */
     size_t i = 0, run = 0;
     while (i < n) {
         if (s[i] < 0x80) { i++; continue; }
@@ -102,7 +103,7 @@ int flm_tokenizer_decode(const flm_tokenizer *t, const int32_t *ids, size_t n, s
         sb_append(&raw, (const char *)b, len);
     }
     if (raw.oom) { sb_free(&raw); return flm_fail(FLM_ERR_NOMEM, "out of memory decoding %zu tokens", n); }
-    flm_tok_utf8_repair((const uint8_t *)raw.data, raw.len, true, out);
+    if (raw.len) flm_tok_utf8_repair((const uint8_t *)raw.data, raw.len, true, out);
     sb_free(&raw);
     return out->oom ? flm_fail(FLM_ERR_NOMEM, "out of memory decoding %zu tokens", n) : FLM_OK;
 }

@@ -5,12 +5,28 @@
  * a linked list of symbols) with a per-call word cache. */
 #include "tokenizer_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 #define CACHE_MAX_ENTRIES (1u << 16) /* per call; cleared when full */
 #define CACHE_MAX_WORD 256           /* longer words are not cached */
+
+/* Limits on pre-tokenizer regex work, in PCRE2 match-limit units (one unit is one
+ * backtracking step, a few ns with the JIT). A pattern from a model file can backtrack
+ * catastrophically, so every match attempt gets a match limit, and the limits granted
+ * are charged to a budget per encode call that grows with the bytes the regex steps
+ * scan. Granted limits (not the unknown work actually done) are charged, so the budget
+ * is a deterministic upper bound on the work. Qwen2's pattern needs about 1 unit per
+ * byte of a whitespace run and under 20 per match otherwise. See docs/TOKENIZER.md. */
+#define RE_FIRST_LIMIT 32u          /* first try of each attempt; doubled while it runs out */
+#define RE_MATCH_BASE 100000u       /* one attempt: BASE + PER_BYTE x bytes left in the piece */
+#define RE_MATCH_PER_BYTE 8u
+#define RE_BUDGET_BASE 1000000u     /* per encode call, plus PER_BYTE x bytes scanned */
+#define RE_BUDGET_PER_BYTE 256u
+#define RE_DEPTH_LIMIT 100000u      /* interpreter backtracking depth (the JIT has its stack) */
+#define RE_HEAP_LIMIT_KIB (64u * 1024u)
 
 /* ---- normalizer ----------------------------------------------------------------- */
 
@@ -70,6 +86,8 @@ typedef struct {
     pcre2_match_data *md[TOK_MAX_PRE];
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
+    uint64_t re_budget, re_spent; /* match-limit units left (see RE_BUDGET_*) and charged */
+    size_t text_len;    /* of the whole input, for messages */
     strbuf scratch;
     spanvec outer, inner;
 } enc_ctx;
@@ -260,46 +278,137 @@ static void bpe_word(enc_ctx *c, const uint8_t *w, size_t n) {
 
 static int pre_step(enc_ctx *c, size_t step, const char *s, size_t n);
 
+/* `"pattern"` for messages: at most 40 characters, control characters as \xNN. The
+ * pattern is valid UTF-8 (PCRE2_UTF checked it when compiling). */
+static void pattern_excerpt(const char *p, strbuf *out) {
+    size_t n = strlen(p), i = 0;
+    sb_putc(out, '"');
+    for (size_t chars = 0; i < n && chars < 40; chars++) {
+        uint32_t cp;
+        size_t l = flm_tok_utf8_next((const uint8_t *)p + i, n - i, &cp);
+        if (cp < 0x20 || cp == 0x7F) sb_printf(out, "\\x%02X", (unsigned)cp);
+        else sb_append(out, p + i, l);
+        i += l;
+    }
+    sb_puts(out, i < n ? "...\"" : "\"");
+}
+
+/* "tokenizer: pre-tokenizer pattern 1 "..." exceeded its <what> on a N-byte input (<detail>)" */
+static int regex_fail(enc_ctx *c, size_t step, const char *what, const char *detail) {
+    strbuf pat;
+    sb_init(&pat);
+    pattern_excerpt(c->t->pre[step].pattern, &pat);
+    int rc = flm_fail(FLM_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer pattern %zu %s exceeded its %s on a %zu-byte input (%s)", step + 1,
+                      pat.oom ? "(?)" : sb_cstr(&pat), what, c->text_len, detail);
+    sb_free(&pat);
+    return rc;
+}
+
+/* The rest of a match attempt whose first try (limit RE_FIRST_LIMIT) ran out, or that
+ * has less budget left than that: doubles the limit while PCRE2 runs out, up to the
+ * per-attempt cap and to what is left of the budget. */
+static int match_retry(enc_ctx *c, size_t step, const char *s, size_t n, size_t pos, uint64_t limit, bool *found) {
+    const tok_pre_step *ps = &c->t->pre[step];
+    uint64_t cap = RE_MATCH_BASE + (uint64_t)RE_MATCH_PER_BYTE * (n - pos);
+    if (cap > UINT32_MAX) cap = UINT32_MAX;
+    char detail[128];
+    for (;;) {
+        bool by_budget = limit >= c->re_budget;
+        if (by_budget) limit = c->re_budget;
+        if (limit) {
+            pcre2_set_match_limit(c->mctx, (uint32_t)limit);
+            int r = pcre2_match(ps->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md[step], c->mctx);
+            pcre2_set_match_limit(c->mctx, RE_FIRST_LIMIT);
+            c->re_budget -= limit;
+            c->re_spent += limit;
+            if (r > 0) { *found = true; return FLM_OK; }
+            if (r == PCRE2_ERROR_NOMATCH) { *found = false; return FLM_OK; }
+            if (r == PCRE2_ERROR_JIT_STACKLIMIT && !c->jstack) { /* retry with a larger JIT stack */
+                c->jstack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
+                if (!c->jstack) return flm_fail(FLM_ERR_NOMEM, "out of memory for the regex stack");
+                pcre2_jit_stack_assign(c->mctx, NULL, c->jstack);
+                continue;
+            }
+            if (r == PCRE2_ERROR_DEPTHLIMIT || r == PCRE2_ERROR_HEAPLIMIT || r == PCRE2_ERROR_JIT_STACKLIMIT)
+                return regex_fail(c, step, "backtracking memory limit", "catastrophic backtracking?");
+            if (r != PCRE2_ERROR_MATCHLIMIT) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(r, msg, sizeof msg);
+                return flm_fail(FLM_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer pattern %zu failed on a %zu-byte input: %s",
+                                step + 1, c->text_len, (const char *)msg);
+            }
+        }
+        if (by_budget) {
+            snprintf(detail, sizeof detail, "%llu backtracking steps; catastrophic backtracking?", (unsigned long long)c->re_spent);
+            return regex_fail(c, step, "matching budget", detail);
+        }
+        if (limit >= cap) {
+            snprintf(detail, sizeof detail, "one match attempt needed over %llu backtracking steps; catastrophic backtracking?",
+                     (unsigned long long)cap);
+            return regex_fail(c, step, "matching budget", detail);
+        }
+        limit = limit * 2 < cap ? limit * 2 : cap;
+    }
+}
+
+/* One match attempt of a step's (anchored) pattern at s[pos..n): *found tells whether it
+ * matched (ovector in c->md[step]). Every match limit granted is charged to the encode
+ * call's budget. The first try uses the limit left in the context (RE_FIRST_LIMIT). */
+static inline int match_at(enc_ctx *c, size_t step, const char *s, size_t n, size_t pos, bool *found) {
+    if (c->re_budget <= RE_FIRST_LIMIT) return match_retry(c, step, s, n, pos, RE_FIRST_LIMIT, found);
+    int r = pcre2_match(c->t->pre[step].re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md[step], c->mctx);
+    c->re_budget -= RE_FIRST_LIMIT;
+    c->re_spent += RE_FIRST_LIMIT;
+    if (r > 0) { *found = true; return FLM_OK; }
+    if (r == PCRE2_ERROR_NOMATCH) { *found = false; return FLM_OK; }
+    /* out of limit (or stack): the first try is charged, the retry starts at twice it */
+    return match_retry(c, step, s, n, pos, r == PCRE2_ERROR_MATCHLIMIT ? 2 * RE_FIRST_LIMIT : RE_FIRST_LIMIT, found);
+}
+
 /* Runs the regex of a step over s and hands the pieces to `step + 1` (Split) or to BPE
- * (ByteLevel with use_regex), with tokenizers' Isolated / Removed behaviours. */
+ * (ByteLevel with use_regex), with tokenizers' Isolated / Removed behaviours. The
+ * pattern is anchored, so the leftmost match is found by trying each start position
+ * here, as an unanchored search would (PCRE2 resets its match limit at each start
+ * position, which would leave a search that never matches unbounded). */
 static int regex_split(enc_ctx *c, size_t step, const char *s, size_t n, bool to_bpe) {
     const tok_pre_step *ps = &c->t->pre[step];
     if (!c->md[step] && !(c->md[step] = pcre2_match_data_create_from_pattern(ps->re, NULL)))
         return flm_fail(FLM_ERR_NOMEM, "out of memory for regex match data");
+    if (!c->mctx) {
+        if (!(c->mctx = pcre2_match_context_create(NULL))) return flm_fail(FLM_ERR_NOMEM, "out of memory for the regex context");
+        pcre2_set_depth_limit(c->mctx, RE_DEPTH_LIMIT);
+        pcre2_set_heap_limit(c->mctx, RE_HEAP_LIMIT_KIB);
+        pcre2_set_match_limit(c->mctx, RE_FIRST_LIMIT);
+    }
+    c->re_budget += (uint64_t)RE_BUDGET_PER_BYTE * (n + 1);
     size_t pos = 0, prev = 0;
     while (pos <= n) {
-        int r = pcre2_match(ps->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md[step], c->mctx);
-        if (r == PCRE2_ERROR_JIT_STACKLIMIT && !c->mctx) {
-            c->mctx = pcre2_match_context_create(NULL);
-            c->jstack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
-            if (!c->mctx || !c->jstack) return flm_fail(FLM_ERR_NOMEM, "out of memory for the regex stack");
-            pcre2_jit_stack_assign(c->mctx, NULL, c->jstack);
+        bool found;
+        int rc = match_at(c, step, s, n, pos, &found);
+        if (rc) return rc;
+        uint32_t cp;
+        if (!found) { /* no match here: the next start position is one character on */
+            if (pos >= n) break;
+            pos += flm_tok_utf8_next((const uint8_t *)s + pos, n - pos, &cp);
             continue;
-        }
-        if (r == PCRE2_ERROR_NOMATCH) break;
-        if (r < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(r, msg, sizeof msg);
-            return flm_fail(FLM_ERR_UNSUPPORTED, "pre-tokenizer regex failed on a %zu-byte piece: %s", n, (const char *)msg);
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md[step]);
         size_t ms = ov[0], me = ov[1];
+        if (ms < pos || me < ms || me > n)
+            return flm_fail(FLM_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer pattern %zu gave a match out of order (\\K?)", step + 1);
         /* pieces: the gap before the match, then the match */
         for (int k = 0; k < 2; k++) {
             size_t a = k ? ms : prev, b = k ? me : ms;
             bool is_match = k == 1;
             if (ps->invert) is_match = !is_match;
             if (a == b || (ps->behavior == SPLIT_REMOVED && is_match)) continue;
-            int rc = to_bpe ? (bpe_word(c, (const uint8_t *)s + a, b - a), FLM_OK) : pre_step(c, step + 1, s + a, b - a);
+            rc = to_bpe ? (bpe_word(c, (const uint8_t *)s + a, b - a), FLM_OK) : pre_step(c, step + 1, s + a, b - a);
             if (rc) return rc;
         }
         prev = me;
         if (me > ms) pos = me;
         else if (ms >= n) break;
-        else { /* empty match: step over one character */
-            uint32_t cp;
-            pos = ms + flm_tok_utf8_next((const uint8_t *)s + ms, n - ms, &cp);
-        }
+        else pos = ms + flm_tok_utf8_next((const uint8_t *)s + ms, n - ms, &cp); /* empty match: step over one character */
     }
     if (prev < n) {
         bool is_match = ps->invert;
@@ -432,6 +541,8 @@ int flm_tokenizer_encode_ex(const flm_tokenizer *t, const char *text, size_t len
     memset(&c, 0, sizeof c);
     c.t = t;
     c.flags = flags;
+    c.re_budget = RE_BUDGET_BASE;
+    c.text_len = len;
     sb_init(&c.scratch);
     int rc = FLM_OK;
     split_added(&c, &t->raw_set, text, len, &c.outer);

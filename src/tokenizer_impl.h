@@ -31,7 +31,11 @@ typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED } tok_split_behavior;
 
 typedef struct {
     tok_pre_kind kind;
-    pcre2_code *re;           /* PRE_SPLIT, or PRE_BYTELEVEL with use_regex */
+    /* PRE_SPLIT, or PRE_BYTELEVEL with use_regex: compiled with PCRE2_ANCHORED, because
+     * the encoder tries each start position itself to account for the work (see
+     * tokenizer_encode.c); `pattern` is the source text, for error messages. */
+    pcre2_code *re;
+    char *pattern;
     tok_split_behavior behavior;
     bool invert;
     bool add_prefix_space;    /* PRE_BYTELEVEL */

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "json.h"
@@ -538,6 +540,26 @@ TEST(tokenizer_encode_decode_errors) {
     sb_free(&sb);
 }
 
+/* Decoding no ids gives no text. An empty list once computed NULL + 0 in the UTF-8
+ * repair (undefined; clang's UBSan stops on it, so this fails in `make test-san` built
+ * by clang and in the fuzz build). */
+TEST(tokenizer_decode_empty_list) {
+    REQUIRE(bundled());
+    strbuf sb;
+    sb_init(&sb);
+    CHECK(flm_tokenizer_decode(g_tok, NULL, 0, &sb) == FLM_OK);
+    int32_t one[1] = {9707};
+    CHECK(flm_tokenizer_decode(g_tok, one, 0, &sb) == FLM_OK);
+    CHECK_EQ_INT(sb.len, 0);
+    flm_token_stream st;
+    flm_token_stream_init(&st, g_tok);
+    flm_token_stream_flush(&st, &sb);
+    CHECK_EQ_INT(sb.len, 0);
+    CHECK(flm_tokenizer_decode(g_tok, one, 1, &sb) == FLM_OK);
+    CHECK_STR(sb_cstr(&sb), "Hello");
+    sb_free(&sb);
+}
+
 /* ---- CLI ----------------------------------------------------------------------------- */
 
 TEST(tokenizer_cli_tokenize_detokenize) {
@@ -677,4 +699,200 @@ TEST(tokenizer_ignore_merges) {
     expect_ids(tok, "abd", (const int32_t[]){256, 'd'}, 2);
     flm_tokenizer_free(tok);
     flm_tokenizer_free(bt);
+}
+
+/* ---- hostile pre-tokenizer patterns (regex work limits) ------------------------------- */
+
+/* (a|a){1,22} backtracks through ~2^23 paths at every 'a' before [\s\S] matches: ~18 ms
+ * per character without limits, half an hour for 100k characters. The {1,15} form costs
+ * 2^16 steps per character, under the per-attempt limit, so only the budget per encode
+ * call stops it; without [\s\S] the pattern never matches and every start position
+ * backtracks (PCRE2 resets its match limit per start position). */
+#define HOSTILE_22 "(?:(?:a|a){1,22}Z)|[\\s\\S]"
+#define HOSTILE_15 "(?:(?:a|a){1,15}Z)|[\\s\\S]"
+#define HOSTILE_NEVER "(?:(?:a|a){1,15}Z)"
+#define HOSTILE_CHILD_SECONDS 60 /* an encode without limits is killed after this */
+
+/* The pre_tokenizer of Qwen2.5 with its Split regex replaced by `regex`. */
+static char *hostile_pre_json(const char *regex) {
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":");
+    sb_json_string(&sb, regex, strlen(regex), false);
+    sb_puts(&sb, "},\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                 "\"trim_offsets\":false,\"use_regex\":false}]}");
+    return sb_take(&sb);
+}
+
+/* Writes dir/tokenizer.json: the bundled tokenizer.json with its Split regex replaced. */
+static bool write_hostile_tokenizer_json(const char *dir, const char *regex) {
+    char *text;
+    size_t len;
+    if (flm_read_file(BUNDLED_MODEL "/tokenizer.json", &text, &len)) return false;
+    char *key = strstr(text, "\"Regex\": \"(?i:'s");
+    char *start = key ? strchr(key + 8, '"') : NULL, *end = start ? start + 1 : NULL;
+    while (end && *end && *end != '"') end += *end == '\\' ? 2 : 1;
+    bool ok = end && *end == '"';
+    if (ok) {
+        strbuf sb;
+        sb_init(&sb);
+        sb_append(&sb, text, (size_t)(start - text));
+        sb_json_string(&sb, regex, strlen(regex), false);
+        sb_puts(&sb, end + 1);
+        char path[512];
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        mkdir(dir, 0755);
+        FILE *f = fopen(path, "wb");
+        ok = f && !sb.oom && fwrite(sb.data, 1, sb.len, f) == sb.len;
+        if (f) ok = fclose(f) == 0 && ok;
+        sb_free(&sb);
+    }
+    free(text);
+    return ok;
+}
+
+/* Encodes text in a child process (an encode without limits would take minutes: the
+ * child is killed after HOSTILE_CHILD_SECONDS). Returns 0 if encode failed within
+ * max_s seconds with a message containing every string of `want` (NULL-terminated);
+ * 1 if it succeeded, 2 if the message differs (printed), 3 if it was too slow, -1 if
+ * it was killed. */
+static int encode_fails_fast(const flm_tokenizer *tok, const char *text, size_t len, double max_s, const char *const *want) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -2;
+    if (pid == 0) {
+        alarm(HOSTILE_CHILD_SECONDS);
+        int32_t *ids;
+        size_t n;
+        double t0 = flm_now_seconds();
+        int rc = flm_tokenizer_encode(tok, text, len, &ids, &n);
+        double dt = flm_now_seconds() - t0;
+        if (rc == FLM_OK) _exit(1);
+        for (const char *const *w = want; *w; w++)
+            if (!strstr(flm_last_error(), *w)) {
+                fprintf(stderr, "message: %s\nlacks: %s\n", flm_last_error(), *w);
+                _exit(2);
+            }
+        if (dt > max_s) {
+            fprintf(stderr, "encode took %.2f s: %s\n", dt, flm_last_error());
+            _exit(3);
+        }
+        _exit(0);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) return -2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static char *repeat_char(char c, size_t n, const char *tail) {
+    size_t t = strlen(tail);
+    char *s = malloc(n + t + 1);
+    memset(s, c, n);
+    memcpy(s + n, tail, t + 1);
+    return s;
+}
+
+TEST(tokenizer_regex_limits_stop_catastrophic_backtracking) {
+    REQUIRE(bundled());
+    char *a100k = repeat_char('a', 100000, ""), *a20k = repeat_char('a', 20000, ""), *never = repeat_char('a', 20000, "bZ");
+    /* from tokenizer.json */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/hostile-json", test_tmpdir());
+    REQUIRE(write_hostile_tokenizer_json(dir, HOSTILE_22));
+    flm_tokenizer *tok;
+    REQUIRE(flm_tokenizer_load(dir, &tok) == FLM_OK);
+    const char *want22[] = {"tokenizer: pre-tokenizer pattern 1 \"" HOSTILE_22 "\" exceeded its matching budget on a 100000-byte input",
+                            "catastrophic backtracking", NULL};
+    CHECK_EQ_INT(encode_fails_fast(tok, a100k, 100000, 1.0, want22), 0);
+    /* the limits are per call: the same tokenizer still encodes (one id a character here) */
+    int32_t *ids;
+    size_t n;
+    CHECK(flm_tokenizer_encode(tok, "Hello", 5, &ids, &n) == FLM_OK && n == 5);
+    free(ids);
+    flm_tokenizer_free(tok);
+
+    /* from a spec (what a .gguf package gives), for each hostile form */
+    const struct { const char *regex, *input; size_t len; const char *want; } cases[] = {
+        {HOSTILE_22, a100k, 100000, "exceeded its matching budget on a 100000-byte input (one match attempt"},
+        {HOSTILE_15, a20k, 20000, "exceeded its matching budget on a 20000-byte input ("},
+        {HOSTILE_NEVER, never, 20002, "exceeded its matching budget on a 20002-byte input ("},
+    };
+    flm_tokenizer_spec spec;
+    flm_tokenizer_get_spec(g_tok, &spec);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *pre = hostile_pre_json(cases[i].regex);
+        spec.pre_tokenizer_json = pre;
+        REQUIRE(flm_tokenizer_from_spec(&spec, &tok) == FLM_OK);
+        const char *want[] = {cases[i].want, "catastrophic backtracking", cases[i].regex, NULL};
+        CHECK_MSG(encode_fails_fast(tok, cases[i].input, cases[i].len, 1.0, want) == 0, "hostile pattern %s", cases[i].regex);
+        flm_tokenizer_free(tok);
+        free(pre);
+    }
+    free(a100k);
+    free(a20k);
+    free(never);
+}
+
+/* The real Qwen2.5 pattern on long runs of one character class and on mixed scripts:
+ * none comes near the limits (its worst is 32 of the 256 steps a byte allows: one
+ * first try per one-byte match, e.g. digits). Fails if the limits are set too tight. */
+TEST(tokenizer_regex_limits_leave_real_text_alone) {
+    REQUIRE(bundled());
+    const size_t N = 100000;
+    static const char *const units[] = {" ", "\n", "\t", "7", "x", "!", "'s", "1a", " !", "\r\n", "\xC2\xA0", "\xE3\x80\x80",
+                                        "\xE0\xA4\x95\xE0\xA4\xBF", /* कि */ "a ", "  a"};
+    strbuf sb;
+    for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
+        sb_init(&sb);
+        while (sb.len < N) sb_puts(&sb, units[u]);
+        CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "a %zu-byte run of '%s' fails: %s", sb.len, units[u], flm_last_error());
+        sb_puts(&sb, "x"); /* the long whitespace match backtracks one character */
+        CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "a run of '%s' then x fails: %s", units[u], flm_last_error());
+        sb_free(&sb);
+    }
+    /* random mixes: Indic scripts with their marks, whitespace kinds, digits, any code point */
+    static const uint32_t pools[][4][2] = {
+        {{0x0900, 0x097F}, {0x0A00, 0x0A7F}, {0x0C00, 0x0C7F}, {0x0B80, 0x0BFF}},
+        {{0x09, 0x0D}, {0x20, 0x20}, {0x2000, 0x200A}, {0x3000, 0x3000}},
+        {{0x30, 0x39}, {0x660, 0x669}, {0x20, 0x20}, {0x21, 0x2F}},
+        {{0x01, 0xD7FF}, {0xE000, 0xFFFF}, {0x10000, 0x10FFFF}, {0x20, 0x7E}},
+    };
+    for (size_t p = 0; p < sizeof pools / sizeof *pools; p++) {
+        sb_init(&sb);
+        while (sb.len < N) {
+            const uint32_t *r = pools[p][rnd() % 4];
+            utf8proc_uint8_t u[4];
+            sb_append(&sb, (const char *)u, (size_t)utf8proc_encode_char((utf8proc_int32_t)(r[0] + rnd() % (r[1] - r[0] + 1)), u));
+        }
+        CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "random mix %zu fails: %s", p, flm_last_error());
+        sb_free(&sb);
+    }
+}
+
+/* The limits reach the CLI as an error exit with the message: tokenize from a
+ * tokenizer.json, run from a model folder, tokenize from a converted .gguf package. */
+TEST(tokenizer_regex_limits_cli) {
+    const char *tmp = test_tmpdir(), *bin = test_bin();
+    char model[512], cmd[4096], *out, *err;
+    snprintf(model, sizeof model, "%s/hostile-model", tmp);
+    REQUIRE(write_hostile_tokenizer_json(model, HOSTILE_22));
+    snprintf(cmd, sizeof cmd,
+             "for f in config.json generation_config.json model.safetensors; do ln -sf \"$PWD/" TEST_DATA "/tiny-qwen2/$f\" %s/; done"
+             " && ln -sf \"$PWD/" BUNDLED_MODEL "/tokenizer_config.json\" %s/ && head -c 100000 /dev/zero | tr '\\0' a > %s/a100k.txt"
+             " && %s convert %s -o %s/hostile.gguf",
+             model, model, tmp, bin, model, tmp);
+    REQUIRE(test_run(cmd, &out, &err) == 0);
+    free(out); free(err);
+    char cmds[3][1024];
+    snprintf(cmds[0], sizeof cmds[0], "timeout 60 %s tokenize -m %s/tokenizer.json < %s/a100k.txt", bin, model, tmp);
+    snprintf(cmds[1], sizeof cmds[1], "timeout 60 %s run -m %s -n 1 --seed 1 -p aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", bin, model);
+    snprintf(cmds[2], sizeof cmds[2], "timeout 60 %s tokenize -m %s/hostile.gguf < %s/a100k.txt", bin, tmp, tmp);
+    for (size_t i = 0; i < 3; i++) {
+        int rc = test_run(cmds[i], &out, &err);
+        CHECK_MSG(rc == 1, "'%s' exited %d", cmds[i], rc);
+        CHECK_MSG(err && strstr(err, "pre-tokenizer pattern 1 \"" HOSTILE_22 "\" exceeded its matching budget") &&
+                      strstr(err, "catastrophic backtracking"),
+                  "'%s' printed: %s", cmds[i], err ? err : "");
+        free(out); free(err);
+    }
 }
