@@ -294,11 +294,10 @@ int flm_tokenizer_load(const char *path, flm_tokenizer **out) {
     size_t n = strlen(path);
     if (n >= 5 && !strcmp(path + n - 5, ".json")) return load_json_file(path, out);
     if (flm_is_package_path(path)) {
-        gguf_file *g;
-        int rc = gguf_open(path, &g);
-        if (rc) return rc;
-        rc = flm_package_tokenizer(g, out);
-        gguf_close(g);
+        flm_source src;
+        int rc = flm_source_open(path, &src);
+        if (!rc) rc = flm_source_tokenizer(&src, out);
+        flm_source_close(&src);
         return rc;
     }
     return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a model folder or tokenizer.json", path);
