@@ -336,9 +336,9 @@ static int merge_loras(flm_model *m, const flm_model_options *opt) {
 
 int flm_check_layer_count(const flm_config *c, size_t n_tensors, const char *file, const char *key) {
     if (c->n_layers > 0 && (size_t)c->n_layers <= n_tensors / W_LAYER_COUNT) return FLM_OK;
-    return flm_fail(FLM_ERR_FORMAT, "%s: %s = %d, but the weights hold %zu tensors: a %d-layer qwen2 model needs %d per layer "
-                    "(at most %zu layers here)", file, key, c->n_layers, n_tensors, c->n_layers, W_LAYER_COUNT,
-                    n_tensors / W_LAYER_COUNT);
+    return flm_fail(FLM_ERR_FORMAT, "%s: %s = %d, but the weights hold %zu tensors, room for at most %zu layers "
+                    "(a qwen2 layer has %d tensors)", file, key, c->n_layers, n_tensors, n_tensors / W_LAYER_COUNT,
+                    W_LAYER_COUNT);
 }
 
 static int open_hf_folder(flm_model *m, const char *path) {

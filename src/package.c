@@ -221,7 +221,7 @@ int flm_package_write_metadata(gguf_writer *w, const flm_config *cfg, const flm_
 static int get_u32_req(const gguf_file *g, const char *key, int *out) {
     uint32_t v;
     if (gguf_get_u32(g, key, &v) != FLM_OK) return flm_fail(FLM_ERR_FORMAT, "%s: missing or non-integer key %s", gguf_name(g), key);
-    if (v > 1000000000u) return flm_fail(FLM_ERR_FORMAT, "%s: %s = %u is out of range", gguf_name(g), key, v);
+    if (v > 1000000000u) return flm_fail(FLM_ERR_FORMAT, "%s: %s = %u is out of range (allowed: up to 1000000000)", gguf_name(g), key, v);
     *out = (int)v;
     return FLM_OK;
 }
@@ -270,6 +270,9 @@ int flm_package_config(const gguf_file *g, flm_config *c) {
         return rc;
     const gguf_tensor_info *emb = gguf_tensor_find(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) return flm_fail(FLM_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_name(g));
+    if (emb->shape[0] < 1 || emb->shape[0] > 1000000000)
+        return flm_fail(FLM_ERR_FORMAT, "%s: token_embd.weight has %lld rows (allowed: 1..1000000000)", gguf_name(g),
+                        (long long)emb->shape[0]);
     c->vocab_size = (int)emb->shape[0];
     c->tie_word_embeddings = gguf_tensor_find(g, "output.weight") == NULL;
     c->bos_token_id = -1;

@@ -1,8 +1,9 @@
 /* tokenizer_load.c — reads Hugging Face tokenizer files into a flm_tokenizer_spec and
  * builds the tokenizer: tokenizer.json (merges as "a b" or ["a","b"]), or
  * vocab.json + merges.txt with added tokens from tokenizer_config.json
- * ("added_tokens_decoder") and added_tokens.json. flm_tokenizer_load() is the one
- * entry point that container formats (GGUF) extend. */
+ * ("added_tokens_decoder") and added_tokens.json. flm_tokenizer_load() takes any
+ * path; a .gguf package goes through flm_source (package.h), which decides folder or
+ * package once for every loader. */
 #include "tokenizer_impl.h"
 
 #include <stdlib.h>

@@ -422,6 +422,10 @@ TEST(hostile_tokenizer_does_not_cover_the_embedding) {
     CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
     if (a) CHECK_MSG(a->warning && has(a->warning, "51936 of the model's 151936"), "warning: %s", a->warning ? a->warning : "(none)");
     flm_assets_free(a);
+    snprintf(args, sizeof args, "run -m '%s' --raw -p t1 -n 1", dir);
+    cli(args, &err);
+    CHECK_MSG(has(err, "warning: ") && has(err, "51936 of the model's 151936"), "stderr: %s", err);
+    free(err);
     free(dir);
 
     /* Qwen2.5's own padding (151,665 tokens for 151,936 rows) is normal: no warning */
