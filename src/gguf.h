@@ -44,7 +44,7 @@
 #define GGUF_MAX_STRING ((uint64_t)64 << 20)
 /* Everything the reader holds in memory for one file besides the mapping: copied
  * keys and strings, string lists, nested arrays, the KV and tensor tables (about
- * 12 MiB for Qwen2.5's 151,936-token vocabulary and merges). */
+ * 10 MiB for Qwen2.5's 151,936-token vocabulary and merges). */
 #define GGUF_MAX_HEADER_MEMORY ((uint64_t)256 << 20)
 
 /* Metadata value types (the u32 written before each value). */
