@@ -166,6 +166,7 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
     g->load_s = flm_now_seconds() - t0;
     cli_lora_free(&l);
     if (rc) cli_error(cmd);
+    else if (a->warning) fprintf(stderr, "fieldlm %s: warning: %s\n", cmd, a->warning);
     return a;
 }
 

@@ -201,11 +201,10 @@ int flm_gen_config_load(const char *path, flm_gen_config *gc) {
     flm_gen_config_defaults(gc);
     if (!path) return flm_fail(FLM_ERR_ARG, "generation config: no path");
     if (flm_is_package_path(path)) {
-        gguf_file *g;
-        int rc = gguf_open(path, &g);
-        if (rc) return rc;
-        rc = flm_package_gen_config(g, gc);
-        gguf_close(g);
+        flm_source src;
+        int rc = flm_source_open(path, &src);
+        if (!rc) rc = flm_source_gen_config(&src, gc);
+        flm_source_close(&src);
         return rc;
     }
     char *file = flm_is_dir(path) ? flm_path_join(path, GEN_CONFIG_NAME) : flm_strdup(path);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ int gguf_ggml_from_dtype(flm_dtype dt) {
 typedef struct arena_chunk { struct arena_chunk *next; size_t used, cap; max_align_t data[]; } arena_chunk;
 
 struct gguf_file {
+    atomic_int refs;             /* gguf_retain / gguf_close */
     char *name;
     const uint8_t *base;         /* the image */
     uint64_t size;
@@ -97,7 +99,10 @@ struct gguf_file {
     size_t n_tensors;
     uint32_t *kv_sorted, *tensor_sorted; /* indices sorted by key / name */
     arena_chunk *arena;
+    uint64_t mem;                /* bytes of the header held in memory, <= GGUF_MAX_HEADER_MEMORY */
 };
+
+static atomic_uint_least64_t g_parses; /* images parsed by this process (gguf_parse_count) */
 
 static void *arena_alloc(gguf_file *f, size_t n) {
     static max_align_t empty;
@@ -163,8 +168,34 @@ static int rd_u64(cursor *c, uint64_t *v, const char *what) {
     return FLM_OK;
 }
 
-/* Reads a string into the arena (NUL-terminated). */
-static int rd_str(cursor *c, gguf_str *s, const char *what) {
+/* Counts n more bytes of the reader's own memory (copied strings, string lists,
+ * nested arrays, the KV and tensor tables) against GGUF_MAX_HEADER_MEMORY, before
+ * allocating them: a small (or sparse) file cannot make the reader take gigabytes. */
+static int charge(cursor *c, uint64_t n, const char *what) {
+    gguf_file *f = c->f;
+    if (n > GGUF_MAX_HEADER_MEMORY - f->mem)
+        return flm_fail(FLM_ERR_FORMAT, "%s: %s: %s would bring the header's size in memory to %" PRIu64
+                        " bytes; fieldlm reads headers of at most %" PRIu64 " bytes (%" PRIu64 " MiB)",
+                        f->name, c->ctx, what, n > UINT64_MAX - f->mem ? UINT64_MAX : f->mem + n,
+                        GGUF_MAX_HEADER_MEMORY, GGUF_MAX_HEADER_MEMORY >> 20);
+    f->mem += n;
+    return FLM_OK;
+}
+
+/* Charges and allocates n bytes of the arena. */
+static int arena_take(cursor *c, uint64_t n, const char *what, void **out) {
+    /* arena_alloc rounds every allocation up to max_align_t: charge that */
+    uint64_t a = sizeof(max_align_t);
+    uint64_t cost = n > UINT64_MAX - a ? UINT64_MAX : (n + a - 1) / a * a;
+    int rc = charge(c, cost, what);
+    if (rc) return rc;
+    *out = arena_alloc(c->f, (size_t)n);
+    return *out ? FLM_OK : FLM_ERR_NOMEM;
+}
+
+/* Reads a string into the arena (NUL-terminated). Lengths above max are refused
+ * before anything is copied. */
+static int rd_str(cursor *c, gguf_str *s, const char *what, uint64_t max) {
     uint64_t len;
     int rc = rd_u64(c, &len, what);
     if (rc) return rc;
@@ -172,8 +203,12 @@ static int rd_str(cursor *c, gguf_str *s, const char *what) {
         return flm_fail(FLM_ERR_FORMAT, "%s: %s: %s at offset %" PRIu64 " has length %" PRIu64
                         ", but only %" PRIu64 " bytes are left in the file",
                         c->f->name, c->ctx, what, c->pos - 8, len, left(c));
-    char *d = arena_alloc(c->f, (size_t)len + 1);
-    if (!d) return FLM_ERR_NOMEM;
+    if (len > max)
+        return flm_fail(FLM_ERR_FORMAT, "%s: %s: %s at offset %" PRIu64 " is %" PRIu64
+                        " bytes; fieldlm reads at most %" PRIu64 " bytes there",
+                        c->f->name, c->ctx, what, c->pos - 8, len, max);
+    char *d;
+    if ((rc = arena_take(c, len + 1, what, (void **)&d))) return rc;
     memcpy(d, c->p + c->pos, (size_t)len);
     d[len] = 0;
     c->pos += len;
@@ -235,18 +270,18 @@ static int rd_array(cursor *c, gguf_value *v, int depth, const char *key) {
         return FLM_OK;
     }
     if (et == GGUF_TYPE_STRING) {
-        gguf_str *s = arena_alloc(f, (size_t)n * sizeof *s);
-        if (!s) return FLM_ERR_NOMEM;
+        gguf_str *s;
+        if ((rc = arena_take(c, n * sizeof *s, "the list of strings", (void **)&s))) return rc;
         for (uint64_t i = 0; i < n; i++)
-            if ((rc = rd_str(c, &s[i], "array string"))) return rc;
+            if ((rc = rd_str(c, &s[i], "array string", GGUF_MAX_STRING))) return rc;
         v->strs = s;
         return FLM_OK;
     }
     if (depth >= GGUF_MAX_ARRAY_DEPTH)
         return flm_fail(FLM_ERR_FORMAT, "%s: metadata key '%s': arrays nested deeper than %d",
                         f->name, key, GGUF_MAX_ARRAY_DEPTH);
-    gguf_value *items = arena_alloc(f, (size_t)n * sizeof *items);
-    if (!items) return FLM_ERR_NOMEM;
+    gguf_value *items;
+    if ((rc = arena_take(c, n * sizeof *items, "the nested arrays", (void **)&items))) return rc;
     memset(items, 0, (size_t)n * sizeof *items);
     for (uint64_t i = 0; i < n; i++)
         if ((rc = rd_value(c, GGUF_TYPE_ARRAY, &items[i], depth + 1, key))) return rc;
@@ -257,7 +292,7 @@ static int rd_array(cursor *c, gguf_value *v, int depth, const char *key) {
 static int rd_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key) {
     v->type = t;
     if (t == GGUF_TYPE_STRING) {
-        return rd_str(c, &v->s, "string value");
+        return rd_str(c, &v->s, "string value", GGUF_MAX_STRING);
     }
     if (t == GGUF_TYPE_ARRAY) return rd_array(c, v, depth, key);
     size_t sz = gguf_type_size(t);
@@ -301,6 +336,9 @@ static int parse_kvs(cursor *c, uint64_t n_kv) {
     if (n_kv > left(c) / 13)
         return flm_fail(FLM_ERR_FORMAT, "%s: header declares %" PRIu64 " metadata pairs, but the file has room for at most %" PRIu64,
                         f->name, n_kv, left(c) / 13);
+    /* the table, and the sorted index with its merge buffer */
+    int rc = charge(c, n_kv * (sizeof *f->kvs + 2 * sizeof *f->kv_sorted), "the metadata table");
+    if (rc) return rc;
     f->kvs = flm_calloc(n_kv ? (size_t)n_kv : 1, sizeof *f->kvs);
     if (!f->kvs) return FLM_ERR_NOMEM;
     for (uint64_t i = 0; i < n_kv; i++) {
@@ -308,7 +346,7 @@ static int parse_kvs(cursor *c, uint64_t n_kv) {
         gguf_str key;
         uint32_t t;
         set_ctx(c, "metadata pair %" PRIu64, i);
-        int rc = rd_str(c, &key, "key");
+        rc = rd_str(c, &key, "key", GGUF_MAX_KEY);
         if (rc) return rc;
         if (key.len == 0 || strlen(key.str) != key.len)
             return flm_fail(FLM_ERR_FORMAT, "%s: metadata pair %" PRIu64 ": key is empty or contains a NUL byte",
@@ -350,9 +388,15 @@ static int parse_tensor_info(cursor *c, gguf_tensor_info *ti, uint64_t i) {
     gguf_str name;
     uint32_t nd, type;
     set_ctx(c, "tensor %" PRIu64, i);
-    int rc = rd_str(c, &name, "name");
+    /* the length is checked before the name is copied */
+    uint64_t len = 0;
+    if (need(c, 8, "name") == FLM_OK) memcpy(&len, c->p + c->pos, 8);
+    if (len > GGUF_MAX_NAME && len <= left(c) - 8)
+        return flm_fail(FLM_ERR_FORMAT, "%s: tensor %" PRIu64 ": name must be 1..%d bytes without NUL, got %" PRIu64 " bytes",
+                        f->name, i, GGUF_MAX_NAME, len);
+    int rc = rd_str(c, &name, "name", GGUF_MAX_NAME);
     if (rc) return rc;
-    if (name.len == 0 || name.len > GGUF_MAX_NAME || strlen(name.str) != name.len)
+    if (name.len == 0 || strlen(name.str) != name.len)
         return flm_fail(FLM_ERR_FORMAT, "%s: tensor %" PRIu64 ": name must be 1..%d bytes without NUL, got %" PRIu64 " bytes",
                         f->name, i, GGUF_MAX_NAME, name.len);
     ti->name = name.str;
@@ -399,10 +443,13 @@ static int parse_tensors(cursor *c, uint64_t n_t) {
     if (n_t > left(c) / 33)
         return flm_fail(FLM_ERR_FORMAT, "%s: header declares %" PRIu64 " tensors, but the file has room for at most %" PRIu64,
                         f->name, n_t, left(c) / 33);
+    set_ctx(c, "tensor table");
+    int rc = charge(c, n_t * (sizeof *f->tensors + 2 * sizeof *f->tensor_sorted), "the tensor table");
+    if (rc) return rc;
     f->tensors = flm_calloc(n_t ? (size_t)n_t : 1, sizeof *f->tensors);
     if (!f->tensors) return FLM_ERR_NOMEM;
     for (uint64_t i = 0; i < n_t; i++) {
-        int rc = parse_tensor_info(c, &f->tensors[i], i);
+        rc = parse_tensor_info(c, &f->tensors[i], i);
         if (rc) return rc;
         f->n_tensors = (size_t)i + 1;
     }
@@ -483,6 +530,8 @@ bool gguf_is_gguf_file(const char *path) {
 }
 
 static int open_common(gguf_file *f, gguf_file **out) {
+    atomic_init(&f->refs, 1);
+    atomic_fetch_add(&g_parses, 1);
     int rc = parse(f);
     if (rc) {
         gguf_close(f);
@@ -524,8 +573,15 @@ int gguf_open(const char *path, gguf_file **out) {
     return open_common(f, out);
 }
 
+gguf_file *gguf_retain(gguf_file *f) {
+    if (f) atomic_fetch_add(&f->refs, 1);
+    return f;
+}
+
+uint64_t gguf_parse_count(void) { return atomic_load(&g_parses); }
+
 void gguf_close(gguf_file *f) {
-    if (!f) return;
+    if (!f || atomic_fetch_sub(&f->refs, 1) > 1) return;
     flm_map_close(&f->map);
     for (arena_chunk *c = f->arena, *n; c; c = n) { n = c->next; free(c); }
     free(f->kvs);

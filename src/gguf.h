@@ -13,8 +13,11 @@
  * Reader: the file is mapped read-only; tensor data pointers point into the map.
  * Every length, count, type, offset and extent is checked against the file size
  * before use; violations return FLM_ERR_FORMAT with a message naming the file.
- * All pointers handed out are borrowed and valid until gguf_close(). A gguf_file
- * is immutable after open and may be read from several threads.
+ * What the reader copies into memory is capped (GGUF_MAX_STRING per string,
+ * GGUF_MAX_HEADER_MEMORY in all), so no file, however large or sparse, makes it
+ * take more. All pointers handed out are borrowed and valid until the last
+ * gguf_close(). A gguf_file is immutable after open and may be read from several
+ * threads; gguf_retain() lets several owners (model, loaders) share one parse.
  *
  * Writer: declare every KV and every tensor (name, type, shape) first, then write
  * the tensors' data in declaration order. Output goes to PATH.XXXXXX.tmp, which is
@@ -35,6 +38,14 @@
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NAME 64        /* tensor name bytes, as ggml's GGML_MAX_NAME allows */
 #define GGUF_MAX_ARRAY_DEPTH 8  /* nesting of arrays of arrays the reader accepts */
+#define GGUF_MAX_KEY 65535      /* metadata key bytes (the GGUF specification's limit) */
+/* One metadata string value (or list element): a chat template or tokenizer JSON
+ * is kilobytes, the whole Qwen2.5 vocabulary a few MB. */
+#define GGUF_MAX_STRING ((uint64_t)64 << 20)
+/* Everything the reader holds in memory for one file besides the mapping: copied
+ * keys and strings, string lists, nested arrays, the KV and tensor tables (about
+ * 10 MiB for Qwen2.5's 151,936-token vocabulary and merges). */
+#define GGUF_MAX_HEADER_MEMORY ((uint64_t)256 << 20)
 
 /* Metadata value types (the u32 written before each value). */
 typedef enum {
@@ -129,7 +140,13 @@ int gguf_open(const char *path, gguf_file **out);
 /* Parses an in-memory image (borrowed: it must outlive the gguf_file). `name`
  * is used in messages. gguf_open() maps the file and calls this. */
 int gguf_open_memory(const void *buf, size_t size, const char *name, gguf_file **out);
+/* Drops one reference; the last one unmaps the file and frees everything. */
 void gguf_close(gguf_file *f);
+/* Adds a reference (returns f): each owner calls gguf_close() once. Thread-safe. */
+gguf_file *gguf_retain(gguf_file *f);
+/* How many images this process has parsed (every gguf_open / gguf_open_memory,
+ * successful or not): lets tests prove that a package is parsed once per load. */
+uint64_t gguf_parse_count(void);
 
 const char *gguf_name(const gguf_file *f);       /* path or name given to open */
 uint32_t gguf_version(const gguf_file *f);

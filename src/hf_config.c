@@ -1,5 +1,7 @@
 /* hf_config.c — config.json → flm_config, for both transformers layouts:
- * 4.x (top-level rope_theta, torch_dtype) and 5.x (rope_parameters.rope_theta, dtype). */
+ * 4.x (top-level rope_theta, torch_dtype) and 5.x (rope_parameters.rope_theta, dtype).
+ * Also the range check of the float hyper-parameters shared with packages. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -27,6 +29,14 @@ static int get_num(const json *root, const char *key, double *out, const char *w
     if (v->type != JSON_NUMBER || !(v->number == v->number)) return flm_fail(FLM_ERR_FORMAT, "%s: \"%s\" must be a number", what, key);
     *out = v->number;
     return FLM_OK;
+}
+
+int flm_config_check_positive(double v, const char *what, const char *key) {
+    /* the forward pass uses both as float32: a value that is not a normal float
+     * would become 0 or inf there (and NaN in every logit) */
+    if (isfinite(v) && v >= FLT_MIN && v <= FLT_MAX) return FLM_OK;
+    return flm_fail(FLM_ERR_FORMAT, "%s: %s = %g is not allowed (expected a finite number > 0 within float32 range, %g..%g)",
+                    what, key, v, (double)FLT_MIN, (double)FLT_MAX);
 }
 
 int flm_config_parse(const char *text, size_t len, const char *what, flm_config *cfg) {
@@ -86,9 +96,10 @@ int flm_config_parse(const char *text, size_t len, const char *what, flm_config 
         const char *rt = json_string(json_get(rs, "rope_type"), json_string(json_get(rs, "type"), "default"));
         if (strcmp(rt, "default") != 0) { rc = flm_fail(FLM_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported", what, rt); goto done; }
     }
-    if (!(cfg->rope_theta > 0)) { rc = flm_fail(FLM_ERR_FORMAT, "%s: rope_theta must be positive", what); goto done; }
+    if ((rc = flm_config_check_positive(cfg->rope_theta, what, "rope_theta"))) goto done;
     cfg->rms_norm_eps = 1e-6;
     if ((rc = get_num(r, "rms_norm_eps", &cfg->rms_norm_eps, what))) goto done;
+    if ((rc = flm_config_check_positive(cfg->rms_norm_eps, what, "rms_norm_eps"))) goto done;
     if (json_bool(json_get(r, "use_sliding_window"), false)) {
         rc = flm_fail(FLM_ERR_UNSUPPORTED, "%s: use_sliding_window=true is not supported", what);
         goto done;

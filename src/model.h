@@ -34,6 +34,9 @@ typedef struct {
 /* Parses a config.json (transformers 4.x or 5.x layout). `what` names the file. */
 int flm_config_parse(const char *text, size_t len, const char *what, flm_config *cfg);
 int flm_config_load(const char *path, flm_config *cfg);
+/* rms_norm_eps and rope_theta must be finite, > 0 and a normal float32 (the forward
+ * pass computes in float32); otherwise FLM_ERR_FORMAT naming what, key and value. */
+int flm_config_check_positive(double v, const char *what, const char *key);
 
 typedef struct {
     flm_tensor attn_norm;                   /* [hidden] */
@@ -82,8 +85,13 @@ typedef struct {
     flm_weights_mode weights; /* FLM_WEIGHTS_AUTO (0), _MAP or _LOAD: see model_resident.c */
 } flm_model_options;
 
-/* Opens a Hugging Face folder or a .gguf package. */
+/* Opens a Hugging Face folder or a .gguf package (flm_source_open, then
+ * flm_model_open_source). */
 int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out);
+/* The same from an opened source (package.h): a package's parse is shared, the
+ * model keeps its own reference to it. */
+struct flm_source;
+int flm_model_open_source(const struct flm_source *src, const flm_model_options *opt, flm_model **out);
 void flm_model_close(flm_model *m);
 
 /* model_resident.c: loads the matrices still in a file mapping into memory (or,

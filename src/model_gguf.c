@@ -33,14 +33,13 @@ static int bind(flm_model *m, const char *name, const int64_t *shape, int ndim, 
     return FLM_OK;
 }
 
-int flm_model_bind_gguf(flm_model *m, const char *path) {
-    int rc = gguf_open(path, &m->source->gguf);
-    if (rc) return rc;
-    gguf_file *g = m->source->gguf;
+int flm_model_bind_gguf(flm_model *m, gguf_file *g) {
+    const char *path = m->path;
+    m->source->gguf = gguf_retain(g);
+    int rc;
     if ((rc = flm_package_config(g, &m->cfg))) return rc;
     const flm_config *c = &m->cfg;
-    m->layers = flm_calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return FLM_ERR_NOMEM;
+
     /* every tensor must be one we know */
     for (size_t i = 0; i < gguf_tensor_count(g); i++) {
         const char *n = gguf_tensor_at(g, i)->name;
@@ -59,6 +58,9 @@ int flm_model_bind_gguf(flm_model *m, const char *path) {
     if ((rc = bind(m, "output_norm.weight", norm, 1, &m->final_norm, false))) return rc;
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     else if ((rc = bind(m, "output.weight", emb, 2, &m->lm_head, false))) return rc;
+    /* block_count is checked against the tensor table before the layer table exists */
+    if ((rc = flm_check_layer_count(c, gguf_tensor_count(g), path, "qwen2.block_count"))) return rc;
+    if (!(m->layers = flm_calloc((size_t)c->n_layers, sizeof *m->layers))) return FLM_ERR_NOMEM;
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < W_LAYER_COUNT; w++) {
             char name[96];

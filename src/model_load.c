@@ -2,7 +2,8 @@
  * model.safetensors or sharded model-0000K-of-0000N.safetensors with
  * model.safetensors.index.json) and binds every Qwen2 weight, checking names,
  * shapes and dtypes against the config. LoRA adapters are merged here at load.
- * GGUF packages are bound in model_gguf.c through the same slots. */
+ * GGUF packages are bound in model_gguf.c through the same slots; which of the two a
+ * path is, package.c decides (flm_source). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "lora.h"
 #include "model.h"
 #include "model_source.h"
+#include "package.h"
 #include "safetensors.h"
 
 static const char *const HF_LAYER_NAMES[W_LAYER_COUNT] = {
@@ -237,6 +239,14 @@ static int hf_bind_all(flm_model *m) {
     if ((rc = hf_bind(m, "model.norm.weight", norm, 1, &m->final_norm))) return rc;
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     else if ((rc = hf_bind(m, "lm_head.weight", emb, 2, &m->lm_head))) return rc;
+    /* num_hidden_layers is checked against the weights before the layer table exists */
+    size_t n_tensors = 0;
+    for (size_t s = 0; s < src->n_shards; s++) n_tensors += st_count(src->shards[s]);
+    char *cfgp = flm_path_join(m->path, "config.json");
+    rc = cfgp ? flm_check_layer_count(c, n_tensors, cfgp, "num_hidden_layers") : FLM_ERR_NOMEM;
+    free(cfgp);
+    if (rc) return rc;
+    if (!(m->layers = flm_calloc((size_t)c->n_layers, sizeof *m->layers))) return FLM_ERR_NOMEM;
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < W_LAYER_COUNT; w++) {
             char name[128];
@@ -324,38 +334,43 @@ static int merge_loras(flm_model *m, const flm_model_options *opt) {
     return rc;
 }
 
-int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out) {
+int flm_check_layer_count(const flm_config *c, size_t n_tensors, const char *file, const char *key) {
+    if (c->n_layers > 0 && (size_t)c->n_layers <= n_tensors / W_LAYER_COUNT) return FLM_OK;
+    return flm_fail(FLM_ERR_FORMAT, "%s: %s = %d, but the weights hold %zu tensors, room for at most %zu layers "
+                    "(a qwen2 layer has %d tensors)", file, key, c->n_layers, n_tensors, n_tensors / W_LAYER_COUNT,
+                    W_LAYER_COUNT);
+}
+
+static int open_hf_folder(flm_model *m, const char *path) {
+    char *cfgp = flm_path_join(path, "config.json");
+    if (!cfgp) return FLM_ERR_NOMEM;
+    if (!flm_file_exists(cfgp)) {
+        free(cfgp);
+        return flm_fail(FLM_ERR_IO, "%s: no config.json (expected a Hugging Face model folder or a .gguf file)", path);
+    }
+    int rc = flm_config_load(cfgp, &m->cfg);
+    free(cfgp);
+    if (!rc) rc = hf_open_shards(m->source, path);
+    if (!rc) rc = hf_bind_all(m);
+    return rc;
+}
+
+int flm_model_open_source(const struct flm_source *src, const flm_model_options *opt, flm_model **out) {
     *out = NULL;
     flm_model *m = flm_calloc(1, sizeof *m);
     if (!m) return FLM_ERR_NOMEM;
-    m->path = flm_strdup(path);
+    m->path = flm_strdup(src->path);
     m->source = flm_calloc(1, sizeof *m->source);
     int rc = (!m->path || !m->source) ? FLM_ERR_NOMEM : FLM_OK;
     if (rc) goto fail;
-    if (flm_is_dir(path)) {
-        char *cfgp = flm_path_join(path, "config.json");
-        if (!cfgp) { rc = FLM_ERR_NOMEM; goto fail; }
-        if (!flm_file_exists(cfgp)) {
-            free(cfgp);
-            rc = flm_fail(FLM_ERR_IO, "%s: no config.json (expected a Hugging Face model folder or a .gguf file)", path);
-            goto fail;
-        }
-        rc = flm_config_load(cfgp, &m->cfg);
-        free(cfgp);
-        if (rc) goto fail;
-        m->layers = flm_calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
-        if (!m->layers) { rc = FLM_ERR_NOMEM; goto fail; }
-        if ((rc = hf_open_shards(m->source, path))) goto fail;
-        if ((rc = hf_bind_all(m))) goto fail;
-    } else if (flm_file_exists(path)) {
-        if (opt && opt->n_lora) {
-            rc = flm_fail(FLM_ERR_ARG, "%s: --lora applies to Hugging Face folders; merge adapters into a package with `fieldlm convert --lora`", path);
-            goto fail;
-        }
-        if ((rc = flm_model_bind_gguf(m, path))) goto fail;
+    if (!src->gguf) {
+        if ((rc = open_hf_folder(m, src->path))) goto fail;
     } else {
-        rc = flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
-        goto fail;
+        if (opt && opt->n_lora) {
+            rc = flm_fail(FLM_ERR_ARG, "%s: --lora applies to Hugging Face folders; merge adapters into a package with `fieldlm convert --lora`", src->path);
+            goto fail;
+        }
+        if ((rc = flm_model_bind_gguf(m, src->gguf))) goto fail;
     }
     if ((rc = merge_loras(m, opt))) goto fail;
     if ((rc = make_small_tensors_f32(m))) goto fail;
@@ -364,6 +379,16 @@ int flm_model_open(const char *path, const flm_model_options *opt, flm_model **o
     return FLM_OK;
 fail:
     flm_model_close(m);
+    return rc;
+}
+
+int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out) {
+    *out = NULL;
+    flm_source src;
+    int rc = flm_source_open(path, &src);
+    if (rc) return rc;
+    rc = flm_model_open_source(&src, opt, out);
+    flm_source_close(&src);
     return rc;
 }
 

@@ -27,8 +27,12 @@ flm_lora_base_weight *flm_model_base_weights(const flm_model *m, size_t *n, char
 /* True when p lies in one of the model's mapped source files (not an owned copy). */
 bool flm_model_is_mapped(const flm_model *m, const void *p);
 
-/* model_gguf.c */
-int flm_model_bind_gguf(flm_model *m, const char *path);
+/* Refuses a layer count the tensor table cannot hold (a qwen2 layer is 12 tensors),
+ * before anything proportional to it is allocated. `key` names the setting. */
+int flm_check_layer_count(const flm_config *c, size_t n_tensors, const char *file, const char *key);
+
+/* model_gguf.c: binds an opened package (the model takes a reference to g). */
+int flm_model_bind_gguf(flm_model *m, struct gguf_file *g);
 void model_source_close_gguf(model_source *src);
 
 #endif

@@ -1,5 +1,7 @@
 /* package.c — package metadata: writing every asset a model needs into GGUF keys,
- * and reading the config, tokenizer, chat template and generation defaults back. */
+ * and reading the config, tokenizer, chat template and generation defaults back.
+ * Also flm_source: the one place that tells a Hugging Face folder from a package
+ * and opens the package once for every loader. */
 #include "package.h"
 
 #include <math.h>
@@ -25,6 +27,41 @@ static int file_type_id(const char *t) {
 }
 
 bool flm_is_package_path(const char *path) { return flm_file_exists(path) && gguf_is_gguf_file(path); }
+
+/* ---- a model path, opened once ---- */
+
+int flm_source_open(const char *path, flm_source *out) {
+    memset(out, 0, sizeof *out);
+    if (!path) return flm_fail(FLM_ERR_ARG, "no model path given");
+    bool dir = flm_is_dir(path);
+    if (!dir && !flm_file_exists(path)) return flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
+    if (!(out->path = flm_strdup(path))) return FLM_ERR_NOMEM;
+    int rc = dir ? FLM_OK : gguf_open(path, &out->gguf);
+    if (rc) flm_source_close(out);
+    return rc;
+}
+
+void flm_source_close(flm_source *src) {
+    gguf_close(src->gguf);
+    free(src->path);
+    memset(src, 0, sizeof *src);
+}
+
+int flm_source_tokenizer(const flm_source *src, flm_tokenizer **out) {
+    return src->gguf ? flm_package_tokenizer(src->gguf, out) : flm_tokenizer_load_dir(src->path, out);
+}
+
+int flm_source_template(const flm_source *src, flm_template_source *out) {
+    return src->gguf ? flm_package_template(src->gguf, out) : flm_template_source_load_dir(src->path, out);
+}
+
+int flm_source_gen_config(const flm_source *src, flm_gen_config *out) {
+    if (src->gguf) {
+        flm_gen_config_defaults(out);
+        return flm_package_gen_config(src->gguf, out);
+    }
+    return flm_gen_config_load(src->path, out);
+}
 
 /* ---- writing ---- */
 
@@ -184,9 +221,14 @@ int flm_package_write_metadata(gguf_writer *w, const flm_config *cfg, const flm_
 static int get_u32_req(const gguf_file *g, const char *key, int *out) {
     uint32_t v;
     if (gguf_get_u32(g, key, &v) != FLM_OK) return flm_fail(FLM_ERR_FORMAT, "%s: missing or non-integer key %s", gguf_name(g), key);
-    if (v > 1000000000u) return flm_fail(FLM_ERR_FORMAT, "%s: %s = %u is out of range", gguf_name(g), key, v);
+    if (v > 1000000000u) return flm_fail(FLM_ERR_FORMAT, "%s: %s = %u is out of range (allowed: up to 1000000000)", gguf_name(g), key, v);
     *out = (int)v;
     return FLM_OK;
+}
+
+/* An optional count: *out unchanged when the key is absent. */
+static int get_u32_opt(const gguf_file *g, const char *key, int *out) {
+    return gguf_find(g, key) ? get_u32_req(g, key, out) : FLM_OK;
 }
 
 int flm_package_config(const gguf_file *g, flm_config *c) {
@@ -206,24 +248,31 @@ int flm_package_config(const gguf_file *g, flm_config *c) {
         return rc;
     c->n_kv_heads = c->n_heads;
     uint32_t v;
-    if (gguf_get_u32(g, "qwen2.attention.head_count_kv", &v) == FLM_OK) c->n_kv_heads = (int)v;
+    if ((rc = get_u32_opt(g, "qwen2.attention.head_count_kv", &c->n_kv_heads))) return rc;
     if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->hidden_size <= 0 || c->n_layers <= 0 || c->intermediate_size <= 0 ||
         c->n_heads % c->n_kv_heads)
         return flm_fail(FLM_ERR_FORMAT, "%s: inconsistent qwen2.* hyper-parameters", gguf_name(g));
     c->head_dim = c->hidden_size / c->n_heads;
-    if (gguf_get_u32(g, "qwen2.attention.key_length", &v) == FLM_OK) c->head_dim = (int)v;
+    if ((rc = get_u32_opt(g, "qwen2.attention.key_length", &c->head_dim))) return rc;
     if (c->head_dim <= 0 || c->head_dim % 2) return flm_fail(FLM_ERR_FORMAT, "%s: bad head dimension %d", gguf_name(g), c->head_dim);
     double d;
     float f;
+    /* the exact f64 keys first, else llama.cpp's f32 ones, else transformers' defaults */
+    const char *theta_key = "fieldlm.rope_theta", *eps_key = "fieldlm.rms_norm_eps";
     c->rope_theta = 10000.0;
-    if (gguf_get_f64(g, "fieldlm.rope_theta", &d) == FLM_OK) c->rope_theta = d;
-    else if (gguf_get_f32(g, "qwen2.rope.freq_base", &f) == FLM_OK) c->rope_theta = f;
+    if (gguf_get_f64(g, theta_key, &d) == FLM_OK) c->rope_theta = d;
+    else if (gguf_get_f32(g, (theta_key = "qwen2.rope.freq_base"), &f) == FLM_OK) c->rope_theta = f;
     c->rms_norm_eps = 1e-6;
-    if (gguf_get_f64(g, "fieldlm.rms_norm_eps", &d) == FLM_OK) c->rms_norm_eps = d;
-    else if (gguf_get_f32(g, "qwen2.attention.layer_norm_rms_epsilon", &f) == FLM_OK) c->rms_norm_eps = f;
-    if (!(c->rope_theta > 0) || !(c->rms_norm_eps > 0)) return flm_fail(FLM_ERR_FORMAT, "%s: bad rope base or rms epsilon", gguf_name(g));
+    if (gguf_get_f64(g, eps_key, &d) == FLM_OK) c->rms_norm_eps = d;
+    else if (gguf_get_f32(g, (eps_key = "qwen2.attention.layer_norm_rms_epsilon"), &f) == FLM_OK) c->rms_norm_eps = f;
+    if ((rc = flm_config_check_positive(c->rope_theta, gguf_name(g), theta_key)) ||
+        (rc = flm_config_check_positive(c->rms_norm_eps, gguf_name(g), eps_key)))
+        return rc;
     const gguf_tensor_info *emb = gguf_tensor_find(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) return flm_fail(FLM_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_name(g));
+    if (emb->shape[0] < 1 || emb->shape[0] > 1000000000)
+        return flm_fail(FLM_ERR_FORMAT, "%s: token_embd.weight has %lld rows (allowed: 1..1000000000)", gguf_name(g),
+                        (long long)emb->shape[0]);
     c->vocab_size = (int)emb->shape[0];
     c->tie_word_embeddings = gguf_tensor_find(g, "output.weight") == NULL;
     c->bos_token_id = -1;

@@ -9,7 +9,11 @@
  *   fieldlm.chat_template_vars    special-token variables transformers passes to templates
  *   fieldlm.source.*, fieldlm.lora.adapters, fieldlm.converter   provenance
  * Files made by llama.cpp's converter lack the fieldlm.* keys: the tokenizer then
- * uses the preset named by tokenizer.ggml.pre, generation uses transformers' defaults. */
+ * uses the preset named by tokenizer.ggml.pre, generation uses transformers' defaults.
+ *
+ * Also the one place that decides whether a model path is a Hugging Face folder or
+ * a package (flm_source): a package is mapped and parsed once, and that one parse
+ * feeds the model, the tokenizer, the chat template and the generation config. */
 #ifndef FLM_PACKAGE_H
 #define FLM_PACKAGE_H
 
@@ -44,5 +48,24 @@ bool flm_package_has_generation(const gguf_file *g);
 
 /* Convenience for loaders that take a path: true if path names a GGUF file. */
 bool flm_is_package_path(const char *path);
+
+/* ---- a model path, opened once ---- */
+
+struct flm_source {
+    char *path;       /* as given */
+    gguf_file *gguf;  /* the package, parsed once; NULL for a Hugging Face folder */
+};
+typedef struct flm_source flm_source;
+
+/* A folder becomes a folder source (its files are read by each loader); an existing
+ * file is opened and validated as a GGUF package (gguf_open's errors); a path with
+ * nothing there is FLM_ERR_IO. */
+int flm_source_open(const char *path, flm_source *out);
+void flm_source_close(flm_source *src);
+
+/* The assets of an opened source; the model is flm_model_open_source (model.h). */
+int flm_source_tokenizer(const flm_source *src, flm_tokenizer **out);
+int flm_source_template(const flm_source *src, flm_template_source *out);
+int flm_source_gen_config(const flm_source *src, flm_gen_config *out);
 
 #endif

@@ -1,15 +1,18 @@
 /* session.c — owns the generation layer: loading a model path's assets (model,
- * tokenizer, chat template, generation config, stop ids) in one place, rendering
+ * tokenizer, chat template, generation config, stop ids) from one opened source and
+ * checking that they fit together, rendering
  * and encoding prompts, and the generation loop with KV-cache prefix reuse,
  * chunked prefill, eos / stop-string / length / context stops, UTF-8-safe
  * streaming, cancellation and timings. See session.h and docs/GENERATION.md. */
 #include "session.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
+#include "package.h"
 #include "sampler.h"
 
 /* ================================ assets ================================ */
@@ -36,8 +39,8 @@ static void collect_eos(flm_assets *a) {
     a->n_eos = n < FLM_MAX_STOP_IDS ? n : FLM_MAX_STOP_IDS;
 }
 
-static void load_template(flm_assets *a) {
-    if (flm_template_source_load(a->path, &a->tsrc)) {
+static void load_template(flm_assets *a, const flm_source *src) {
+    if (flm_source_template(src, &a->tsrc)) {
         memset(&a->tsrc, 0, sizeof a->tsrc);
         a->tmpl_error = flm_strdup(flm_last_error());
         return;
@@ -49,21 +52,62 @@ static void load_template(flm_assets *a) {
     }
 }
 
+/* The tokenizer must fit the embedding it feeds (docs/PACKAGE.md, "Checks at load"):
+ * every token id and stop / pad id needs a row, and the tokenizer must name at least
+ * half of the rows; more than FLM_UNCOVERED_ROWS_OK rows without a token is a
+ * warning (the model can sample ids that print nothing). */
+static int check_vocab_coverage(flm_assets *a) {
+    const char *path = a->path;
+    size_t rows = (size_t)a->model->cfg.vocab_size;
+    size_t n_ids = flm_tokenizer_vocab_size(a->tok);
+    if (n_ids > rows) {
+        const char *t = flm_tokenizer_token_text(a->tok, (int32_t)(n_ids - 1));
+        return flm_fail(FLM_ERR_FORMAT, "%s: the tokenizer has token id %zu ('%.40s') but the model's embedding has only %zu rows "
+                        "(vocab_size): every token id must be below %zu", path, n_ids - 1, t ? t : "?", rows, rows);
+    }
+    for (int i = 0; i < a->n_eos; i++)
+        if (a->eos[i] >= 0 && (size_t)a->eos[i] >= rows)
+            return flm_fail(FLM_ERR_FORMAT, "%s: stop token id %d (eos_token_id) is outside the model's %zu embedding rows "
+                            "(allowed: 0..%zu)", path, a->eos[i], rows, rows - 1);
+    if (a->gen.pad_id >= 0 && (size_t)a->gen.pad_id >= rows)
+        return flm_fail(FLM_ERR_FORMAT, "%s: pad_token_id %d is outside the model's %zu embedding rows (allowed: 0..%zu)", path,
+                        a->gen.pad_id, rows, rows - 1);
+    size_t covered = 0;
+    for (size_t id = 0; id < n_ids; id++) covered += flm_tokenizer_token_text(a->tok, (int32_t)id) != NULL;
+    size_t gap = rows - covered;
+    if (gap <= FLM_UNCOVERED_ROWS_OK) return FLM_OK;
+    if (covered < rows - rows / 2)
+        return flm_fail(FLM_ERR_FORMAT, "%s: the tokenizer has %zu tokens for the model's %zu embedding rows (%.1f%%): it does not "
+                        "belong to this model (a tokenizer must cover at least half of the rows; Qwen2.5 covers 151665 of 151936)",
+                        path, covered, rows, 100.0 * (double)covered / (double)rows);
+    char msg[320];
+    snprintf(msg, sizeof msg, "%s: %zu of the model's %zu embedding rows have no token in the tokenizer (more than %d): "
+             "if the model samples one of them it prints nothing", path, gap, rows, FLM_UNCOVERED_ROWS_OK);
+    return (a->warning = flm_strdup(msg)) ? FLM_OK : FLM_ERR_NOMEM;
+}
+
 int flm_assets_load(const char *path, const flm_model_options *mopt, flm_assets **out) {
     *out = NULL;
     flm_assets *a = flm_calloc(1, sizeof *a);
     if (!a) return FLM_ERR_NOMEM;
-    int rc = FLM_ERR_NOMEM;
+    /* The path is opened once: a package is parsed once for all four loaders. */
+    flm_source src;
+    int rc = flm_source_open(path, &src);
+    if (rc) { free(a); return rc; }
+    rc = FLM_ERR_NOMEM;
     if (!(a->path = flm_strdup(path))) goto fail;
-    if ((rc = flm_model_open(path, mopt, &a->model))) goto fail;
-    if ((rc = flm_tokenizer_load(path, &a->tok))) { flm_fail_context(rc, "%s: tokenizer", path); goto fail; }
-    if ((rc = flm_gen_config_load(path, &a->gen))) goto fail;
-    load_template(a);
+    if ((rc = flm_model_open_source(&src, mopt, &a->model))) goto fail;
+    if ((rc = flm_source_tokenizer(&src, &a->tok))) { flm_fail_context(rc, "%s: tokenizer", path); goto fail; }
+    if ((rc = flm_source_gen_config(&src, &a->gen))) goto fail;
+    load_template(a, &src);
     collect_eos(a);
+    if ((rc = check_vocab_coverage(a))) goto fail;
+    flm_source_close(&src);
     flm_clear_error();
     *out = a;
     return FLM_OK;
 fail:
+    flm_source_close(&src);
     flm_assets_free(a);
     return rc;
 }
@@ -73,6 +117,7 @@ void flm_assets_free(flm_assets *a) {
     flm_template_free(a->tmpl);
     if (a->tsrc.n || a->tsrc.vars || a->tsrc.origin) flm_template_source_free(&a->tsrc);
     free(a->tmpl_error);
+    free(a->warning);
     flm_tokenizer_free(a->tok);
     flm_model_close(a->model);
     free(a->path);

@@ -184,11 +184,10 @@ int flm_template_source_load(const char *model_path, flm_template_source *out) {
     if (flm_is_dir(model_path)) return flm_template_source_load_dir(model_path, out);
     if (!flm_file_exists(model_path)) return flm_fail(FLM_ERR_IO, "%s: no such file or directory", model_path);
     if (flm_is_package_path(model_path)) {
-        gguf_file *g;
-        int rc = gguf_open(model_path, &g);
-        if (rc) return rc;
-        rc = flm_package_template(g, out);
-        gguf_close(g);
+        flm_source src;
+        int rc = flm_source_open(model_path, &src);
+        if (!rc) rc = flm_source_template(&src, out);
+        flm_source_close(&src);
         return rc;
     }
     return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a Hugging Face model folder or a .gguf package", model_path);

@@ -1,6 +1,6 @@
 /* template.h — chat templates: finding a model's Jinja chat template (a Hugging Face
- * folder now; a GGUF "tokenizer.chat_template" later goes through
- * flm_template_source_add) and rendering it byte for byte like transformers'
+ * folder, or a package's "tokenizer.chat_template" through flm_template_source_add)
+ * and rendering it byte for byte like transformers'
  * apply_chat_template(..., tokenize=False), with a Jinja subset implemented here
  * (docs/CHAT_TEMPLATE.md lists it). Internal header; prefix flm_template_. */
 #ifndef FLM_TEMPLATE_H
@@ -36,9 +36,9 @@ typedef struct {
  * {"name", "template"}. Special tokens come from tokenizer_config.json.
  * FLM_ERR_IO / FLM_ERR_FORMAT when there is no template or a file is bad. */
 int flm_template_source_load_dir(const char *dir, flm_template_source *out);
-/* The one entry point for a model path: a Hugging Face folder today (the place to
- * add .gguf packages: read "tokenizer.chat_template" and call
- * flm_template_source_add). */
+/* For a model path: a Hugging Face folder or a .gguf package (through flm_source,
+ * package.h; "tokenizer.chat_template[.NAME]" go through flm_template_source_add).
+ * Code that loads several assets of one path uses flm_source_template instead. */
 int flm_template_source_load(const char *model_path, flm_template_source *out);
 /* Adds (or replaces) a named template, copying text[0..len). For other containers. */
 int flm_template_source_add(flm_template_source *src, const char *name, const char *text, size_t len);

@@ -1,8 +1,9 @@
 /* tokenizer_load.c — reads Hugging Face tokenizer files into a flm_tokenizer_spec and
  * builds the tokenizer: tokenizer.json (merges as "a b" or ["a","b"]), or
  * vocab.json + merges.txt with added tokens from tokenizer_config.json
- * ("added_tokens_decoder") and added_tokens.json. flm_tokenizer_load() is the one
- * entry point that container formats (GGUF) extend. */
+ * ("added_tokens_decoder") and added_tokens.json. flm_tokenizer_load() takes any
+ * path; a .gguf package goes through flm_source (package.h), which decides folder or
+ * package once for every loader. */
 #include "tokenizer_impl.h"
 
 #include <stdlib.h>
@@ -294,11 +295,10 @@ int flm_tokenizer_load(const char *path, flm_tokenizer **out) {
     size_t n = strlen(path);
     if (n >= 5 && !strcmp(path + n - 5, ".json")) return load_json_file(path, out);
     if (flm_is_package_path(path)) {
-        gguf_file *g;
-        int rc = gguf_open(path, &g);
-        if (rc) return rc;
-        rc = flm_package_tokenizer(g, out);
-        gguf_close(g);
+        flm_source src;
+        int rc = flm_source_open(path, &src);
+        if (!rc) rc = flm_source_tokenizer(&src, out);
+        flm_source_close(&src);
         return rc;
     }
     return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a model folder or tokenizer.json", path);
