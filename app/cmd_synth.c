@@ -36,7 +36,8 @@ static void help(FILE *f) {
             "  -o, --output DIR  output folder (created; must not already hold model files)\n"
             "  --seed N          random seed (default 1)\n"
             "  --tokenizer DIR   where to copy the tokenizer and generation config from\n"
-            "                    (default: models/kcc-advisor, the real Qwen2.5 tokenizer)\n"
+            "                    (default: the bundled models/kcc-advisor, the real Qwen2.5\n"
+            "                    tokenizer, from the current directory or beside the binary)\n"
             "  -h, --help        this help\n");
 }
 
@@ -138,7 +139,7 @@ static int write_weights(const char *dir, const synth_preset *p, uint64_t seed) 
 }
 
 static int cmd_synth(int argc, char **argv) {
-    const char *preset = NULL, *out = NULL, *tok = "models/kcc-advisor";
+    const char *preset = NULL, *out = NULL, *tok = cli_bundled_or("models/kcc-advisor");
     long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *v;
