@@ -37,6 +37,9 @@ static void help(FILE *f) {
             "  /reset         forget the conversation (and the KV cache)\n"
             "  /quit          leave (also end of input, or Ctrl-C at the prompt)\n"
             "  Ctrl-C while an answer is generated stops that answer, not the program.\n"
+            "A system message the chat template leaves out of the prompt is named in a warning.\n"
+            "Exit status: 0 when the chat ends (/quit, end of input, Ctrl-C at the prompt); 1 when\n"
+            "the model cannot be opened; 2 on a usage error.\n"
             "When the conversation no longer fits the context, the turn is refused with an error:\n"
             "use /reset or a larger -c.\n\n"
             "options:\n");
