@@ -322,6 +322,9 @@ static int cmd_run(int argc, char **argv) {
     flm_assets *a = gen_cli_open_assets(&g, "run");
     flm_gen_session *s = a ? gen_cli_new_session(&g, a, "run") : NULL;
     if (!s) goto done;
+    const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
+    size_t first = g.system ? 0 : 1;
+    if (!raw) gen_cli_warn_dropped(a, roles + first, contents + first, 2 - first, "run");
     g_running = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -333,9 +336,6 @@ static int cmd_run(int argc, char **argv) {
     if (raw) {
         rc = flm_gen_run_text(s, prompt, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     } else {
-        const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
-        size_t first = g.system ? 0 : 1;
-        gen_cli_warn_dropped(a, roles + first, contents + first, 2 - first, "run");
         rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     }
     g_running = NULL;
