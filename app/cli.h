@@ -58,6 +58,20 @@ bool cli_lora_parse(const cli_model_args *a, cli_lora_list *l, const char *cmd);
 void cli_lora_free(cli_lora_list *l);
 
 struct flm_model;
-/* Opens the model with its adapters; prints the error and returns NULL on failure. */
+/* Opens the model with its adapters; prints the error and returns NULL on failure
+ * (an adapter folder given as MODEL gets cli_adapter_hint's message). */
 struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd);
+
+/* When `model` is a folder with adapter_config.json and no config.json (a PEFT
+ * adapter given as the model), prints what to give instead ("-m BASE --lora DIR"
+ * when the command takes --lora, else "-m BASE"), naming the base model from
+ * adapter_config.json, and returns true; otherwise prints nothing, false. */
+bool cli_adapter_hint(const char *model, bool takes_lora, const char *cmd);
+/* A bundled file or folder `rel` (e.g. "models/kcc-advisor"): `rel` from the
+ * current directory if it exists, else DIR_OF_BINARY/../rel (via /proc/self/exe),
+ * so the bundled model is found from any directory. Malloc'ed, or NULL. */
+char *cli_find_bundled(const char *rel);
+/* The same as a default option value: the path found, in static storage valid
+ * until the next call, or `rel` itself when not found (errors then name it). */
+const char *cli_bundled_or(const char *rel);
 #endif

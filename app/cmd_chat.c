@@ -37,6 +37,9 @@ static void help(FILE *f) {
             "  /reset         forget the conversation (and the KV cache)\n"
             "  /quit          leave (also end of input, or Ctrl-C at the prompt)\n"
             "  Ctrl-C while an answer is generated stops that answer, not the program.\n"
+            "A system message the chat template leaves out of the prompt is named in a warning.\n"
+            "Exit status: 0 when the chat ends (/quit, end of input, Ctrl-C at the prompt); 1 when\n"
+            "the model cannot be opened; 2 on a usage error.\n"
             "When the conversation no longer fits the context, the turn is refused with an error:\n"
             "use /reset or a larger -c.\n\n"
             "options:\n");
@@ -91,6 +94,7 @@ static int cmd_chat(int argc, char **argv) {
     int status = EXIT_FAIL;
     history h = {0};
     char *system = g.system ? strdup(g.system) : NULL;
+    bool system_checked = false; /* warned, if need be, that the template drops the system message */
     char *line = NULL;
     size_t line_cap = 0;
     flm_assets *a = gen_cli_open_assets(&g, "chat");
@@ -130,6 +134,7 @@ static int cmd_chat(int argc, char **argv) {
             if (!strcmp(line, "/system") || !strncmp(line, "/system ", 8)) {
                 free(system);
                 system = line[7] && line[8] ? strdup(line + 8) : NULL;
+                system_checked = false;
                 if (tty) fprintf(stderr, system ? "(system message set)\n" : "(system message removed)\n");
                 continue;
             }
@@ -144,6 +149,10 @@ static int cmd_chat(int argc, char **argv) {
         size_t k = 0;
         if (system) { roles[k] = "system"; contents[k++] = system; }
         for (size_t j = 0; j < h.n; j++, k++) { roles[k] = h.role[j]; contents[k] = h.content[j]; }
+        if (system && !system_checked) {
+            gen_cli_warn_dropped(a, roles, contents, nm, "chat");
+            system_checked = true;
+        }
         flm_gen_result res;
         g_generating = s;
         int rc = flm_gen_run_chat(s, roles, contents, nm, gen_cli_stream_stdout, NULL, &res);

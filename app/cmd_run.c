@@ -90,9 +90,11 @@ void gen_cli_help(FILE *f) {
             "  -m, --model MODEL       Hugging Face folder or .gguf package. Default: the bundled model,\n"
             "                          models/kcc-advisor-q8_0.gguf if it exists, else models/kcc-advisor,\n"
             "                          looked up in the current directory, then in ../models/ next to\n"
-            "                          the fieldlm binary\n"
+            "                          the fieldlm binary. A LoRA adapter folder is not a model: it is\n"
+            "                          refused, naming the base model to give with --lora\n"
             "      --lora DIR[:S]      merge a PEFT LoRA adapter folder at load, scale S (default 1);\n"
-            "                          repeatable\n"
+            "                          repeatable. The same adapter twice (even by another path) is\n"
+            "                          refused: give it once, DIR:2 for a doubled scale\n"
             "      --mmap              run the weights in place from the file (instant start)\n"
             "      --no-mmap           load the weights into memory at start (steadier decode;\n"
             "                          the default when they take at most half of the free memory)\n"
@@ -120,32 +122,11 @@ void gen_cli_help(FILE *f) {
             FLM_DEFAULT_MAX_NEW_TOKENS);
 }
 
-/* Directory of the running binary + "/../models/NAME", or NULL. */
-static char *beside_binary(const char *name) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return NULL;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = 0;
-    size_t len = strlen(exe) + strlen(name) + 16;
-    char *p = malloc(len);
-    if (p) snprintf(p, len, "%s/../%s", exe, name);
-    return p;
-}
-
 /* The bundled model: the q8_0 package if present, else the HF folder; each looked
  * up from the current directory, then beside the binary. Malloc'ed or NULL. */
 static char *bundled_model(void) {
-    static const char *const names[] = {"models/kcc-advisor-q8_0.gguf", "models/kcc-advisor"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        if (flm_file_exists(names[i]) || flm_is_dir(names[i])) return flm_strdup(names[i]);
-        char *p = beside_binary(names[i]);
-        if (p && (flm_file_exists(p) || flm_is_dir(p))) return p;
-        free(p);
-    }
-    return NULL;
+    char *p = cli_find_bundled("models/kcc-advisor-q8_0.gguf");
+    return p ? p : cli_find_bundled("models/kcc-advisor");
 }
 
 flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
@@ -157,6 +138,7 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
         }
         g->ma.model = g->model_owned;
     }
+    if (cli_adapter_hint(g->ma.model, true, cmd)) return NULL;
     cli_lora_list l;
     if (!cli_lora_parse(&g->ma, &l, cmd)) return NULL;
     flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)g->ma.weights};
@@ -187,6 +169,31 @@ flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a,
     return s;
 }
 
+void gen_cli_warn_dropped(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
+                          const char *cmd) {
+    if (n == 0) return;
+    strbuf full, out;
+    sb_init(&full);
+    sb_init(&out);
+    const char **r = malloc(n * sizeof *r), **c = malloc(n * sizeof *c);
+    if (!r || !c || flm_assets_render_pairs(a, roles, contents, n, true, &full) != FLM_OK) goto done; /* the run reports it */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0, k = 0; j < n; j++)
+            if (j != i) { r[k] = roles[j]; c[k++] = contents[j]; }
+        sb_clear(&out);
+        if (flm_assets_render_pairs(a, r, c, n - 1, true, &out) != FLM_OK) continue;
+        if (!out.oom && out.len == full.len && (!out.len || !memcmp(out.data, full.data, out.len)))
+            fprintf(stderr, "fieldlm %s: warning: the %s message is not in the prompt: the model's chat template leaves "
+                            "it out (as transformers does)\n", cmd, roles[i]);
+    }
+done:
+    flm_clear_error();
+    free(r);
+    free(c);
+    sb_free(&full);
+    sb_free(&out);
+}
+
 void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a) {
     size_t loaded = flm_model_loaded_bytes(a->model);
     fprintf(f, "model loaded in %.2f s (", g->load_s);
@@ -205,13 +212,19 @@ void gen_cli_print_timings(FILE *f, const flm_gen_result *r) {
 
 /* ---- run ---- */
 
+/* Ctrl-C: the answer stops where it is (what was printed stays), the timings are
+ * printed, "stopped" is said and the exit status is 130 (128 + SIGINT), as shells
+ * expect of an interrupted command. */
+#define EXIT_INTERRUPTED 130
 static flm_gen_session *volatile g_running;
+static volatile sig_atomic_t g_interrupted;
 
 static void on_sigint(int sig) {
     (void)sig;
+    g_interrupted = 1;
     flm_gen_session *s = g_running;
     if (s) flm_gen_cancel(s);
-    else _exit(130);
+    else _exit(EXIT_INTERRUPTED);
 }
 
 int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token) {
@@ -229,7 +242,14 @@ static void help(FILE *f) {
             "Generates an answer to PROMPT as transformers' generate() does with the model's own\n"
             "generation_config.json: the prompt becomes the user message of the chat template\n"
             "(add_generation_prompt), the text is streamed to stdout as it is generated, and the\n"
-            "timings go to stderr. Exit status 1 on an error (e.g. a prompt longer than the context).\n\n"
+            "timings go to stderr. A --system message that the chat template leaves out of the\n"
+            "prompt is named in a warning on stderr.\n\n"
+            "Exit status: 0 when the answer ended (eos, a stop string, -n, the context); 130 when\n"
+            "stopped by Ctrl-C (SIGINT: the text printed so far stays, with --json the partial\n"
+            "result is printed with stop_reason \"cancelled\", and \"stopped\" is said on stderr);\n"
+            "1 on an error (e.g. a prompt longer than the context, an adapter given twice);\n"
+            "2 on a usage error. -m given a LoRA adapter folder is refused with the base model\n"
+            "to use instead (-m BASE --lora DIR).\n\n"
             "  -p, --prompt TEXT       the user message; '-' reads it from stdin\n"
             "      --raw               use the prompt text as is (no chat template; special tokens\n"
             "                          written in it are recognised)\n"
@@ -303,6 +323,9 @@ static int cmd_run(int argc, char **argv) {
     flm_assets *a = gen_cli_open_assets(&g, "run");
     flm_gen_session *s = a ? gen_cli_new_session(&g, a, "run") : NULL;
     if (!s) goto done;
+    const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
+    size_t first = g.system ? 0 : 1;
+    if (!raw) gen_cli_warn_dropped(a, roles + first, contents + first, 2 - first, "run");
     g_running = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -314,8 +337,6 @@ static int cmd_run(int argc, char **argv) {
     if (raw) {
         rc = flm_gen_run_text(s, prompt, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     } else {
-        const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
-        size_t first = g.system ? 0 : 1;
         rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     }
     g_running = NULL;
@@ -329,6 +350,10 @@ static int cmd_run(int argc, char **argv) {
     fputs("; ", stderr);
     gen_cli_print_timings(stderr, &res);
     status = EXIT_OK;
+    if (g_interrupted || res.stop_reason == FLM_STOP_CANCELLED) {
+        fprintf(stderr, "fieldlm run: stopped (Ctrl-C)\n");
+        status = EXIT_INTERRUPTED;
+    }
 done:
     flm_gen_session_free(s);
     flm_assets_free(a);

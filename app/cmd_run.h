@@ -38,6 +38,11 @@ void gen_cli_help(FILE *f);
 flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd);
 /* Creates a session with the merged parameters; prints errors. */
 flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd);
+/* Warns on stderr about each message the chat template leaves out of the prompt
+ * (one whose removal leaves the rendered prompt unchanged), e.g. a system message
+ * under a template that has none. Prints nothing when rendering fails. */
+void gen_cli_warn_dropped(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
+                          const char *cmd);
 /* Token callback that writes each piece to stdout at once (flushes). */
 int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token);
 /* "model loaded in X s (weights in memory, N MiB)" or "(weights mapped from the file)", no newline */

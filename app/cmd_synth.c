@@ -54,7 +54,8 @@ static void help(FILE *f) {
             "                    them (without it, such a folder is refused)\n"
             "  --seed N          random seed (default 1)\n"
             "  --tokenizer DIR   where to copy the tokenizer and generation config from\n"
-            "                    (default: models/kcc-advisor, the real Qwen2.5 tokenizer)\n"
+            "                    (default: the bundled models/kcc-advisor, the real Qwen2.5\n"
+            "                    tokenizer, from the current directory or beside the binary)\n"
             "  -h, --help        this help\n");
 }
 
@@ -243,7 +244,7 @@ done:
 }
 
 static int cmd_synth(int argc, char **argv) {
-    const char *preset = NULL, *out = NULL, *tok = "models/kcc-advisor";
+    const char *preset = NULL, *out = NULL, *tok = cli_bundled_or("models/kcc-advisor");
     long seed = 1;
     bool force = false;
     for (int i = 1; i < argc; i++) {

@@ -19,7 +19,8 @@ static void help(FILE *f) {
             "exactly, with no newline added, as "
             "transformers' apply_chat_template(..., tokenize=False) does.\n\n"
             "options:\n"
-            "  -m, --model MODEL          a Hugging Face model folder or a .gguf package\n"
+            "  -m, --model MODEL          a Hugging Face model folder or a .gguf package (not a LoRA\n"
+            "                             adapter folder: its template is the base model's)\n"
             "      --messages FILE        a JSON array of message objects ({\"role\", \"content\", ...});\n"
             "                             '-' reads standard input\n"
             "      --tools FILE           a JSON array of tool schemas, passed as `tools`\n"
@@ -27,7 +28,10 @@ static void help(FILE *f) {
             "      --no-generation-prompt render with add_generation_prompt=false (default true)\n"
             "      --template NAME        use the named template instead of the default choice\n"
             "  -h, --help                 show this help\n\n"
-            "Exit status: 0 on success; 1 on an error (missing or bad files, messages that are\n"
+            "A message the template leaves out of the prompt (Qwen2's drops roles other than\n"
+            "system, user, assistant and tool) is named in a warning on stderr; the prompt stays\n"
+            "exactly as transformers renders it.\n"
+            "Exit status: 0 on success (warnings included); 1 on an error (missing or bad files, messages that are\n"
             "not an array of objects, template errors, which name their line); 2 on a usage error.\n");
 }
 
@@ -56,6 +60,58 @@ static bool array_of_objects(const json *v, const char *path, const char *what) 
             return false;
         }
     return true;
+}
+
+/* Messages the template drops. transformers' Qwen2 template, for one, skips any
+ * message whose role is not system, user, assistant or tool, without a word. The
+ * prompt stays exactly as transformers renders it; this only warns on stderr.
+ * Template-agnostic: a message whose removal leaves the prompt unchanged never
+ * reached it (a removal that makes the template fail means the message mattered).
+ * One render per message is quadratic: beyond EXACT_DROP_CHECK messages, one whose
+ * text content is found in the prompt (searched from where the previous one was
+ * found) is taken as rendered, and at most MAX_DROP_CHECKS others are re-rendered. */
+#define EXACT_DROP_CHECK 64
+#define MAX_DROP_CHECKS 256
+static void warn_dropped(const flm_template *t, const json *msgs, const json *tools, bool gen_prompt, const json *vars,
+                         const strbuf *full) {
+    size_t n = msgs->len, checks = 0, skipped = 0, from = 0;
+    if (n == 0) return;
+    json *items = malloc(n * sizeof *items);
+    if (!items) return;
+    json sub = *msgs;
+    sub.items = items;
+    sub.len = n - 1;
+    strbuf out;
+    sb_init(&out);
+    for (size_t i = 0; i < n; i++) {
+        const json *content = json_get(&msgs->items[i], "content");
+        if (n > EXACT_DROP_CHECK && content && content->type == JSON_STRING && content->len && full->len) {
+            const char *hit = memmem(full->data + from, full->len - from, content->str, content->len);
+            if (!hit) hit = memmem(full->data, full->len, content->str, content->len);
+            if (hit) { from = (size_t)(hit - full->data) + content->len; continue; }
+        }
+        if (checks == MAX_DROP_CHECKS) { skipped++; continue; }
+        checks++;
+        memcpy(items, msgs->items, i * sizeof *items);
+        memcpy(items + i, msgs->items + i + 1, (n - 1 - i) * sizeof *items);
+        sb_clear(&out);
+        if (flm_template_render(t, &sub, tools, gen_prompt, vars, &out) != FLM_OK) { flm_clear_error(); continue; }
+        if (out.oom || out.len != full->len || (out.len && memcmp(out.data, full->data, out.len))) continue;
+        const json *role = json_get(&msgs->items[i], "role");
+        strbuf r; /* quoted and escaped: the role comes from the user's file */
+        sb_init(&r);
+        if (role && role->type == JSON_STRING) sb_json_string(&r, role->str, role->len, true);
+        else sb_puts(&r, "missing");
+        fprintf(stderr, "fieldlm template: warning: message %zu (role %s) is not in the prompt: the chat template leaves "
+                        "it out (as transformers does); use a role the template renders (for Qwen2: system, user, "
+                        "assistant, tool)\n", i, r.oom ? "?" : sb_cstr(&r));
+        sb_free(&r);
+    }
+    if (skipped)
+        fprintf(stderr, "fieldlm template: warning: %zu messages whose text is not in the prompt were not checked "
+                        "(after %d checks); some may be left out by the template\n", skipped, MAX_DROP_CHECKS);
+    sb_free(&out);
+    free(items);
 }
 
 static int cmd_template(int argc, char **argv) {
@@ -99,6 +155,7 @@ static int cmd_template(int argc, char **argv) {
         flm_fail_context(FLM_ERR_FORMAT, "%s", src.origin ? src.origin : model);
         goto fail;
     }
+    warn_dropped(t, json_root(msgs), tools ? json_root(tools) : NULL, gen_prompt, src.vars ? json_root(src.vars) : NULL, &out);
     if (out.len && fwrite(out.data, 1, out.len, stdout) != out.len) {
         fprintf(stderr, "fieldlm template: writing the output failed\n");
         goto done;
@@ -108,6 +165,7 @@ static int cmd_template(int argc, char **argv) {
     goto done;
 fail:
     rc = cli_error("template");
+    cli_adapter_hint(model, false, "template");
 done:
     sb_free(&out);
     flm_template_free(t);

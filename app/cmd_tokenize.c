@@ -73,7 +73,11 @@ static int cmd_tokenize(int argc, char **argv) {
         return EXIT_USAGE;
     }
     flm_tokenizer *tok;
-    if (flm_tokenizer_load(model, &tok)) return cli_error("tokenize");
+    if (flm_tokenizer_load(model, &tok)) {
+        cli_error("tokenize");
+        cli_adapter_hint(model, false, "tokenize");
+        return EXIT_FAIL;
+    }
     size_t len = 0;
     char *text = read_stdin(&len);
     if (!text) {
@@ -119,7 +123,12 @@ static int cmd_detokenize(int argc, char **argv) {
     int n = cli_parse_ids(list, &ids, "detokenize");
     if (n < 0) return EXIT_USAGE;
     flm_tokenizer *tok;
-    if (flm_tokenizer_load(model, &tok)) { free(ids); return cli_error("detokenize"); }
+    if (flm_tokenizer_load(model, &tok)) {
+        free(ids);
+        cli_error("detokenize");
+        cli_adapter_hint(model, false, "detokenize");
+        return EXIT_FAIL;
+    }
     int32_t *ids32 = malloc((size_t)n * sizeof *ids32);
     if (!ids32) { free(ids); flm_tokenizer_free(tok); fprintf(stderr, "fieldlm detokenize: out of memory\n"); return EXIT_FAIL; }
     for (int i = 0; i < n; i++) ids32[i] = ids[i];

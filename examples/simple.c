@@ -4,8 +4,17 @@
  *   make examples
  *   build/examples/simple [MODEL [QUESTION]]
  *
- * MODEL defaults to the bundled models/kcc-advisor (run from the repository root). */
+ * MODEL defaults to the bundled models/kcc-advisor, found from the current
+ * directory, else relative to this program (build/examples/simple →
+ * ../../models/kcc-advisor; an installed bin/simple → ../models/kcc-advisor),
+ * so it runs from any directory. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* readlink */
+#endif
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fieldlm.h"
 
@@ -18,8 +27,38 @@ static int print_piece(void *user, const char *piece, size_t len, int32_t token)
     return 0; /* non-zero would stop the answer here */
 }
 
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The bundled model: from the current directory, else from the folder of this
+ * program (Linux /proc/self/exe) one or two levels up. NULL if not found. */
+static const char *bundled_model(void) {
+    static char path[4096];
+    const char *rel = "models/kcc-advisor";
+    if (is_dir(rel)) return rel;
+    char exe[4000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    static const char *const up[] = {"..", "../.."};
+    for (size_t i = 0; i < sizeof up / sizeof *up; i++) {
+        snprintf(path, sizeof path, "%s/%s/%s", exe, up[i], rel);
+        if (is_dir(path)) return path;
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
-    const char *model = argc > 1 ? argv[1] : "models/kcc-advisor";
+    const char *model = argc > 1 ? argv[1] : bundled_model();
+    if (!model) {
+        fprintf(stderr, "the bundled models/kcc-advisor was not found (here or beside this program); give MODEL\n");
+        return 1;
+    }
     const char *question = argc > 2 ? argv[2] : "How do I control thrips in chilli? (crop: Chillies)";
 
     flm_handle *h = NULL;

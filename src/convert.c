@@ -326,6 +326,7 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
             rc = flm_lora_open(opt->lora_dirs[i], opt->lora_scales ? opt->lora_scales[i] : 1.0f, &ad[i]);
             if (!rc) rc = flm_lora_check_base(ad[i], bw, nb);
         }
+        if (!rc) rc = flm_lora_check_distinct(ad, opt->n_lora);
         if (rc) goto done;
     }
 

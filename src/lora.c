@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -53,6 +54,8 @@ struct flm_lora {
     double alpha;
     bool rslora, fifo, all_linear;
     float user_scale;
+    dev_t dev;                  /* identity of adapter_model.safetensors, to spot */
+    ino_t ino;                  /* one adapter given twice (flm_lora_check_distinct) */
     /* target_modules: list, or one regex (full match) */
     char **targets;
     size_t ntargets;
@@ -581,6 +584,10 @@ int flm_lora_open(const char *dir, float user_scale, flm_lora **out) {
     }
     if ((rc = read_config(l, cfg))) goto done;
     if ((rc = st_open(wts, &l->st))) goto done;
+    struct stat sb;
+    if (stat(wts, &sb) != 0) { rc = flm_fail(FLM_ERR_IO, "LoRA adapter %s: cannot stat %s", dir, ADAPTER_WEIGHTS); goto done; }
+    l->dev = sb.st_dev;
+    l->ino = sb.st_ino;
     rc = read_weights(l, wts);
 done:
     free(cfg);
@@ -835,6 +842,42 @@ done:
     free(U);
     free(acc);
     return rc;
+}
+
+/* ------------------------------------------------------------------ lists */
+
+int flm_lora_check_distinct(flm_lora *const *ad, int n) {
+    for (int j = 1; j < n; j++)
+        for (int i = 0; i < j; i++) {
+            const flm_lora *a = ad[i], *b = ad[j];
+            if (!a || !b || a->dev != b->dev || a->ino != b->ino) continue;
+            /* W + s1·BA + s2·BA is one merge at scale s1 + s2 */
+            double sum = (double)a->user_scale + (double)b->user_scale;
+            if (!strcmp(a->dir, b->dir))
+                return flm_fail(FLM_ERR_ARG, "LoRA adapter %s is given twice (adapters %d and %d): it would be merged twice. "
+                                "Give it once; if a larger effect was meant, give it once with the summed scale: --lora %s:%g",
+                                a->dir, i + 1, j + 1, a->dir, sum);
+            return flm_fail(FLM_ERR_ARG, "LoRA adapters %d (%s) and %d (%s) are the same adapter (the same %s): it would be "
+                            "merged twice. Give it once; if a larger effect was meant, give it once with the summed scale: "
+                            "--lora %s:%g", i + 1, a->dir, j + 1, b->dir, ADAPTER_WEIGHTS, a->dir, sum);
+        }
+    return FLM_OK;
+}
+
+bool flm_lora_is_adapter_dir(const char *dir, char **base_model) {
+    if (base_model) *base_model = NULL;
+    if (!dir || !flm_is_dir(dir)) return false;
+    char *cfg = flm_path_join(dir, ADAPTER_CONFIG);
+    bool yes = cfg && flm_file_exists(cfg);
+    if (yes && base_model) {
+        json_doc *d = json_parse_file(cfg);
+        const char *s = d ? json_string(json_get(json_root(d), "base_model_name_or_path"), NULL) : NULL;
+        if (s && *s) *base_model = flm_strdup(s);
+        json_free(d);
+        flm_clear_error(); /* a config that does not parse is reported when the adapter is opened */
+    }
+    free(cfg);
+    return yes;
 }
 
 /* ------------------------------------------------------------------ spec */

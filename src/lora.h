@@ -36,6 +36,18 @@ int flm_lora_open(const char *dir, float user_scale, flm_lora **out);
 /* Frees the handle (NULL is fine). Not concurrently with other calls on it. */
 void flm_lora_free(flm_lora *lora);
 
+/* Refuses (FLM_ERR_ARG) a list of opened adapters in which one adapter appears
+ * twice, even through different paths (same device and inode of
+ * adapter_model.safetensors): it would be merged twice. The message suggests
+ * giving it once with the summed scale. NULL entries are skipped. Every caller
+ * that collects adapters (convert, model load) checks with it before merging. */
+int flm_lora_check_distinct(flm_lora *const *ad, int n);
+
+/* For hints: true when `dir` is a folder holding adapter_config.json. When
+ * base_model is not NULL it receives the config's base_model_name_or_path
+ * (malloc'ed) or NULL when absent or unreadable. Leaves no error message. */
+bool flm_lora_is_adapter_dir(const char *dir, char **base_model);
+
 /* Splits an `ADAPTER_DIR[:SCALE]` argument. Only a trailing `:NUMBER` is a scale,
  * NUMBER being a plain decimal ([+-]digits[.digits][(e|E)[+-]digits], finite);
  * anything else after the last ':' is part of the directory ("C:\\x", "a:b/c").

@@ -315,6 +315,7 @@ static int merge_loras(flm_model *m, const flm_model_options *opt) {
         rc = flm_lora_open(opt->lora_dirs[i], opt->lora_scales ? opt->lora_scales[i] : 1.0f, &ad[i]);
         if (rc == FLM_OK) rc = flm_lora_check_base(ad[i], bw, nb);
     }
+    if (rc == FLM_OK) rc = flm_lora_check_distinct(ad, opt->n_lora);
     for (int l = 0; l < m->cfg.n_layers && rc == FLM_OK; l++)
         for (int w = 0; w < W_LAYER_COUNT && rc == FLM_OK; w++) {
             char name[128];

@@ -144,13 +144,72 @@ done:
     return rc;
 }
 
+#define REF_WHAT "the reference is the .safetensors dump written by tools/make_reference.py (or a folder holding reference.safetensors)"
+
+/* A folder without reference.safetensors: say what it is instead. */
+static int not_a_reference_dir(const char *dir) {
+    char *cfg = flm_path_join(dir, "config.json"), *ad = flm_path_join(dir, "adapter_config.json");
+    bool model = cfg && flm_file_exists(cfg), adapter = ad && flm_file_exists(ad);
+    free(cfg);
+    free(ad);
+    if (model) return flm_fail(FLM_ERR_ARG, "--reference %s is a model folder (config.json), not a reference: %s", dir, REF_WHAT);
+    if (adapter) return flm_fail(FLM_ERR_ARG, "--reference %s is a LoRA adapter folder, not a reference: %s", dir, REF_WHAT);
+    return flm_fail(FLM_ERR_IO, "--reference %s: the folder holds no reference.safetensors (%s)", dir, REF_WHAT);
+}
+
+/* Files that are not a safetensors dump but are easily passed by mistake: the
+ * JSON summary make_reference.py writes beside the dump, and GGUF packages. A
+ * safetensors file starts with an 8-byte header length and then '{', which
+ * neither of those has at byte 8. Returns FLM_OK when the file may be safetensors. */
+static int sniff_reference_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return FLM_OK; /* st_open reports why */
+    unsigned char h[16];
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (n >= 4 && !memcmp(h, "GGUF", 4))
+        return flm_fail(FLM_ERR_ARG, "--reference %s is a GGUF package (a model), not a reference: give it as -m MODEL; %s",
+                        path, REF_WHAT);
+    if (n > 8 && h[8] == '{') return FLM_OK;
+    size_t i = 0;
+    while (i < n && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) i++;
+    if (i < n && (h[i] == '{' || h[i] == '[')) {
+        /* make_reference.py writes NAME.json beside NAME.safetensors */
+        size_t len = strlen(path);
+        char *sib = NULL;
+        if (len > 5 && !strcmp(path + len - 5, ".json") && (sib = malloc(len + 8))) {
+            memcpy(sib, path, len - 5);
+            strcpy(sib + len - 5, ".safetensors");
+            if (!flm_file_exists(sib)) { free(sib); sib = NULL; }
+        }
+        int rc = sib ? flm_fail(FLM_ERR_ARG, "--reference %s is JSON (the human-readable summary), not the reference dump: pass %s",
+                                path, sib)
+                     : flm_fail(FLM_ERR_ARG, "--reference %s is JSON, not the reference dump: %s", path, REF_WHAT);
+        free(sib);
+        return rc;
+    }
+    return FLM_OK;
+}
+
+int flm_verify_check_reference(const char *ref_path) {
+    if (!ref_path) return flm_fail(FLM_ERR_ARG, "flm_verify: NULL reference path");
+    if (!flm_is_dir(ref_path)) return sniff_reference_file(ref_path);
+    char *path = flm_path_join(ref_path, "reference.safetensors");
+    if (!path) return FLM_ERR_NOMEM;
+    int rc = flm_file_exists(path) ? sniff_reference_file(path) : not_a_reference_dir(ref_path);
+    free(path);
+    return rc;
+}
+
 int flm_verify_run(const flm_model *m, const char *ref_path, const flm_verify_options *opt, flm_verify_case **cases, int *n_cases) {
     *cases = NULL;
     *n_cases = 0;
+    int rc = flm_verify_check_reference(ref_path);
+    if (rc) return rc;
     char *path = flm_is_dir(ref_path) ? flm_path_join(ref_path, "reference.safetensors") : flm_strdup(ref_path);
     if (!path) return FLM_ERR_NOMEM;
     st_file *ref;
-    int rc = st_open(path, &ref);
+    rc = st_open(path, &ref);
     free(path);
     if (rc) return rc;
     int n = 0;

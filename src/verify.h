@@ -33,6 +33,13 @@ typedef struct {
     void *progress_ctx;
 } flm_verify_options;
 
+/* Checks, before any model is loaded, that ref_path can be a reference: refuses
+ * (with a message saying what to pass instead) the JSON summary that
+ * make_reference.py writes beside the dump (naming the .safetensors beside it),
+ * a GGUF package, a model or adapter folder, and a folder without
+ * reference.safetensors. The dump itself is validated by flm_verify_run. */
+int flm_verify_check_reference(const char *ref_path);
+
 /* ref_path: a reference .safetensors file, or a folder holding reference.safetensors.
  * Fills a malloc'ed array of cases; returns an error only when the reference or
  * the model cannot be used (mismatching numbers are reported in the cases). */

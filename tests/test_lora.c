@@ -1,11 +1,14 @@
 /* test_lora.c — PEFT LoRA adapters: the merge against peft's merged weights, the
  * fixture adapters against their bases, refusals, scale rules (rsLoRA, patterns),
- * target matching, fan_in_fan_out, several adapters, and ADAPTER_DIR[:SCALE]. */
+ * target matching, fan_in_fan_out, several adapters, the same adapter twice, and
+ * ADAPTER_DIR[:SCALE]. */
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "common.h"
+#include "fieldlm.h"
 #include "lora.h"
 #include "safetensors.h"
 
@@ -630,4 +633,32 @@ TEST(lora_parse_spec) {
         CHECK_MSG(flm_lora_parse_spec(BAD[i], &dir, &sc) == FLM_ERR_ARG, "accepted \"%s\"", BAD[i]);
         CHECK(dir == NULL);
     }
+}
+
+/* The same adapter twice would be merged twice: flm_lora_check_distinct refuses it,
+ * also through another path (a symlink), and the public API (via the model loader)
+ * refuses it too. Different adapters pass. */
+TEST(lora_same_adapter_twice_refused) {
+    char link[600], src[4096];
+    snprintf(link, sizeof link, "%s/kcc-lora-link", test_tmpdir());
+    REQUIRE(realpath(KCC_LORA, src));
+    CHECK(symlink(src, link) == 0);
+    flm_lora *ad[3] = {NULL, NULL, NULL};
+    REQUIRE(flm_lora_open(KCC_LORA, 1.0f, &ad[0]) == FLM_OK);
+    REQUIRE(flm_lora_open(TINY_LORA, 1.0f, &ad[1]) == FLM_OK);
+    REQUIRE(flm_lora_open(link, 0.5f, &ad[2]) == FLM_OK);
+    CHECK(flm_lora_check_distinct(ad, 2) == FLM_OK);
+    CHECK(flm_lora_check_distinct(ad + 1, 2) == FLM_OK);
+    CHECK(flm_lora_check_distinct(ad, 3) == FLM_ERR_ARG);
+    CHECK_MSG(has(flm_last_error(), "adapters 1 (" KCC_LORA ") and 3") && has(flm_last_error(), KCC_LORA ":1.5"), "%s",
+              flm_last_error());
+    for (int i = 0; i < 3; i++) flm_lora_free(ad[i]);
+
+    flm_lora_adapter two[2] = {{KCC_LORA, 1.0f}, {KCC_LORA, 1.0f}};
+    flm_open_options opt = {.lora = two, .n_lora = 2};
+    flm_handle *h = NULL;
+    CHECK(flm_open(BUNDLED_MODEL, &opt, &h) == FLM_ERR_ARG);
+    CHECK(h == NULL);
+    CHECK_MSG(has(flm_errmsg(NULL), "given twice") && has(flm_errmsg(NULL), KCC_LORA ":2"), "%s", flm_errmsg(NULL));
+    flm_close(h);
 }
