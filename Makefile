@@ -6,6 +6,8 @@
 #   make demo       convert the bundled kcc-advisor model and ask it a farmer question
 #   make test-neon  the kernel tests for ARM64 NEON, under qemu-aarch64
 #   make examples   programs in examples/ that use only include/fieldlm.h
+#   make install    CLI, libfieldlm.a, libfieldlm.so, fieldlm.h, fieldlm.pc under PREFIX
+#   make test-install  install into a temporary prefix, check exports, build an example via pkg-config
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -13,7 +15,7 @@ WERROR  ?=
 SAN     ?=
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -Iinclude -Isrc \
   -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wpointer-arith \
-  -Wformat=2 -Wno-format-nonliteral $(WERROR)
+  -Wformat=2 -Wno-format-nonliteral -fvisibility=hidden -MMD -MP $(WERROR)
 ifeq ($(FUZZ),1)
   BUILD := build-fuzz
   CFLAGS_BASE += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -55,13 +57,33 @@ all: deps $(BUILD)/fieldlm $(BUILD)/fieldlm_tests
 deps:
 	@sh tools/check-deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tests/*.h app/*.h) | deps
+# Header dependencies come from the compiler (-MMD -MP: one .d file per object).
+$(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
+
+# The shared library is built from position-independent copies of the objects
+# (the static library, CLI and tests keep the non-PIC ones). Only the functions
+# fieldlm.h marks FLM_API are exported (-fvisibility=hidden everywhere else).
+$(BUILD)/pic/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/pic/src/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/pic/src/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
+
 
 $(BUILD)/libfieldlm.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+SO_MAJOR   := 0
+SO_VERSION := 0.1.0
+PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+$(BUILD)/libfieldlm.so.$(SO_VERSION): $(PIC_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfieldlm.so.$(SO_MAJOR) -o $@ $^ $(LDLIBS)
+$(BUILD)/libfieldlm.so: $(BUILD)/libfieldlm.so.$(SO_VERSION)
+	ln -sf libfieldlm.so.$(SO_VERSION) $(BUILD)/libfieldlm.so.$(SO_MAJOR)
+	ln -sf libfieldlm.so.$(SO_VERSION) $@
 
 $(BUILD)/fieldlm: $(APP_OBJ) $(BUILD)/libfieldlm.a
 	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm.a $(LDLIBS)
@@ -118,5 +140,36 @@ demo: all
 test-neon:
 	sh tools/neon-test.sh
 
+# Installation: make install PREFIX=/usr/local (DESTDIR honoured); make uninstall.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+PCDIR  ?= $(LIBDIR)/pkgconfig
+.PHONY: install uninstall test-install shared
+shared: $(BUILD)/libfieldlm.so
+install: all $(BUILD)/libfieldlm.so
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -m 755 $(BUILD)/fieldlm $(DESTDIR)$(BINDIR)/fieldlm
+	install -m 644 $(BUILD)/libfieldlm.a $(DESTDIR)$(LIBDIR)/libfieldlm.a
+	install -m 755 $(BUILD)/libfieldlm.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libfieldlm.so.$(SO_VERSION)
+	ln -sf libfieldlm.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libfieldlm.so.$(SO_MAJOR)
+	ln -sf libfieldlm.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libfieldlm.so
+	install -m 644 include/fieldlm.h $(DESTDIR)$(INCDIR)/fieldlm.h
+	@printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCDIR)' 'libdir=$(LIBDIR)' '' \
+	  'Name: fieldlm' 'Description: Qwen2 / Qwen2.5 inference on the CPU, verified against transformers' \
+	  'Version: $(SO_VERSION)' 'Requires.private: libutf8proc libpcre2-8' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lfieldlm' 'Libs.private: -lm -pthread' \
+	  > $(DESTDIR)$(PCDIR)/fieldlm.pc
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/fieldlm $(DESTDIR)$(LIBDIR)/libfieldlm.a \
+	  $(DESTDIR)$(LIBDIR)/libfieldlm.so $(DESTDIR)$(LIBDIR)/libfieldlm.so.$(SO_MAJOR) \
+	  $(DESTDIR)$(LIBDIR)/libfieldlm.so.$(SO_VERSION) $(DESTDIR)$(INCDIR)/fieldlm.h $(DESTDIR)$(PCDIR)/fieldlm.pc
+# Installs into a temporary prefix and checks it as a user would (tools/install-test.sh).
+test-install: all $(BUILD)/libfieldlm.so
+	sh tools/install-test.sh
+
 clean:
 	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)

@@ -17,6 +17,16 @@ extern "C" {
 
 #define FLM_VERSION "0.1.0"
 
+/* FLM_API marks what the shared library exports; everything else in it is built
+ * with -fvisibility=hidden. Define FLM_API yourself to override. */
+#ifndef FLM_API
+#if defined(__GNUC__) || defined(__clang__)
+#define FLM_API __attribute__((visibility("default")))
+#else
+#define FLM_API
+#endif
+#endif
+
 typedef enum {
     FLM_OK = 0,
     FLM_ERR_IO = -1,          /* a file could not be opened, read or written */
@@ -29,7 +39,7 @@ typedef enum {
 } flm_status;
 
 /* A short constant description of a status code. */
-const char *flm_status_str(int status);
+FLM_API const char *flm_status_str(int status);
 
 /* ==== Generation API ======================================================
  *
@@ -78,18 +88,18 @@ typedef struct {
 /* Opens a Hugging Face model folder or a .gguf package. opt may be NULL (no
  * adapters, all physical cores). On success *out is owned by the caller and must
  * be released with flm_close; on failure *out is NULL and flm_errmsg(NULL) says why. */
-int flm_open(const char *path, const flm_open_options *opt, flm_handle **out);
+FLM_API int flm_open(const char *path, const flm_open_options *opt, flm_handle **out);
 /* Releases the model. Every session made from it must be freed first. NULL is a no-op. */
-void flm_close(flm_handle *h);
+FLM_API void flm_close(flm_handle *h);
 /* The message of the last failed call on h (flm_render, flm_session_new; borrowed,
  * valid until the next such call on h); "" if none. When several threads use h at
  * once their messages may overwrite each other: flm_errmsg(NULL), the calling
  * thread's last message, is exact right after a failed call on any handle. */
-const char *flm_errmsg(const flm_handle *h);
+FLM_API const char *flm_errmsg(const flm_handle *h);
 
 /* Model facts (h borrowed). */
-int flm_max_context(const flm_handle *h);   /* max_position_embeddings */
-int flm_vocab_size(const flm_handle *h);
+FLM_API int flm_max_context(const flm_handle *h);   /* max_position_embeddings */
+FLM_API int flm_vocab_size(const flm_handle *h);
 
 /* Why generation stopped. */
 typedef enum {
@@ -102,7 +112,7 @@ typedef enum {
 } flm_stop_reason;
 
 /* "eos", "length", "context", "stop_string", "cancelled" ("none" for 0). Static. */
-const char *flm_stop_reason_str(flm_stop_reason r);
+FLM_API const char *flm_stop_reason_str(flm_stop_reason r);
 
 /* Session settings. Get the defaults with flm_session_default_options(): every
  * "< 0" (or NULL) field then means "the model's generation_config.json, else
@@ -125,15 +135,15 @@ typedef struct {
     int n_stop;
 } flm_session_options;
 
-flm_session_options flm_session_default_options(void);
+FLM_API flm_session_options flm_session_default_options(void);
 
 /* Creates a session on h (h must outlive it). opt NULL = defaults. The KV cache
  * grows with use up to n_ctx. *out is owned by the caller (flm_session_free).
  * Thread safety: h may be used by other sessions at the same time. */
-int flm_session_new(flm_handle *h, const flm_session_options *opt, flm_session **out);
-void flm_session_free(flm_session *s);
-const char *flm_session_errmsg(const flm_session *s);
-int flm_session_n_ctx(const flm_session *s);
+FLM_API int flm_session_new(flm_handle *h, const flm_session_options *opt, flm_session **out);
+FLM_API void flm_session_free(flm_session *s);
+FLM_API const char *flm_session_errmsg(const flm_session *s);
+FLM_API int flm_session_n_ctx(const flm_session *s);
 
 /* A conversation turn. Roles as the chat template knows them: "system", "user",
  * "assistant". */
@@ -146,8 +156,8 @@ typedef struct {
  * apply_chat_template(messages, add_generation_prompt=..., tokenize=False).
  * *text is malloc'ed, released with flm_free. Without a system message the
  * template's own default applies. */
-int flm_render(flm_handle *h, const flm_message *msgs, size_t n_msgs, int add_generation_prompt, char **text);
-void flm_free(void *p);
+FLM_API int flm_render(flm_handle *h, const flm_message *msgs, size_t n_msgs, int add_generation_prompt, char **text);
+FLM_API void flm_free(void *p);
 
 /* Called once per generated token (the stop token excluded) with the new text
  * (piece[0..len), valid UTF-8, NUL-terminated, possibly empty while a multi-byte
@@ -182,17 +192,17 @@ typedef struct {
  * A prompt that does not leave room for one token is FLM_ERR_CONTEXT (nothing is
  * truncated). Cancelling is not an error: FLM_OK with FLM_STOP_CANCELLED.
  * cb may be NULL; res may be NULL. */
-int flm_generate(flm_session *s, const flm_message *msgs, size_t n_msgs, flm_token_fn cb, void *user, flm_result *res);
+FLM_API int flm_generate(flm_session *s, const flm_message *msgs, size_t n_msgs, flm_token_fn cb, void *user, flm_result *res);
 /* The same for prompt text used as is (no template). */
-int flm_generate_text(flm_session *s, const char *prompt, flm_token_fn cb, void *user, flm_result *res);
+FLM_API int flm_generate_text(flm_session *s, const char *prompt, flm_token_fn cb, void *user, flm_result *res);
 
 /* Asks the running flm_generate* on s to stop at its next check (every token and
  * every prefill chunk of 64 tokens). Async-signal-safe and thread-safe (an atomic
  * store). Each flm_generate* clears the flag when it starts, so a cancel that
  * arrives while no generation runs is forgotten. */
-void flm_cancel(flm_session *s);
+FLM_API void flm_cancel(flm_session *s);
 /* Forgets the KV cache and restarts the PRNG from the session's seed. */
-void flm_session_reset(flm_session *s);
+FLM_API void flm_session_reset(flm_session *s);
 
 #ifdef __cplusplus
 }
