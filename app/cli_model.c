@@ -94,7 +94,8 @@ bool cli_adapter_hint(const char *model, bool takes_lora, const char *cmd) {
     if (!model || has_config || !flm_lora_is_adapter_dir(model, &base)) return false;
     if (takes_lora)
         fprintf(stderr, "fieldlm %s: %s is a LoRA adapter folder (adapter_config.json), not a model: give the base model "
-                        "and the adapter, -m BASE_MODEL --lora %s", cmd, model, model);
+                        "and the adapter, %s --lora %s", cmd, model,
+                !strcmp(cmd, "convert") ? "BASE_MODEL" : "-m BASE_MODEL", model);
     else
         fprintf(stderr, "fieldlm %s: %s is a LoRA adapter folder (adapter_config.json), not a model: give its base model, "
                         "-m BASE_MODEL (an adapter leaves the tokenizer and chat template as they are)", cmd, model);

@@ -80,6 +80,7 @@ static int cmd_convert(int argc, char **argv) {
         else { fprintf(stderr, "fieldlm convert: unexpected argument '%s'\n", argv[i]); return EXIT_USAGE; }
     }
     if (!in || !out) { fprintf(stderr, "fieldlm convert: HF_DIR and -o OUT.gguf are required\n"); help(stderr); return EXIT_USAGE; }
+    if (cli_adapter_hint(in, true, "convert")) return EXIT_FAIL;
     cli_lora_list lora;
     if (!cli_lora_parse(&ma, &lora, "convert")) return EXIT_FAIL;
     opt.lora_dirs = lora.dirs;

@@ -224,6 +224,15 @@ TEST(cli_adapter_folder_as_model_suggests_base_and_lora) {
         free(o);
         free(e);
     }
+    /* convert takes the model as its argument: the hint says so, and no output appears */
+    snprintf(cmd, sizeof cmd, "%s convert %s -o /tmp/fieldlm-never-written.gguf", test_bin(), KCC_LORA);
+    int crc = test_run(cmd, &o, &e);
+    CHECK_MSG(crc == 1, "%s: exit %d", cmd, crc);
+    CHECK_MSG(strstr(e, "is a LoRA adapter folder") && strstr(e, "BASE_MODEL --lora " KCC_LORA) && !strstr(e, "-m BASE"),
+              "%s: %s", cmd, e);
+    CHECK(access("/tmp/fieldlm-never-written.gguf", F_OK) != 0);
+    free(o);
+    free(e);
     /* commands without --lora point at the base model only */
     static const char *const no_lora[] = {"tokenize", "detokenize --ids 1", "template --messages /dev/null"};
     for (size_t i = 0; i < sizeof no_lora / sizeof *no_lora; i++) {
