@@ -35,21 +35,25 @@ endif
 
 # Per-ISA kernel files get their own flags; they are only called after a cpuid check.
 ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
-LIB_SRC  := $(sort $(wildcard src/*.c))
+# One folder per layer (docs/DESIGN.md, src/LAYERS); src/dev (verify, the bandwidth
+# probe) is a separate library for the CLI and the tests, not part of libfieldlm.
+LIB_SRC  := $(sort $(filter-out src/dev/%,$(wildcard src/*/*.c)))
+DEV_SRC  := $(sort $(wildcard src/dev/*.c))
 ifneq ($(ARCH),x86_64)
-  LIB_SRC := $(filter-out src/kernels_avx2.c src/kernels_avx512.c,$(LIB_SRC))
+  LIB_SRC := $(filter-out src/kernels/kernels_avx2.c src/kernels/kernels_avx512.c,$(LIB_SRC))
 endif
 ifneq ($(ARCH),aarch64)
-  LIB_SRC := $(filter-out src/kernels_neon.c,$(LIB_SRC))
+  LIB_SRC := $(filter-out src/kernels/kernels_neon.c,$(LIB_SRC))
 endif
 APP_SRC  := $(sort $(wildcard app/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+DEV_OBJ  := $(DEV_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-$(BUILD)/src/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
-$(BUILD)/src/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
+$(BUILD)/src/kernels/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
 
 .PHONY: all deps test test-san test-neon fuzz demo clean
 all: deps $(BUILD)/fieldlm $(BUILD)/fieldlm_tests
@@ -68,8 +72,8 @@ $(BUILD)/%.o: %.c | deps
 $(BUILD)/pic/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -fPIC -c $< -o $@
-$(BUILD)/pic/src/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
-$(BUILD)/pic/src/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
+$(BUILD)/pic/src/kernels/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/pic/src/kernels/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
 
 
 $(BUILD)/libfieldlm.a: $(LIB_OBJ)
@@ -85,11 +89,15 @@ $(BUILD)/libfieldlm.so: $(BUILD)/libfieldlm.so.$(SO_VERSION)
 	ln -sf libfieldlm.so.$(SO_VERSION) $(BUILD)/libfieldlm.so.$(SO_MAJOR)
 	ln -sf libfieldlm.so.$(SO_VERSION) $@
 
-$(BUILD)/fieldlm: $(APP_OBJ) $(BUILD)/libfieldlm.a
-	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm.a $(LDLIBS)
+$(BUILD)/libfieldlm_dev.a: $(DEV_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/fieldlm_tests: $(TEST_OBJ) $(BUILD)/libfieldlm.a
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfieldlm.a $(LDLIBS)
+$(BUILD)/fieldlm: $(APP_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a
+	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a $(LDLIBS)
+
+$(BUILD)/fieldlm_tests: $(TEST_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a $(LDLIBS)
 
 # The suite runs from the repository root; FLM_BIN tells CLI tests which binary to run.
 test: all
@@ -172,4 +180,4 @@ test-install: all $(BUILD)/libfieldlm.so
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(DEV_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)

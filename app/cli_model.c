@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "common.h"
-#include "lora.h"
-#include "model.h"
+#include "base/common.h"
+#include "model/lora.h"
+#include "model/model.h"
 
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd) {
     if (cli_is(argv[*i], "-m", "--model")) {

@@ -1,6 +1,6 @@
 /* cmd_bench.c — `fieldlm bench`: prefill and decode speed of a model, decode as
  * GB/s of weights + KV cache streamed per token, peak RSS, and this machine's
- * measured memory read bandwidth (src/membw.c) so decode is printed as a share
+ * measured memory read bandwidth (src/dev/membw.c) so decode is printed as a share
  * of the physical limit. `fieldlm bench --membw` measures only the bandwidth. */
 #include <stdint.h>
 #include <stdio.h>
@@ -8,12 +8,12 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "forward.h"
-#include "kernels.h"
-#include "membw.h"
-#include "model.h"
-#include "threadpool.h"
+#include "base/common.h"
+#include "runtime/forward.h"
+#include "kernels/kernels.h"
+#include "dev/membw.h"
+#include "model/model.h"
+#include "base/threadpool.h"
 
 #define DEFAULT_PROMPT 512
 #define DEFAULT_DECODE 128
@@ -157,10 +157,10 @@ done:
 
 static void print_json_str(const char *key, const char *v) {
     strbuf sb;
-    sb_init(&sb);
-    sb_json_string(&sb, v, strlen(v), false);
-    printf("\"%s\": %s", key, sb_cstr(&sb));
-    sb_free(&sb);
+    flm_sb_init(&sb);
+    flm_sb_json_string(&sb, v, strlen(v), false);
+    printf("\"%s\": %s", key, flm_sb_cstr(&sb));
+    flm_sb_free(&sb);
 }
 
 static void print_membw_human(const flm_membw_result *bw) {

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "cmd_run.h"
-#include "common.h"
-#include "session.h"
+#include "base/common.h"
+#include "runtime/session.h"
 
 static flm_gen_session *volatile g_generating;
 static volatile sig_atomic_t g_quit;

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "common.h"
-#include "convert.h"
+#include "base/common.h"
+#include "convert/convert.h"
 
 static volatile sig_atomic_t g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }

@@ -10,12 +10,12 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "gen_config.h"
-#include "gguf.h"
-#include "json.h"
-#include "safetensors.h"
-#include "tensor.h"
+#include "base/common.h"
+#include "model/gen_config.h"
+#include "format/gguf.h"
+#include "base/json.h"
+#include "format/safetensors.h"
+#include "base/tensor.h"
 
 #define HEAD_ITEMS 5        /* array elements shown unless --full */
 #define SHORT_STRING 72     /* longer strings are cut to this many bytes unless --full */
@@ -84,7 +84,7 @@ static void totals_merge(totals *dst, const totals *src) {
  * added to integral values so they still read as floats (Python's repr style). */
 static void put_float(strbuf *sb, double v, bool is_f32, bool as_json) {
     if (!isfinite(v)) {
-        sb_puts(sb, as_json ? "null" : isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+        flm_sb_puts(sb, as_json ? "null" : isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
         return;
     }
     char buf[40];
@@ -93,8 +93,8 @@ static void put_float(strbuf *sb, double v, bool is_f32, bool as_json) {
         double back = strtod(buf, NULL);
         if (is_f32 ? (float)back == (float)v : back == v) break;
     }
-    sb_puts(sb, buf);
-    if (!strpbrk(buf, ".en")) sb_puts(sb, ".0");
+    flm_sb_puts(sb, buf);
+    if (!strpbrk(buf, ".en")) flm_sb_puts(sb, ".0");
 }
 
 /* Bytes of a UTF-8 prefix of s no longer than limit that does not split a character. */
@@ -109,115 +109,115 @@ static size_t utf8_cut(const char *s, size_t len, size_t limit) {
 static void put_string(strbuf *sb, const char *s, uint64_t len, size_t limit) {
     if (limit && len > limit) {
         size_t n = utf8_cut(s, (size_t)len, limit);
-        sb_json_string(sb, s, n, false);
-        sb_printf(sb, "... (%llu bytes)", (unsigned long long)len);
+        flm_sb_json_string(sb, s, n, false);
+        flm_sb_printf(sb, "... (%llu bytes)", (unsigned long long)len);
     } else {
-        sb_json_string(sb, s, (size_t)len, false);
+        flm_sb_json_string(sb, s, (size_t)len, false);
     }
 }
 
-static void put_gguf_array(strbuf *sb, const gguf_value *v, const inspect_opts *o);
+static void put_gguf_array(strbuf *sb, const flm_gguf_value *v, const inspect_opts *o);
 
 /* Element i of an ARRAY value; numbers are read straight from the (little-endian)
  * file bytes, so every width and sign is exact. */
-static void put_gguf_elem(strbuf *sb, const gguf_value *arr, uint64_t i, const inspect_opts *o) {
-    const unsigned char *p = (const unsigned char *)arr->data + i * gguf_type_size(arr->elem_type);
+static void put_gguf_elem(strbuf *sb, const flm_gguf_value *arr, uint64_t i, const inspect_opts *o) {
+    const unsigned char *p = (const unsigned char *)arr->data + i * flm_gguf_type_size(arr->elem_type);
     switch (arr->elem_type) {
-    case GGUF_TYPE_UINT8: sb_printf(sb, "%u", (unsigned)p[0]); break;
-    case GGUF_TYPE_INT8: sb_printf(sb, "%d", (int)(int8_t)p[0]); break;
-    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); sb_printf(sb, "%u", (unsigned)x); break; }
-    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); sb_printf(sb, "%d", (int)x); break; }
-    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); sb_printf(sb, "%lu", (unsigned long)x); break; }
-    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); sb_printf(sb, "%ld", (long)x); break; }
-    case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); sb_printf(sb, "%llu", (unsigned long long)x); break; }
-    case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); sb_printf(sb, "%lld", (long long)x); break; }
+    case GGUF_TYPE_UINT8: flm_sb_printf(sb, "%u", (unsigned)p[0]); break;
+    case GGUF_TYPE_INT8: flm_sb_printf(sb, "%d", (int)(int8_t)p[0]); break;
+    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); flm_sb_printf(sb, "%u", (unsigned)x); break; }
+    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); flm_sb_printf(sb, "%d", (int)x); break; }
+    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); flm_sb_printf(sb, "%lu", (unsigned long)x); break; }
+    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); flm_sb_printf(sb, "%ld", (long)x); break; }
+    case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); flm_sb_printf(sb, "%llu", (unsigned long long)x); break; }
+    case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); flm_sb_printf(sb, "%lld", (long long)x); break; }
     case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); put_float(sb, x, true, o->json); break; }
     case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); put_float(sb, x, false, o->json); break; }
-    case GGUF_TYPE_BOOL: sb_puts(sb, p[0] ? "true" : "false"); break;
+    case GGUF_TYPE_BOOL: flm_sb_puts(sb, p[0] ? "true" : "false"); break;
     case GGUF_TYPE_STRING:
         put_string(sb, arr->strs[i].str, arr->strs[i].len, o->full || o->json ? 0 : SHORT_ELEM);
         break;
     case GGUF_TYPE_ARRAY: put_gguf_array(sb, &arr->items[i], o); break;
-    default: sb_puts(sb, o->json ? "null" : "?"); break;
+    default: flm_sb_puts(sb, o->json ? "null" : "?"); break;
     }
 }
 
 /* Text: [a, b, c, ...]; JSON: {"type": T, "count": N, "head": [...]} (all elements with --full). */
-static void put_gguf_array(strbuf *sb, const gguf_value *v, const inspect_opts *o) {
+static void put_gguf_array(strbuf *sb, const flm_gguf_value *v, const inspect_opts *o) {
     uint64_t shown = o->full ? v->count : (v->count < HEAD_ITEMS ? v->count : HEAD_ITEMS);
-    if (o->json) sb_printf(sb, "{\"type\": \"%s\", \"count\": %llu, \"head\": ", gguf_type_name(v->elem_type), (unsigned long long)v->count);
-    sb_putc(sb, '[');
+    if (o->json) flm_sb_printf(sb, "{\"type\": \"%s\", \"count\": %llu, \"head\": ", flm_gguf_type_name(v->elem_type), (unsigned long long)v->count);
+    flm_sb_putc(sb, '[');
     for (uint64_t i = 0; i < shown; i++) {
-        if (i) sb_puts(sb, ", ");
+        if (i) flm_sb_puts(sb, ", ");
         put_gguf_elem(sb, v, i, o);
     }
-    if (!o->json && shown < v->count) sb_puts(sb, shown ? ", ..." : "...");
-    sb_putc(sb, ']');
-    if (o->json) sb_putc(sb, '}');
+    if (!o->json && shown < v->count) flm_sb_puts(sb, shown ? ", ..." : "...");
+    flm_sb_putc(sb, ']');
+    if (o->json) flm_sb_putc(sb, '}');
 }
 
-static void put_gguf_value(strbuf *sb, const gguf_value *v, const inspect_opts *o) {
+static void put_gguf_value(strbuf *sb, const flm_gguf_value *v, const inspect_opts *o) {
     switch (v->type) {
     case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32: case GGUF_TYPE_UINT64:
-        sb_printf(sb, "%llu", (unsigned long long)v->num.u);
+        flm_sb_printf(sb, "%llu", (unsigned long long)v->num.u);
         break;
     case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32: case GGUF_TYPE_INT64:
-        sb_printf(sb, "%lld", (long long)v->num.i);
+        flm_sb_printf(sb, "%lld", (long long)v->num.i);
         break;
     case GGUF_TYPE_FLOAT32: put_float(sb, v->num.f, true, o->json); break;
     case GGUF_TYPE_FLOAT64: put_float(sb, v->num.f, false, o->json); break;
-    case GGUF_TYPE_BOOL: sb_puts(sb, v->num.b ? "true" : "false"); break;
+    case GGUF_TYPE_BOOL: flm_sb_puts(sb, v->num.b ? "true" : "false"); break;
     case GGUF_TYPE_STRING: put_string(sb, v->s.str, v->s.len, o->full || o->json ? 0 : SHORT_STRING); break;
     case GGUF_TYPE_ARRAY: put_gguf_array(sb, v, o); break;
-    default: sb_puts(sb, o->json ? "null" : "?"); break;
+    default: flm_sb_puts(sb, o->json ? "null" : "?"); break;
     }
 }
 
 /* "u32", "string", "string[151936]", "array[24]" */
-static void gguf_type_label(const gguf_value *v, char *buf, size_t len) {
+static void gguf_type_label(const flm_gguf_value *v, char *buf, size_t len) {
     if (v->type == GGUF_TYPE_ARRAY)
-        snprintf(buf, len, "%s[%llu]", gguf_type_name(v->elem_type), (unsigned long long)v->count);
+        snprintf(buf, len, "%s[%llu]", flm_gguf_type_name(v->elem_type), (unsigned long long)v->count);
     else
-        snprintf(buf, len, "%s", gguf_type_name(v->type));
+        snprintf(buf, len, "%s", flm_gguf_type_name(v->type));
 }
 
 /* ---- the tensor table and totals ---- */
 
 static void put_shape_json(strbuf *sb, const row *r) {
-    sb_putc(sb, '[');
-    for (int d = 0; d < r->ndim; d++) sb_printf(sb, "%s%lld", d ? ", " : "", (long long)r->shape[d]);
-    sb_putc(sb, ']');
+    flm_sb_putc(sb, '[');
+    for (int d = 0; d < r->ndim; d++) flm_sb_printf(sb, "%s%lld", d ? ", " : "", (long long)r->shape[d]);
+    flm_sb_putc(sb, ']');
 }
 
 static void put_totals_json(strbuf *sb, const totals *t) {
-    sb_printf(sb, "{\"tensors\": %llu, \"parameters\": %llu, \"bytes\": %llu, \"by_type\": {", (unsigned long long)t->tensors,
+    flm_sb_printf(sb, "{\"tensors\": %llu, \"parameters\": %llu, \"bytes\": %llu, \"by_type\": {", (unsigned long long)t->tensors,
               (unsigned long long)t->params, (unsigned long long)t->bytes);
     for (int i = 0; i < t->n_types; i++) {
         const type_total *x = &t->by_type[i];
-        sb_printf(sb, "%s\"%s\": {\"tensors\": %llu, \"parameters\": %llu, \"bytes\": %llu}", i ? ", " : "", x->type,
+        flm_sb_printf(sb, "%s\"%s\": {\"tensors\": %llu, \"parameters\": %llu, \"bytes\": %llu}", i ? ", " : "", x->type,
                   (unsigned long long)x->tensors, (unsigned long long)x->params, (unsigned long long)x->bytes);
     }
-    sb_puts(sb, "}}");
+    flm_sb_puts(sb, "}}");
 }
 
 static void put_size(strbuf *sb, uint64_t bytes) {
-    if (bytes >= 1000000000ull) sb_printf(sb, "%.2f GB", (double)bytes / 1e9);
-    else if (bytes >= 1000000ull) sb_printf(sb, "%.1f MB", (double)bytes / 1e6);
-    else if (bytes >= 1000ull) sb_printf(sb, "%.1f kB", (double)bytes / 1e3);
-    else sb_printf(sb, "%llu B", (unsigned long long)bytes);
+    if (bytes >= 1000000000ull) flm_sb_printf(sb, "%.2f GB", (double)bytes / 1e9);
+    else if (bytes >= 1000000ull) flm_sb_printf(sb, "%.1f MB", (double)bytes / 1e6);
+    else if (bytes >= 1000ull) flm_sb_printf(sb, "%.1f kB", (double)bytes / 1e3);
+    else flm_sb_printf(sb, "%llu B", (unsigned long long)bytes);
 }
 
 static void put_totals_text(strbuf *sb, const char *what, const totals *t) {
-    sb_printf(sb, "%s: %llu tensors, %llu parameters (%.3f B), %llu bytes (", what, (unsigned long long)t->tensors,
+    flm_sb_printf(sb, "%s: %llu tensors, %llu parameters (%.3f B), %llu bytes (", what, (unsigned long long)t->tensors,
               (unsigned long long)t->params, (double)t->params / 1e9, (unsigned long long)t->bytes);
     put_size(sb, t->bytes);
-    sb_puts(sb, ")\n");
+    flm_sb_puts(sb, ")\n");
     for (int i = 0; i < t->n_types; i++) {
         const type_total *x = &t->by_type[i];
-        sb_printf(sb, "  %-6s %6llu tensors %15llu parameters %15llu bytes (", x->type, (unsigned long long)x->tensors,
+        flm_sb_printf(sb, "  %-6s %6llu tensors %15llu parameters %15llu bytes (", x->type, (unsigned long long)x->tensors,
                   (unsigned long long)x->params, (unsigned long long)x->bytes);
         put_size(sb, x->bytes);
-        sb_puts(sb, ")\n");
+        flm_sb_puts(sb, ")\n");
     }
 }
 
@@ -225,17 +225,17 @@ static void put_totals_text(strbuf *sb, const char *what, const totals *t) {
 static void put_tensors(strbuf *sb, const row *rows, size_t n, const inspect_opts *o, totals *t) {
     for (size_t i = 0; i < n; i++) totals_add(t, &rows[i]);
     if (o->json) {
-        sb_puts(sb, "\"tensors\": [");
+        flm_sb_puts(sb, "\"tensors\": [");
         for (size_t i = 0; i < n; i++) {
             const row *r = &rows[i];
-            sb_puts(sb, i ? ", {\"name\": " : "{\"name\": ");
-            sb_json_string(sb, r->name, strlen(r->name), false);
-            sb_printf(sb, ", \"type\": \"%s\", \"shape\": ", r->type);
+            flm_sb_puts(sb, i ? ", {\"name\": " : "{\"name\": ");
+            flm_sb_json_string(sb, r->name, strlen(r->name), false);
+            flm_sb_printf(sb, ", \"type\": \"%s\", \"shape\": ", r->type);
             put_shape_json(sb, r);
-            sb_printf(sb, ", \"parameters\": %llu, \"bytes\": %llu, \"offset\": %llu}", (unsigned long long)r->params,
+            flm_sb_printf(sb, ", \"parameters\": %llu, \"bytes\": %llu, \"offset\": %llu}", (unsigned long long)r->params,
                       (unsigned long long)r->bytes, (unsigned long long)r->offset);
         }
-        sb_puts(sb, "], \"totals\": ");
+        flm_sb_puts(sb, "], \"totals\": ");
         put_totals_json(sb, t);
         return;
     }
@@ -244,13 +244,13 @@ static void put_tensors(strbuf *sb, const row *rows, size_t n, const inspect_opt
         int l = (int)strlen(rows[i].name);
         if (l > wname) wname = l;
     }
-    sb_printf(sb, "tensors (shape outermost first, offset = position of the data in the file):\n  %-*s %-6s %-22s %14s %14s\n",
+    flm_sb_printf(sb, "tensors (shape outermost first, offset = position of the data in the file):\n  %-*s %-6s %-22s %14s %14s\n",
               wname, "name", "type", "shape", "bytes", "offset");
     for (size_t i = 0; i < n; i++) {
         const row *r = &rows[i];
         char shape[96];
         flm_shape_str(r->shape, r->ndim, shape, sizeof shape);
-        sb_printf(sb, "  %-*s %-6s %-22s %14llu %14llu\n", wname, r->name, r->type, shape, (unsigned long long)r->bytes,
+        flm_sb_printf(sb, "  %-*s %-6s %-22s %14llu %14llu\n", wname, r->name, r->type, shape, (unsigned long long)r->bytes,
                   (unsigned long long)r->offset);
     }
     put_totals_text(sb, "totals", t);
@@ -259,72 +259,72 @@ static void put_tensors(strbuf *sb, const row *rows, size_t n, const inspect_opt
 /* ---- generation defaults ---- */
 
 static void put_gen_defaults_values_json(strbuf *sb, const flm_gen_config *g) {
-    sb_printf(sb, "{\"do_sample\": %s, \"temperature\": ", g->do_sample ? "true" : "false");
+    flm_sb_printf(sb, "{\"do_sample\": %s, \"temperature\": ", g->do_sample ? "true" : "false");
     put_float(sb, g->temperature, false, true);
-    sb_printf(sb, ", \"top_k\": %d, \"top_p\": ", g->top_k);
+    flm_sb_printf(sb, ", \"top_k\": %d, \"top_p\": ", g->top_k);
     put_float(sb, g->top_p, false, true);
-    sb_puts(sb, ", \"min_p\": ");
+    flm_sb_puts(sb, ", \"min_p\": ");
     if (g->from_file & FLM_GEN_MIN_P) put_float(sb, g->min_p, false, true);
-    else sb_puts(sb, "null");
-    sb_puts(sb, ", \"repetition_penalty\": ");
+    else flm_sb_puts(sb, "null");
+    flm_sb_puts(sb, ", \"repetition_penalty\": ");
     put_float(sb, g->repetition_penalty, false, true);
-    sb_puts(sb, ", \"eos_token_id\": [");
-    for (int i = 0; i < g->n_eos; i++) sb_printf(sb, "%s%ld", i ? ", " : "", (long)g->eos_ids[i]);
-    sb_puts(sb, "]}");
+    flm_sb_puts(sb, ", \"eos_token_id\": [");
+    for (int i = 0; i < g->n_eos; i++) flm_sb_printf(sb, "%s%ld", i ? ", " : "", (long)g->eos_ids[i]);
+    flm_sb_puts(sb, "]}");
 }
 
 static void put_gen_defaults_values_text(strbuf *sb, const flm_gen_config *g) {
-    sb_printf(sb, "do_sample=%s temperature=", g->do_sample ? "true" : "false");
+    flm_sb_printf(sb, "do_sample=%s temperature=", g->do_sample ? "true" : "false");
     put_float(sb, g->temperature, false, false);
-    sb_printf(sb, " top_k=%d top_p=", g->top_k);
+    flm_sb_printf(sb, " top_k=%d top_p=", g->top_k);
     put_float(sb, g->top_p, false, false);
-    if (g->from_file & FLM_GEN_MIN_P) { sb_puts(sb, " min_p="); put_float(sb, g->min_p, false, false); }
-    sb_puts(sb, " repetition_penalty=");
+    if (g->from_file & FLM_GEN_MIN_P) { flm_sb_puts(sb, " min_p="); put_float(sb, g->min_p, false, false); }
+    flm_sb_puts(sb, " repetition_penalty=");
     put_float(sb, g->repetition_penalty, false, false);
     if (g->n_eos) {
-        sb_puts(sb, " eos_token_id=[");
-        for (int i = 0; i < g->n_eos; i++) sb_printf(sb, "%s%ld", i ? ", " : "", (long)g->eos_ids[i]);
-        sb_putc(sb, ']');
+        flm_sb_puts(sb, " eos_token_id=[");
+        for (int i = 0; i < g->n_eos; i++) flm_sb_printf(sb, "%s%ld", i ? ", " : "", (long)g->eos_ids[i]);
+        flm_sb_putc(sb, ']');
     }
 }
 
 /* GGUF: the fieldlm.generation.* keys and fieldlm.eos_token_ids, or a statement
  * that the file has none and transformers' defaults apply. */
-static void put_gguf_gen_defaults(strbuf *sb, const gguf_file *f, const inspect_opts *o) {
+static void put_gguf_gen_defaults(strbuf *sb, const flm_gguf_file *f, const inspect_opts *o) {
     size_t n = 0;
-    for (size_t i = 0; i < gguf_kv_count(f); i++) {
-        const char *k = gguf_kv_at(f, i)->key;
+    for (size_t i = 0; i < flm_gguf_kv_count(f); i++) {
+        const char *k = flm_gguf_kv_at(f, i)->key;
         if (!strncmp(k, GEN_PREFIX, strlen(GEN_PREFIX)) || !strcmp(k, GEN_EOS_KEY)) n++;
     }
     if (!n) {
         flm_gen_config d;
         flm_gen_config_defaults(&d);
         if (o->json) {
-            sb_puts(sb, "\"generation_defaults\": {\"source\": \"transformers_defaults\", \"in_file\": false, \"values\": ");
+            flm_sb_puts(sb, "\"generation_defaults\": {\"source\": \"transformers_defaults\", \"in_file\": false, \"values\": ");
             put_gen_defaults_values_json(sb, &d);
-            sb_puts(sb, "}");
+            flm_sb_puts(sb, "}");
         } else {
-            sb_puts(sb, "generation defaults: none in file (transformers' defaults apply: ");
+            flm_sb_puts(sb, "generation defaults: none in file (transformers' defaults apply: ");
             put_gen_defaults_values_text(sb, &d);
-            sb_puts(sb, ")\n");
+            flm_sb_puts(sb, ")\n");
         }
         return;
     }
-    sb_puts(sb, o->json ? "\"generation_defaults\": {\"source\": \"file\", \"in_file\": true, \"values\": {"
+    flm_sb_puts(sb, o->json ? "\"generation_defaults\": {\"source\": \"file\", \"in_file\": true, \"values\": {"
                         : "generation defaults: in file (" GEN_PREFIX "*):");
     size_t k = 0;
     inspect_opts full = *o;
     full.full = true;
-    for (size_t i = 0; i < gguf_kv_count(f); i++) {
-        const gguf_kv *kv = gguf_kv_at(f, i);
+    for (size_t i = 0; i < flm_gguf_kv_count(f); i++) {
+        const flm_gguf_kv *kv = flm_gguf_kv_at(f, i);
         const char *name;
         if (!strncmp(kv->key, GEN_PREFIX, strlen(GEN_PREFIX))) name = kv->key + strlen(GEN_PREFIX);
         else if (!strcmp(kv->key, GEN_EOS_KEY)) name = "eos_token_ids";
         else continue;
         if (o->json) {
-            if (k++) sb_puts(sb, ", ");
-            sb_json_string(sb, name, strlen(name), false);
-            sb_puts(sb, ": ");
+            if (k++) flm_sb_puts(sb, ", ");
+            flm_sb_json_string(sb, name, strlen(name), false);
+            flm_sb_puts(sb, ": ");
             if (kv->value.type == GGUF_TYPE_ARRAY) {
                 /* small arrays (eos ids) in full, as a plain list */
                 inspect_opts plain = {.json = false, .full = true};
@@ -333,60 +333,60 @@ static void put_gguf_gen_defaults(strbuf *sb, const gguf_file *f, const inspect_
                 put_gguf_value(sb, &kv->value, &full);
             }
         } else {
-            sb_printf(sb, " %s=", name);
+            flm_sb_printf(sb, " %s=", name);
             put_gguf_value(sb, &kv->value, &full);
         }
     }
-    sb_puts(sb, o->json ? "}}" : "\n");
+    flm_sb_puts(sb, o->json ? "}}" : "\n");
 }
 
 /* ---- GGUF ---- */
 
 static int inspect_gguf(const char *path, const inspect_opts *o, strbuf *sb) {
-    gguf_file *f = NULL;
-    if (gguf_open(path, &f)) return FLM_ERR_FORMAT;
-    size_t nkv = gguf_kv_count(f), nt = gguf_tensor_count(f);
+    flm_gguf_file *f = NULL;
+    if (flm_gguf_open(path, &f)) return FLM_ERR_FORMAT;
+    size_t nkv = flm_gguf_kv_count(f), nt = flm_gguf_tensor_count(f);
     if (o->json) {
-        sb_puts(sb, "{\"path\": ");
-        sb_json_string(sb, path, strlen(path), false);
-        sb_printf(sb, ", \"format\": \"gguf\", \"gguf_version\": %lu, \"alignment\": %lu, \"data_offset\": %llu, \"file_size\": %llu, \"metadata\": {",
-                  (unsigned long)gguf_version(f), (unsigned long)gguf_alignment(f), (unsigned long long)gguf_data_offset(f),
-                  (unsigned long long)gguf_file_size(f));
+        flm_sb_puts(sb, "{\"path\": ");
+        flm_sb_json_string(sb, path, strlen(path), false);
+        flm_sb_printf(sb, ", \"format\": \"gguf\", \"flm_gguf_version\": %lu, \"alignment\": %lu, \"data_offset\": %llu, \"file_size\": %llu, \"metadata\": {",
+                  (unsigned long)flm_gguf_version(f), (unsigned long)flm_gguf_alignment(f), (unsigned long long)flm_gguf_data_offset(f),
+                  (unsigned long long)flm_gguf_file_size(f));
         for (size_t i = 0; i < nkv; i++) {
-            const gguf_kv *kv = gguf_kv_at(f, i);
-            if (i) sb_puts(sb, ", ");
-            sb_json_string(sb, kv->key, strlen(kv->key), false);
-            sb_puts(sb, ": ");
+            const flm_gguf_kv *kv = flm_gguf_kv_at(f, i);
+            if (i) flm_sb_puts(sb, ", ");
+            flm_sb_json_string(sb, kv->key, strlen(kv->key), false);
+            flm_sb_puts(sb, ": ");
             put_gguf_value(sb, &kv->value, o);
         }
-        sb_puts(sb, "}, ");
+        flm_sb_puts(sb, "}, ");
     } else {
-        sb_printf(sb, "%s: GGUF v%lu, %zu metadata keys, %zu tensors, alignment %lu, data at offset %llu, file size %llu bytes\n",
-                  path, (unsigned long)gguf_version(f), nkv, nt, (unsigned long)gguf_alignment(f),
-                  (unsigned long long)gguf_data_offset(f), (unsigned long long)gguf_file_size(f));
+        flm_sb_printf(sb, "%s: GGUF v%lu, %zu metadata keys, %zu tensors, alignment %lu, data at offset %llu, file size %llu bytes\n",
+                  path, (unsigned long)flm_gguf_version(f), nkv, nt, (unsigned long)flm_gguf_alignment(f),
+                  (unsigned long long)flm_gguf_data_offset(f), (unsigned long long)flm_gguf_file_size(f));
         int wkey = 8;
         for (size_t i = 0; i < nkv; i++) {
-            int l = (int)strlen(gguf_kv_at(f, i)->key);
+            int l = (int)strlen(flm_gguf_kv_at(f, i)->key);
             if (l > wkey) wkey = l;
         }
-        sb_puts(sb, "metadata:\n");
+        flm_sb_puts(sb, "metadata:\n");
         for (size_t i = 0; i < nkv; i++) {
-            const gguf_kv *kv = gguf_kv_at(f, i);
+            const flm_gguf_kv *kv = flm_gguf_kv_at(f, i);
             char label[48];
             gguf_type_label(&kv->value, label, sizeof label);
-            sb_printf(sb, "  %-*s %-14s ", wkey, kv->key, label);
+            flm_sb_printf(sb, "  %-*s %-14s ", wkey, kv->key, label);
             put_gguf_value(sb, &kv->value, o);
-            sb_putc(sb, '\n');
+            flm_sb_putc(sb, '\n');
         }
     }
     put_gguf_gen_defaults(sb, f, o);
-    if (o->json) sb_puts(sb, ", ");
+    if (o->json) flm_sb_puts(sb, ", ");
 
     row *rows = flm_calloc(nt ? nt : 1, sizeof *rows);
-    if (!rows) { gguf_close(f); return FLM_ERR_NOMEM; }
+    if (!rows) { flm_gguf_close(f); return FLM_ERR_NOMEM; }
     for (size_t i = 0; i < nt; i++) {
-        const gguf_tensor_info *ti = gguf_tensor_at(f, i);
-        const char *tn = gguf_ggml_type_name(ti->ggml_type);
+        const flm_gguf_tensor_info *ti = flm_gguf_tensor_at(f, i);
+        const char *tn = flm_gguf_ggml_type_name(ti->ggml_type);
         row *r = &rows[i];
         r->name = ti->name;
         r->type = tn ? tn : "?";
@@ -397,31 +397,31 @@ static int inspect_gguf(const char *path, const inspect_opts *o, strbuf *sb) {
             r->params *= ti->ne[d];
         }
         r->bytes = ti->nbytes;
-        r->offset = gguf_data_offset(f) + ti->offset;
+        r->offset = flm_gguf_data_offset(f) + ti->offset;
     }
     totals t = {0};
     put_tensors(sb, rows, nt, o, &t);
-    if (o->json) sb_puts(sb, "}");
+    if (o->json) flm_sb_puts(sb, "}");
     free(rows);
-    gguf_close(f);
+    flm_gguf_close(f);
     return FLM_OK;
 }
 
 /* ---- safetensors ---- */
 
-/* The header again (st_open validated it): __metadata__ and each tensor's data
+/* The header again (flm_st_open validated it): __metadata__ and each tensor's data
  * offset, which the reader does not expose. */
-static json_doc *st_header(const char *path, uint64_t *data_start) {
+static flm_json_doc *st_header(const char *path, uint64_t *data_start) {
     FILE *fp = fopen(path, "rb");
     if (!fp) { flm_fail(FLM_ERR_IO, "%s: cannot open", path); return NULL; }
     unsigned char len8[8];
-    json_doc *doc = NULL;
+    flm_json_doc *doc = NULL;
     if (fread(len8, 1, 8, fp) == 8) {
         uint64_t hlen = 0;
         for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
         char *text = flm_malloc((size_t)hlen + 1);
         if (text && fread(text, 1, (size_t)hlen, fp) == hlen) {
-            doc = json_parse(text, (size_t)hlen, path);
+            doc = flm_json_parse(text, (size_t)hlen, path);
             *data_start = 8 + hlen;
         } else if (text) {
             flm_fail(FLM_ERR_IO, "%s: short read of the header", path);
@@ -435,37 +435,37 @@ static json_doc *st_header(const char *path, uint64_t *data_start) {
 }
 
 static int inspect_safetensors(const char *path, const inspect_opts *o, strbuf *sb, totals *t) {
-    st_file *f = NULL;
-    if (st_open(path, &f)) return FLM_ERR_FORMAT;
+    flm_st_file *f = NULL;
+    if (flm_st_open(path, &f)) return FLM_ERR_FORMAT;
     uint64_t data_start = 0;
-    json_doc *hdr = st_header(path, &data_start);
-    if (!hdr) { st_close(f); return FLM_ERR_IO; }
-    const json *root = json_root(hdr), *meta = json_get(root, "__metadata__");
-    size_t n = st_count(f);
+    flm_json_doc *hdr = st_header(path, &data_start);
+    if (!hdr) { flm_st_close(f); return FLM_ERR_IO; }
+    const flm_json *root = flm_json_root(hdr), *meta = flm_json_get(root, "__metadata__");
+    size_t n = flm_st_count(f);
     if (o->json) {
-        sb_puts(sb, "{\"path\": ");
-        sb_json_string(sb, path, strlen(path), false);
-        sb_printf(sb, ", \"format\": \"safetensors\", \"data_offset\": %llu, \"metadata\": ", (unsigned long long)data_start);
-        if (meta) json_write(sb, meta, true);
-        else sb_puts(sb, "{}");
-        sb_puts(sb, ", ");
+        flm_sb_puts(sb, "{\"path\": ");
+        flm_sb_json_string(sb, path, strlen(path), false);
+        flm_sb_printf(sb, ", \"format\": \"safetensors\", \"data_offset\": %llu, \"metadata\": ", (unsigned long long)data_start);
+        if (meta) flm_json_write(sb, meta, true);
+        else flm_sb_puts(sb, "{}");
+        flm_sb_puts(sb, ", ");
     } else {
-        sb_printf(sb, "%s: safetensors, %zu tensors, data at offset %llu\n", path, n, (unsigned long long)data_start);
+        flm_sb_printf(sb, "%s: safetensors, %zu tensors, data at offset %llu\n", path, n, (unsigned long long)data_start);
         if (meta && meta->len) {
-            sb_puts(sb, "metadata (__metadata__):\n");
+            flm_sb_puts(sb, "metadata (__metadata__):\n");
             for (size_t i = 0; i < meta->len; i++) {
-                const json *e = &meta->items[i];
-                sb_printf(sb, "  %s = ", e->key);
+                const flm_json *e = &meta->items[i];
+                flm_sb_printf(sb, "  %s = ", e->key);
                 if (e->type == JSON_STRING) put_string(sb, e->str, e->len, o->full ? 0 : SHORT_STRING);
-                else json_write(sb, e, true);
-                sb_putc(sb, '\n');
+                else flm_json_write(sb, e, true);
+                flm_sb_putc(sb, '\n');
             }
         }
     }
     row *rows = flm_calloc(n ? n : 1, sizeof *rows);
-    if (!rows) { json_free(hdr); st_close(f); return FLM_ERR_NOMEM; }
+    if (!rows) { flm_json_free(hdr); flm_st_close(f); return FLM_ERR_NOMEM; }
     for (size_t i = 0; i < n; i++) {
-        const flm_tensor *ten = st_tensor_at(f, i);
+        const flm_tensor *ten = flm_st_tensor_at(f, i);
         row *r = &rows[i];
         r->name = ten->name;
         r->type = flm_dtype_get(ten->dtype)->name;
@@ -473,16 +473,16 @@ static int inspect_safetensors(const char *path, const inspect_opts *o, strbuf *
         memcpy(r->shape, ten->shape, sizeof r->shape);
         r->params = (uint64_t)flm_tensor_numel(ten);
         r->bytes = ten->nbytes;
-        const json *offs = json_get(json_get(root, ten->name), "data_offsets");
-        r->offset = data_start + (uint64_t)json_int(json_at(offs, 0), 0);
+        const flm_json *offs = flm_json_get(flm_json_get(root, ten->name), "data_offsets");
+        r->offset = data_start + (uint64_t)flm_json_int(flm_json_at(offs, 0), 0);
     }
     totals local = {0};
     put_tensors(sb, rows, n, o, &local);
-    if (o->json) sb_puts(sb, "}");
+    if (o->json) flm_sb_puts(sb, "}");
     if (t) totals_merge(t, &local);
     free(rows);
-    json_free(hdr);
-    st_close(f);
+    flm_json_free(hdr);
+    flm_st_close(f);
     return FLM_OK;
 }
 
@@ -513,16 +513,16 @@ static int folder_files(const char *dir, char ***out, size_t *n_out) {
         free(index);
         return rc;
     }
-    json_doc *doc = json_parse_file(index);
+    flm_json_doc *doc = flm_json_parse_file(index);
     if (!doc) { free(index); return FLM_ERR_FORMAT; }
-    const json *wm = json_get(json_root(doc), "weight_map");
+    const flm_json *wm = flm_json_get(flm_json_root(doc), "weight_map");
     int rc = FLM_OK;
     if (!wm || wm->type != JSON_OBJECT) rc = flm_fail(FLM_ERR_FORMAT, "%s: missing \"weight_map\"", index);
     char **files = rc ? NULL : flm_calloc(wm->len ? wm->len : 1, sizeof *files);
     if (!rc && !files) rc = FLM_ERR_NOMEM;
     size_t n = 0;
     for (size_t i = 0; !rc && i < wm->len; i++) {
-        const char *f = json_string(&wm->items[i], NULL);
+        const char *f = flm_json_string(&wm->items[i], NULL);
         if (!f || !*f || strchr(f, '/') || !strcmp(f, "..")) { rc = flm_fail(FLM_ERR_FORMAT, "%s: bad shard file name for %s", index, wm->items[i].key); break; }
         bool seen = false;
         for (size_t j = 0; j < n && !seen; j++) {
@@ -533,7 +533,7 @@ static int folder_files(const char *dir, char ***out, size_t *n_out) {
         if (!(files[n] = flm_path_join(dir, f))) rc = FLM_ERR_NOMEM;
         else n++;
     }
-    json_free(doc);
+    flm_json_free(doc);
     free(index);
     if (rc) {
         for (size_t j = 0; j < n; j++) free(files[j]);
@@ -557,9 +557,9 @@ static int inspect_folder(const char *dir, const inspect_opts *o, strbuf *sb) {
             return flm_fail(FLM_ERR_IO, "%s: not a Hugging Face model folder (no config.json or adapter_config.json)", dir);
         }
     }
-    json_doc *cfg = json_parse_file(cfg_path);
+    flm_json_doc *cfg = flm_json_parse_file(cfg_path);
     if (!cfg) { free(cfg_path); return FLM_ERR_FORMAT; }
-    const json *root = json_root(cfg);
+    const flm_json *root = flm_json_root(cfg);
     const char *cfg_name = strrchr(cfg_path, '/') + 1;
     bool is_adapter = !strcmp(cfg_name, "adapter_config.json"); /* no generation config of its own */
     flm_gen_config gen;
@@ -567,65 +567,65 @@ static int inspect_folder(const char *dir, const inspect_opts *o, strbuf *sb) {
     char **files = NULL;
     size_t n_files = 0;
     if (!rc) rc = folder_files(dir, &files, &n_files);
-    if (rc) { json_free(cfg); free(cfg_path); return rc; }
+    if (rc) { flm_json_free(cfg); free(cfg_path); return rc; }
 
     if (o->json) {
-        sb_puts(sb, "{\"path\": ");
-        sb_json_string(sb, dir, strlen(dir), false);
-        sb_puts(sb, is_adapter ? ", \"format\": \"peft-adapter-folder\", \"config_file\": " : ", \"format\": \"hf-folder\", \"config_file\": ");
-        sb_json_string(sb, cfg_name, strlen(cfg_name), false);
-        sb_puts(sb, ", \"config\": ");
-        json_write(sb, root, true);
+        flm_sb_puts(sb, "{\"path\": ");
+        flm_sb_json_string(sb, dir, strlen(dir), false);
+        flm_sb_puts(sb, is_adapter ? ", \"format\": \"peft-adapter-folder\", \"config_file\": " : ", \"format\": \"hf-folder\", \"config_file\": ");
+        flm_sb_json_string(sb, cfg_name, strlen(cfg_name), false);
+        flm_sb_puts(sb, ", \"config\": ");
+        flm_json_write(sb, root, true);
         if (!is_adapter) {
-            sb_printf(sb, ", \"generation_defaults\": {\"source\": \"%s\", \"in_file\": %s, \"values\": ",
+            flm_sb_printf(sb, ", \"generation_defaults\": {\"source\": \"%s\", \"in_file\": %s, \"values\": ",
                       gen.file_found ? "generation_config.json" : "transformers_defaults", gen.file_found ? "true" : "false");
             put_gen_defaults_values_json(sb, &gen);
-            sb_putc(sb, '}');
+            flm_sb_putc(sb, '}');
         }
-        sb_puts(sb, ", \"files\": [");
+        flm_sb_puts(sb, ", \"files\": [");
     } else {
-        sb_printf(sb, "%s: Hugging Face %s folder, %zu safetensors file%s\n%s:\n", dir, is_adapter ? "PEFT adapter" : "model", n_files, n_files == 1 ? "" : "s", cfg_name);
+        flm_sb_printf(sb, "%s: Hugging Face %s folder, %zu safetensors file%s\n%s:\n", dir, is_adapter ? "PEFT adapter" : "model", n_files, n_files == 1 ? "" : "s", cfg_name);
         for (size_t i = 0; root->type == JSON_OBJECT && i < root->len; i++) {
-            const json *e = &root->items[i];
-            sb_printf(sb, "  %-32s ", e->key);
+            const flm_json *e = &root->items[i];
+            flm_sb_printf(sb, "  %-32s ", e->key);
             if (e->type == JSON_STRING) {
                 put_string(sb, e->str, e->len, o->full ? 0 : SHORT_STRING);
             } else {
                 strbuf v;
-                sb_init(&v);
-                json_write(&v, e, true);
-                if (!o->full && v.len > SHORT_STRING) sb_printf(sb, "%.*s... (%zu bytes)", SHORT_STRING, sb_cstr(&v), v.len);
-                else sb_puts(sb, sb_cstr(&v));
-                sb_free(&v);
+                flm_sb_init(&v);
+                flm_json_write(&v, e, true);
+                if (!o->full && v.len > SHORT_STRING) flm_sb_printf(sb, "%.*s... (%zu bytes)", SHORT_STRING, flm_sb_cstr(&v), v.len);
+                else flm_sb_puts(sb, flm_sb_cstr(&v));
+                flm_sb_free(&v);
             }
-            sb_putc(sb, '\n');
+            flm_sb_putc(sb, '\n');
         }
         if (!is_adapter) {
-            if (gen.file_found) sb_puts(sb, "generation defaults: generation_config.json: ");
-            else sb_puts(sb, "generation defaults: none in folder (transformers' defaults apply: ");
+            if (gen.file_found) flm_sb_puts(sb, "generation defaults: generation_config.json: ");
+            else flm_sb_puts(sb, "generation defaults: none in folder (transformers' defaults apply: ");
             put_gen_defaults_values_text(sb, &gen);
-            sb_puts(sb, gen.file_found ? "\n" : ")\n");
+            flm_sb_puts(sb, gen.file_found ? "\n" : ")\n");
         }
     }
     totals all = {0};
     for (size_t i = 0; !rc && i < n_files; i++) {
-        if (i) sb_puts(sb, o->json ? ", " : "\n");
-        else if (!o->json) sb_putc(sb, '\n');
+        if (i) flm_sb_puts(sb, o->json ? ", " : "\n");
+        else if (!o->json) flm_sb_putc(sb, '\n');
         rc = inspect_safetensors(files[i], o, sb, &all);
     }
     if (!rc) {
         if (o->json) {
-            sb_puts(sb, "], \"totals\": ");
+            flm_sb_puts(sb, "], \"totals\": ");
             put_totals_json(sb, &all);
-            sb_puts(sb, "}");
+            flm_sb_puts(sb, "}");
         } else if (n_files > 1) {
-            sb_putc(sb, '\n');
+            flm_sb_putc(sb, '\n');
             put_totals_text(sb, "folder totals", &all);
         }
     }
     for (size_t i = 0; i < n_files; i++) free(files[i]);
     free(files);
-    json_free(cfg);
+    flm_json_free(cfg);
     free(cfg_path);
     return rc;
 }
@@ -670,13 +670,13 @@ static int cmd_inspect(int argc, char **argv) {
     if (!path) { fprintf(stderr, "fieldlm inspect: no PATH given\n"); help(stderr); return EXIT_USAGE; }
 
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     int rc;
     if (flm_is_dir(path)) {
         rc = inspect_folder(path, &o, &sb);
     } else if (!flm_file_exists(path)) {
         rc = flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
-    } else if (gguf_is_gguf_file(path)) {
+    } else if (flm_gguf_is_gguf_file(path)) {
         rc = inspect_gguf(path, &o, &sb);
     } else {
         rc = inspect_safetensors(path, &o, &sb, NULL);
@@ -689,12 +689,12 @@ static int cmd_inspect(int argc, char **argv) {
     }
     if (!rc && sb.oom) rc = flm_fail(FLM_ERR_NOMEM, "out of memory formatting the output");
     if (rc) {
-        sb_free(&sb);
+        flm_sb_free(&sb);
         return cli_error("inspect");
     }
-    if (o.json) sb_putc(&sb, '\n');
+    if (o.json) flm_sb_putc(&sb, '\n');
     fwrite(sb.data, 1, sb.len, stdout);
-    sb_free(&sb);
+    flm_sb_free(&sb);
     return EXIT_OK;
 }
 CLI_COMMAND(inspect, "inspect", "describe a .gguf, .safetensors or Hugging Face folder: metadata, tensors, totals", 50, cmd_inspect)

@@ -1,15 +1,15 @@
 /* cmd_logits.c — `fieldlm logits`: prefill token ids, write raw float32 logits
- * (through the output-file discipline of src/outfile.h). */
+ * (through the output-file discipline of src/base/outfile.h). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "forward.h"
-#include "model.h"
-#include "outfile.h"
+#include "base/common.h"
+#include "runtime/forward.h"
+#include "model/model.h"
+#include "base/outfile.h"
 
 static void help(FILE *f) {
     fprintf(f,

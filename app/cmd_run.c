@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "cmd_run.h"
-#include "common.h"
-#include "session.h"
+#include "base/common.h"
+#include "runtime/session.h"
 
 /* ---- shared options ---- */
 
@@ -173,14 +173,14 @@ void gen_cli_warn_dropped(const flm_assets *a, const char *const *roles, const c
                           const char *cmd) {
     if (n == 0) return;
     strbuf full, out;
-    sb_init(&full);
-    sb_init(&out);
+    flm_sb_init(&full);
+    flm_sb_init(&out);
     const char **r = malloc(n * sizeof *r), **c = malloc(n * sizeof *c);
     if (!r || !c || flm_assets_render_pairs(a, roles, contents, n, true, &full) != FLM_OK) goto done; /* the run reports it */
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0, k = 0; j < n; j++)
             if (j != i) { r[k] = roles[j]; c[k++] = contents[j]; }
-        sb_clear(&out);
+        flm_sb_clear(&out);
         if (flm_assets_render_pairs(a, r, c, n - 1, true, &out) != FLM_OK) continue;
         if (!out.oom && out.len == full.len && (!out.len || !memcmp(out.data, full.data, out.len)))
             fprintf(stderr, "fieldlm %s: warning: the %s message is not in the prompt: the model's chat template leaves "
@@ -190,8 +190,8 @@ done:
     flm_clear_error();
     free(r);
     free(c);
-    sb_free(&full);
-    sb_free(&out);
+    flm_sb_free(&full);
+    flm_sb_free(&out);
 }
 
 void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a) {
@@ -262,42 +262,42 @@ static void help(FILE *f) {
 
 static char *read_stdin(void) {
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
-    if (sb.oom) { sb_free(&sb); return NULL; }
-    sb_cstr(&sb);
-    return sb_take(&sb);
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) flm_sb_append(&sb, buf, n);
+    if (sb.oom) { flm_sb_free(&sb); return NULL; }
+    flm_sb_cstr(&sb);
+    return flm_sb_take(&sb);
 }
 
 static void json_ids(strbuf *sb, const int32_t *ids, int n) {
-    sb_putc(sb, '[');
-    for (int i = 0; i < n; i++) sb_printf(sb, i ? ", %d" : "%d", ids[i]);
-    sb_putc(sb, ']');
+    flm_sb_putc(sb, '[');
+    for (int i = 0; i < n; i++) flm_sb_printf(sb, i ? ", %d" : "%d", ids[i]);
+    flm_sb_putc(sb, ']');
 }
 
 static void print_json(const flm_gen_result *r) {
     const flm_timings *t = &r->timings;
     strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"prompt_ids\": ");
+    flm_sb_init(&sb);
+    flm_sb_puts(&sb, "{\"prompt_ids\": ");
     json_ids(&sb, r->prompt_ids, r->n_prompt);
-    sb_puts(&sb, ", \"ids\": ");
+    flm_sb_puts(&sb, ", \"ids\": ");
     json_ids(&sb, r->ids, r->n_ids);
-    sb_puts(&sb, ", \"text\": ");
-    sb_json_string(&sb, r->text, r->text_len, false);
-    sb_printf(&sb, ", \"stop_reason\": \"%s\", \"stop_token\": ", flm_stop_reason_str(r->stop_reason));
-    if (r->stop_token >= 0) sb_printf(&sb, "%d", r->stop_token);
-    else sb_puts(&sb, "null");
-    sb_printf(&sb,
+    flm_sb_puts(&sb, ", \"text\": ");
+    flm_sb_json_string(&sb, r->text, r->text_len, false);
+    flm_sb_printf(&sb, ", \"stop_reason\": \"%s\", \"stop_token\": ", flm_stop_reason_str(r->stop_reason));
+    if (r->stop_token >= 0) flm_sb_printf(&sb, "%d", r->stop_token);
+    else flm_sb_puts(&sb, "null");
+    flm_sb_printf(&sb,
               ", \"timings\": {\"prompt_tokens\": %d, \"reused_tokens\": %d, \"prefill_s\": %.6f, "
               "\"prefill_tok_s\": %.3f, \"generated_tokens\": %d, \"decode_s\": %.6f, \"decode_tok_s\": %.3f, "
               "\"ttft_s\": %.6f}}\n",
               t->prompt_tokens, t->reused_tokens, t->prefill_s, t->prefill_tok_s, t->generated_tokens, t->decode_s,
               t->decode_tok_s, t->ttft_s);
-    fputs(sb_cstr(&sb), stdout);
-    sb_free(&sb);
+    fputs(flm_sb_cstr(&sb), stdout);
+    flm_sb_free(&sb);
 }
 
 static int cmd_run(int argc, char **argv) {

@@ -8,8 +8,8 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "gen_config.h"
-#include "session.h"
+#include "model/gen_config.h"
+#include "runtime/session.h"
 
 #define GEN_CLI_MAX_STOP 16
 

@@ -1,7 +1,7 @@
 /* cmd_synth.c — `fieldlm synth`: a Hugging Face folder with random bf16 weights of an
  * exact Qwen2.5 shape, for benchmarks and memory tests. Written one tensor at a time.
  * It never replaces a real model by accident: a folder that holds model files is
- * refused unless --force, every file goes through src/outfile.h (never onto the
+ * refused unless --force, every file goes through src/base/outfile.h (never onto the
  * tokenizer files it copies from; temp + rename), and a failed or interrupted run
  * removes what it created. */
 #include <dirent.h>
@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "common.h"
-#include "model.h"
-#include "outfile.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/outfile.h"
+#include "format/safetensors.h"
 
 static volatile sig_atomic_t g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
@@ -83,8 +83,8 @@ static int write_config(const char *dir, const synth_preset *p) {
     char *path = flm_path_join(dir, "config.json");
     if (!path) return FLM_ERR_NOMEM;
     strbuf f;
-    sb_init(&f);
-    sb_printf(&f,
+    flm_sb_init(&f);
+    flm_sb_printf(&f,
             "{\n  \"architectures\": [\"Qwen2ForCausalLM\"],\n  \"model_type\": \"qwen2\",\n  \"hidden_act\": \"silu\",\n"
             "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
             "  \"num_key_value_heads\": %d,\n  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.1f,\n"
@@ -92,7 +92,7 @@ static int write_config(const char *dir, const synth_preset *p) {
             "  \"torch_dtype\": \"bfloat16\",\n  \"use_sliding_window\": false,\n  \"fieldlm_synthetic\": true\n}\n",
             p->hidden, p->inter, p->layers, p->heads, p->kv_heads, p->vocab, p->max_pos, p->theta, p->tied ? "true" : "false");
     int rc = f.oom ? FLM_ERR_NOMEM : write_file(path, f.data, f.len);
-    sb_free(&f);
+    flm_sb_free(&f);
     free(path);
     return rc;
 }
@@ -101,23 +101,23 @@ static int write_weights(const char *dir, const synth_preset *p, uint64_t seed) 
     flm_config c = {.vocab_size = p->vocab, .hidden_size = p->hidden, .intermediate_size = p->inter, .n_layers = p->layers,
                     .n_heads = p->heads, .n_kv_heads = p->kv_heads, .head_dim = p->hidden / p->heads};
     char *path = flm_path_join(dir, "model.safetensors");
-    st_writer *w;
-    int rc = path ? st_writer_new(path, &w) : FLM_ERR_NOMEM;
+    flm_st_writer *w;
+    int rc = path ? flm_st_writer_new(path, &w) : FLM_ERR_NOMEM;
     free(path);
     if (rc) return rc;
     int64_t emb[2] = {p->vocab, p->hidden}, norm[1] = {p->hidden};
-    rc = st_writer_declare(w, "model.embed_tokens.weight", FLM_BF16, 2, emb);
+    rc = flm_st_writer_declare(w, "model.embed_tokens.weight", FLM_BF16, 2, emb);
     for (int l = 0; l < p->layers && !rc; l++)
         for (int k = 0; k < W_LAYER_COUNT && !rc; k++) {
             char name[128];
             int64_t shape[FLM_MAX_DIMS];
             int nd = flm_layer_weight_shape(&c, (flm_layer_weight)k, shape);
             flm_hf_layer_name(l, (flm_layer_weight)k, name, sizeof name);
-            rc = st_writer_declare(w, name, FLM_BF16, nd, shape);
+            rc = flm_st_writer_declare(w, name, FLM_BF16, nd, shape);
         }
-    if (!rc) rc = st_writer_declare(w, "model.norm.weight", FLM_BF16, 1, norm);
-    if (!p->tied && !rc) rc = st_writer_declare(w, "lm_head.weight", FLM_BF16, 2, emb);
-    if (!rc) rc = st_writer_begin_data(w);
+    if (!rc) rc = flm_st_writer_declare(w, "model.norm.weight", FLM_BF16, 1, norm);
+    if (!p->tied && !rc) rc = flm_st_writer_declare(w, "lm_head.weight", FLM_BF16, 2, emb);
+    if (!rc) rc = flm_st_writer_begin_data(w);
     /* data in declaration order, in 1 MiB pieces */
     enum { PIECE = 1 << 19 };
     uint16_t *buf = flm_malloc(PIECE * sizeof(uint16_t));
@@ -143,7 +143,7 @@ static int write_weights(const char *dir, const synth_preset *p, uint64_t seed) 
                 float v = is_norm ? 1.0f + 0.1f * rng_normal(&s) : 0.02f * rng_normal(&s);
                 buf[i] = flm_f32_to_bf16(v);
             }
-            rc = st_writer_write(w, buf, n * sizeof(uint16_t));
+            rc = flm_st_writer_write(w, buf, n * sizeof(uint16_t));
             done += n;
             if (!rc && g_cancel) rc = flm_fail(FLM_ERR_CANCELLED, "interrupted");
         }
@@ -151,8 +151,8 @@ static int write_weights(const char *dir, const synth_preset *p, uint64_t seed) 
     }
     if (isatty(fileno(stderr))) fputc('\n', stderr);
     free(buf);
-    if (rc) { st_writer_abort(w); return rc; }
-    return st_writer_finish(w);
+    if (rc) { flm_st_writer_abort(w); return rc; }
+    return flm_st_writer_finish(w);
 }
 
 /* The model files in dir ("config.json, model.safetensors, ..."), appended to sb; their count. */
@@ -162,8 +162,8 @@ static int model_files_in(const char *dir, strbuf *sb) {
     if (!d) return 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (!flm_outfile_is_model_file(e->d_name)) continue;
-        if (n < 4) sb_printf(sb, "%s%s", n ? ", " : "", e->d_name);
-        else if (n == 4) sb_puts(sb, ", ...");
+        if (n < 4) flm_sb_printf(sb, "%s%s", n ? ", " : "", e->d_name);
+        else if (n == 4) flm_sb_puts(sb, ", ...");
         n++;
     }
     closedir(d);
@@ -184,15 +184,15 @@ static int synth_write(const char *out, const char *tok, const synth_preset *p, 
         return EXIT_FAIL;
     }
     strbuf found;
-    sb_init(&found);
+    flm_sb_init(&found);
     int n_found = existed ? model_files_in(out, &found) : 0;
     if (n_found && !force) {
         fprintf(stderr, "fieldlm synth: %s already holds model files (%s); synth would replace them with random weights. "
-                "Choose a new or empty folder, or pass --force to replace them\n", out, sb_cstr(&found));
-        sb_free(&found);
+                "Choose a new or empty folder, or pass --force to replace them\n", out, flm_sb_cstr(&found));
+        flm_sb_free(&found);
         return EXIT_FAIL;
     }
-    sb_free(&found);
+    flm_sb_free(&found);
     char *data[N_TOKENIZER_FILES] = {0}, *paths[N_OUT_FILES] = {0};
     size_t len[N_TOKENIZER_FILES] = {0};
     bool created[N_OUT_FILES] = {0}, made_dir = false;

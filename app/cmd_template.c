@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "json.h"
-#include "template.h"
+#include "base/common.h"
+#include "base/json.h"
+#include "text/template.h"
 
 static void help(FILE *f) {
     fprintf(f,
@@ -35,21 +35,21 @@ static void help(FILE *f) {
             "not an array of objects, template errors, which name their line); 2 on a usage error.\n");
 }
 
-static json_doc *read_json(const char *path) {
-    if (strcmp(path, "-")) return json_parse_file(path);
+static flm_json_doc *read_json(const char *path) {
+    if (strcmp(path, "-")) return flm_json_parse_file(path);
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
-    if (sb.oom) { sb_free(&sb); flm_fail(FLM_ERR_NOMEM, "out of memory reading standard input"); return NULL; }
-    json_doc *d = json_parse(sb.data ? sb.data : "", sb.len, "<stdin>");
-    sb_free(&sb);
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) flm_sb_append(&sb, buf, n);
+    if (sb.oom) { flm_sb_free(&sb); flm_fail(FLM_ERR_NOMEM, "out of memory reading standard input"); return NULL; }
+    flm_json_doc *d = flm_json_parse(sb.data ? sb.data : "", sb.len, "<stdin>");
+    flm_sb_free(&sb);
     return d;
 }
 
 /* An array whose every element is an object. */
-static bool array_of_objects(const json *v, const char *path, const char *what) {
+static bool array_of_objects(const flm_json *v, const char *path, const char *what) {
     if (v->type != JSON_ARRAY) {
         flm_fail(FLM_ERR_FORMAT, "%s: %s must be a JSON array", path, what);
         return false;
@@ -72,19 +72,19 @@ static bool array_of_objects(const json *v, const char *path, const char *what) 
  * found) is taken as rendered, and at most MAX_DROP_CHECKS others are re-rendered. */
 #define EXACT_DROP_CHECK 64
 #define MAX_DROP_CHECKS 256
-static void warn_dropped(const flm_template *t, const json *msgs, const json *tools, bool gen_prompt, const json *vars,
+static void warn_dropped(const flm_template *t, const flm_json *msgs, const flm_json *tools, bool gen_prompt, const flm_json *vars,
                          const strbuf *full) {
     size_t n = msgs->len, checks = 0, skipped = 0, from = 0;
     if (n == 0) return;
-    json *items = malloc(n * sizeof *items);
+    flm_json *items = malloc(n * sizeof *items);
     if (!items) return;
-    json sub = *msgs;
+    flm_json sub = *msgs;
     sub.items = items;
     sub.len = n - 1;
     strbuf out;
-    sb_init(&out);
+    flm_sb_init(&out);
     for (size_t i = 0; i < n; i++) {
-        const json *content = json_get(&msgs->items[i], "content");
+        const flm_json *content = flm_json_get(&msgs->items[i], "content");
         if (n > EXACT_DROP_CHECK && content && content->type == JSON_STRING && content->len && full->len) {
             const char *hit = memmem(full->data + from, full->len - from, content->str, content->len);
             if (!hit) hit = memmem(full->data, full->len, content->str, content->len);
@@ -94,23 +94,23 @@ static void warn_dropped(const flm_template *t, const json *msgs, const json *to
         checks++;
         memcpy(items, msgs->items, i * sizeof *items);
         memcpy(items + i, msgs->items + i + 1, (n - 1 - i) * sizeof *items);
-        sb_clear(&out);
+        flm_sb_clear(&out);
         if (flm_template_render(t, &sub, tools, gen_prompt, vars, &out) != FLM_OK) { flm_clear_error(); continue; }
         if (out.oom || out.len != full->len || (out.len && memcmp(out.data, full->data, out.len))) continue;
-        const json *role = json_get(&msgs->items[i], "role");
+        const flm_json *role = flm_json_get(&msgs->items[i], "role");
         strbuf r; /* quoted and escaped: the role comes from the user's file */
-        sb_init(&r);
-        if (role && role->type == JSON_STRING) sb_json_string(&r, role->str, role->len, true);
-        else sb_puts(&r, "missing");
+        flm_sb_init(&r);
+        if (role && role->type == JSON_STRING) flm_sb_json_string(&r, role->str, role->len, true);
+        else flm_sb_puts(&r, "missing");
         fprintf(stderr, "fieldlm template: warning: message %zu (role %s) is not in the prompt: the chat template leaves "
                         "it out (as transformers does); use a role the template renders (for Qwen2: system, user, "
-                        "assistant, tool)\n", i, r.oom ? "?" : sb_cstr(&r));
-        sb_free(&r);
+                        "assistant, tool)\n", i, r.oom ? "?" : flm_sb_cstr(&r));
+        flm_sb_free(&r);
     }
     if (skipped)
         fprintf(stderr, "fieldlm template: warning: %zu messages whose text is not in the prompt were not checked "
                         "(after %d checks); some may be left out by the template\n", skipped, MAX_DROP_CHECKS);
-    sb_free(&out);
+    flm_sb_free(&out);
     free(items);
 }
 
@@ -138,11 +138,11 @@ static int cmd_template(int argc, char **argv) {
     int rc = EXIT_FAIL;
     flm_template_source src = {0};
     flm_template *t = NULL;
-    json_doc *msgs = NULL, *tools = NULL;
+    flm_json_doc *msgs = NULL, *tools = NULL;
     strbuf out;
-    sb_init(&out);
-    if (!(msgs = read_json(msgs_path)) || !array_of_objects(json_root(msgs), msgs_path, "messages")) goto fail;
-    if (tools_path && (!(tools = read_json(tools_path)) || !array_of_objects(json_root(tools), tools_path, "tools"))) goto fail;
+    flm_sb_init(&out);
+    if (!(msgs = read_json(msgs_path)) || !array_of_objects(flm_json_root(msgs), msgs_path, "messages")) goto fail;
+    if (tools_path && (!(tools = read_json(tools_path)) || !array_of_objects(flm_json_root(tools), tools_path, "tools"))) goto fail;
     if (flm_template_source_load(model, &src)) goto fail;
     const flm_named_template *nt = flm_template_source_pick(&src, tools != NULL, name);
     if (!nt) goto fail;
@@ -150,12 +150,12 @@ static int cmd_template(int argc, char **argv) {
         flm_fail_context(FLM_ERR_FORMAT, "%s", src.origin ? src.origin : model);
         goto fail;
     }
-    if (flm_template_render(t, json_root(msgs), tools ? json_root(tools) : NULL, gen_prompt,
-                            src.vars ? json_root(src.vars) : NULL, &out)) {
+    if (flm_template_render(t, flm_json_root(msgs), tools ? flm_json_root(tools) : NULL, gen_prompt,
+                            src.vars ? flm_json_root(src.vars) : NULL, &out)) {
         flm_fail_context(FLM_ERR_FORMAT, "%s", src.origin ? src.origin : model);
         goto fail;
     }
-    warn_dropped(t, json_root(msgs), tools ? json_root(tools) : NULL, gen_prompt, src.vars ? json_root(src.vars) : NULL, &out);
+    warn_dropped(t, flm_json_root(msgs), tools ? flm_json_root(tools) : NULL, gen_prompt, src.vars ? flm_json_root(src.vars) : NULL, &out);
     if (out.len && fwrite(out.data, 1, out.len, stdout) != out.len) {
         fprintf(stderr, "fieldlm template: writing the output failed\n");
         goto done;
@@ -167,11 +167,11 @@ fail:
     rc = cli_error("template");
     cli_adapter_hint(model, false, "template");
 done:
-    sb_free(&out);
+    flm_sb_free(&out);
     flm_template_free(t);
     flm_template_source_free(&src);
-    json_free(msgs);
-    json_free(tools);
+    flm_json_free(msgs);
+    flm_json_free(tools);
     return rc;
 }
 CLI_COMMAND(template, "template", "render the model's chat template for a messages file", 32, cmd_template)

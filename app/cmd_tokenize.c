@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "tokenizer.h"
+#include "base/common.h"
+#include "text/tokenizer.h"
 
 static void tokenize_help(FILE *f) {
     fprintf(f,
@@ -43,13 +43,13 @@ static void detokenize_help(FILE *f) {
 
 static char *read_stdin(size_t *len) {
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
-    if (sb.oom || ferror(stdin)) { sb_free(&sb); return NULL; }
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) flm_sb_append(&sb, buf, n);
+    if (sb.oom || ferror(stdin)) { flm_sb_free(&sb); return NULL; }
     *len = sb.len;
-    char *s = sb_take(&sb);
+    char *s = flm_sb_take(&sb);
     return s ? s : calloc(1, 1);
 }
 
@@ -92,14 +92,14 @@ static int cmd_tokenize(int argc, char **argv) {
     flm_tokenizer_free(tok);
     if (rc) return cli_error("tokenize");
     strbuf sb;
-    sb_init(&sb);
-    if (as_json) sb_putc(&sb, '[');
-    for (size_t i = 0; i < n; i++) sb_printf(&sb, i ? (as_json ? ",%d" : " %d") : "%d", (int)ids[i]);
-    if (as_json) sb_putc(&sb, ']');
-    sb_putc(&sb, '\n');
+    flm_sb_init(&sb);
+    if (as_json) flm_sb_putc(&sb, '[');
+    for (size_t i = 0; i < n; i++) flm_sb_printf(&sb, i ? (as_json ? ",%d" : " %d") : "%d", (int)ids[i]);
+    if (as_json) flm_sb_putc(&sb, ']');
+    flm_sb_putc(&sb, '\n');
     free(ids);
     bool ok = !sb.oom && fwrite(sb.data, 1, sb.len, stdout) == sb.len && fflush(stdout) == 0;
-    sb_free(&sb);
+    flm_sb_free(&sb);
     if (!ok) { fprintf(stderr, "fieldlm tokenize: could not write the output\n"); return EXIT_FAIL; }
     return EXIT_OK;
 }
@@ -134,13 +134,13 @@ static int cmd_detokenize(int argc, char **argv) {
     for (int i = 0; i < n; i++) ids32[i] = ids[i];
     free(ids);
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     int rc = flm_tokenizer_decode(tok, ids32, (size_t)n, &sb);
     free(ids32);
     flm_tokenizer_free(tok);
-    if (rc) { sb_free(&sb); return cli_error("detokenize"); }
+    if (rc) { flm_sb_free(&sb); return cli_error("detokenize"); }
     bool ok = fwrite(sb.data ? sb.data : "", 1, sb.len, stdout) == sb.len && fflush(stdout) == 0;
-    sb_free(&sb);
+    flm_sb_free(&sb);
     if (!ok) { fprintf(stderr, "fieldlm detokenize: could not write the output\n"); return EXIT_FAIL; }
     return EXIT_OK;
 }

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "common.h"
-#include "model.h"
-#include "verify.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "dev/verify.h"
 
 static void help(FILE *f) {
     fprintf(f,
@@ -81,12 +81,12 @@ static int cmd_verify(int argc, char **argv) {
     for (int i = 0; i < n; i++) all &= cs[i].pass;
     if (as_json) {
         printf("{\"model\": ");
-        strbuf sb; sb_init(&sb);
-        sb_json_string(&sb, ma.model, strlen(ma.model), false);
-        sb_puts(&sb, ", \"reference\": ");
-        sb_json_string(&sb, ref, strlen(ref), false);
-        fputs(sb_cstr(&sb), stdout);
-        sb_free(&sb);
+        strbuf sb; flm_sb_init(&sb);
+        flm_sb_json_string(&sb, ma.model, strlen(ma.model), false);
+        flm_sb_puts(&sb, ", \"reference\": ");
+        flm_sb_json_string(&sb, ref, strlen(ref), false);
+        fputs(flm_sb_cstr(&sb), stdout);
+        flm_sb_free(&sb);
         printf(", \"tol\": %g, \"report\": %s, \"pass\": %s, \"cases\": [", opt.tol, report ? "true" : "false",
                all ? "true" : "false");
         for (int i = 0; i < n; i++) {

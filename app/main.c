@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
+#include "base/common.h"
 
 #define MAX_COMMANDS 64
 static const cli_command *g_cmds[MAX_COMMANDS];

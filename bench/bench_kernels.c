@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "cpu.h"
-#include "kernels.h"
-#include "kernels_simd.h"
+#include "base/common.h"
+#include "kernels/cpu.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_simd.h"
 
 #define ROTATE_BYTES ((size_t)512 << 20)
 #define MIN_SECONDS 0.6

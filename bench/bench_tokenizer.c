@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "tokenizer.h"
+#include "base/common.h"
+#include "text/tokenizer.h"
 
 #define LOAD_RUNS 5
 #define ENCODE_RUNS 3
@@ -39,12 +39,12 @@ int main(int argc, char **argv) {
             if (dt < best_whole) best_whole = dt;
             n_tokens = n;
             strbuf sb;
-            sb_init(&sb);
+            flm_sb_init(&sb);
             t0 = flm_now_seconds();
             flm_tokenizer_decode(tok, ids, n, &sb);
             dt = flm_now_seconds() - t0;
             if (dt < best_dec) best_dec = dt;
-            sb_free(&sb);
+            flm_sb_free(&sb);
             free(ids);
             /* line by line: a fresh call (and word cache) per line */
             t0 = flm_now_seconds();

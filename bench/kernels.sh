@@ -7,13 +7,13 @@ set -e
 OUT=build/bench
 mkdir -p $OUT
 F="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude -Isrc -Wall -Wextra"
-SRC="bench/bench_kernels.c src/kernels_ref.c src/cpu.c src/common.c src/tensor.c"
+SRC="bench/bench_kernels.c src/kernels/kernels_ref.c src/kernels/cpu.c src/base/common.c src/base/tensor.c"
 case "$(${CC:-cc} -dumpmachine)" in
 x86_64*)
-  ${CC:-cc} $F -mavx2 -mfma -mf16c -c src/kernels_avx2.c -o $OUT/kernels_avx2.o
-  ${CC:-cc} $F -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2 -c src/kernels_avx512.c -o $OUT/kernels_avx512.o
+  ${CC:-cc} $F -mavx2 -mfma -mf16c -c src/kernels/kernels_avx2.c -o $OUT/kernels_avx2.o
+  ${CC:-cc} $F -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2 -c src/kernels/kernels_avx512.c -o $OUT/kernels_avx512.o
   EXTRA="$OUT/kernels_avx2.o $OUT/kernels_avx512.o" ;;
-aarch64*) EXTRA="src/kernels_neon.c" ;;
+aarch64*) EXTRA="src/kernels/kernels_neon.c" ;;
 *) EXTRA="" ;;
 esac
 ${CC:-cc} $F -o $OUT/bench_kernels $SRC $EXTRA -lm

@@ -4,24 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    json_doc *d = json_parse((const char *)data, size, "fuzz");
+    flm_json_doc *d = flm_json_parse((const char *)data, size, "fuzz");
     if (!d) return 0;
     strbuf a, b;
-    sb_init(&a);
-    sb_init(&b);
-    json_write(&a, json_root(d), false);
-    json_doc *d2 = json_parse(sb_cstr(&a), a.len, "fuzz-rt");
+    flm_sb_init(&a);
+    flm_sb_init(&b);
+    flm_json_write(&a, flm_json_root(d), false);
+    flm_json_doc *d2 = flm_json_parse(flm_sb_cstr(&a), a.len, "fuzz-rt");
     if (!d2) abort(); /* our own output must parse */
-    json_write(&b, json_root(d2), false);
+    flm_json_write(&b, flm_json_root(d2), false);
     if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) abort();
-    json_free(d2);
-    json_free(d);
-    sb_free(&a);
-    sb_free(&b);
+    flm_json_free(d2);
+    flm_json_free(d);
+    flm_sb_free(&a);
+    flm_sb_free(&b);
     return 0;
 }

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,17 +41,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *vocab[256];
     for (int b = 0; b < 256; b++) { byte_token(b, storage[b]); vocab[b] = storage[b]; }
     strbuf pre;
-    sb_init(&pre);
-    sb_puts(&pre, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{");
-    sb_puts(&pre, flags & 4 ? "\"String\":" : "\"Regex\":");
-    sb_json_string(&pre, (const char *)pat, pat_len, false);
-    sb_printf(&pre, "},\"behavior\":\"%s\",\"invert\":%s},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+    flm_sb_init(&pre);
+    flm_sb_puts(&pre, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{");
+    flm_sb_puts(&pre, flags & 4 ? "\"String\":" : "\"Regex\":");
+    flm_sb_json_string(&pre, (const char *)pat, pat_len, false);
+    flm_sb_printf(&pre, "},\"behavior\":\"%s\",\"invert\":%s},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
                     "\"use_regex\":false}]}", flags & 1 ? "Removed" : "Isolated", flags & 2 ? "true" : "false");
-    flm_tokenizer_spec spec = {.vocab = vocab, .n_vocab = 256, .pre_tokenizer_json = sb_cstr(&pre),
+    flm_tokenizer_spec spec = {.vocab = vocab, .n_vocab = 256, .pre_tokenizer_json = flm_sb_cstr(&pre),
                                .decoder_json = "{\"type\":\"ByteLevel\"}"};
     flm_tokenizer *tok;
     int rc = flm_tokenizer_from_spec(&spec, &tok);
-    sb_free(&pre);
+    flm_sb_free(&pre);
     if (rc) {
         if (!*flm_last_error()) abort(); /* refused without a message */
         return 0;
@@ -72,10 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rc != FLM_ERR_UNSUPPORTED || !strstr(flm_last_error(), "pre-tokenizer pattern")) abort();
     } else {
         strbuf sb;
-        sb_init(&sb);
+        flm_sb_init(&sb);
         if (flm_tokenizer_decode(tok, ids, n, &sb)) abort();
         if (flags & 1 ? sb.len > len : sb.len != len || (len && memcmp(sb.data, text, len))) abort();
-        sb_free(&sb);
+        flm_sb_free(&sb);
         free(ids);
     }
     free(text);

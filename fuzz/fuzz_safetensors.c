@@ -3,21 +3,21 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "safetensors.h"
+#include "format/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    st_file *f;
-    if (st_open_memory(data, size, "fuzz", &f) != 0) return 0;
+    flm_st_file *f;
+    if (flm_st_open_memory(data, size, "fuzz", &f) != 0) return 0;
     volatile unsigned sum = 0;
-    for (size_t i = 0; i < st_count(f); i++) {
-        const flm_tensor *t = st_tensor_at(f, i);
+    for (size_t i = 0; i < flm_st_count(f); i++) {
+        const flm_tensor *t = flm_st_tensor_at(f, i);
         const uint8_t *p = t->data;
         if (t->nbytes && (p < data || p + t->nbytes > data + size)) abort();
         for (size_t j = 0; j < t->nbytes; j++) sum += p[j]; /* ASan catches any out-of-range byte */
     }
     (void)sum;
-    st_close(f);
+    flm_st_close(f);
     return 0;
 }

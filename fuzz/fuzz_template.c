@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common.h"
-#include "json.h"
-#include "template.h"
+#include "base/common.h"
+#include "base/json.h"
+#include "text/template.h"
 
 static const char MESSAGES[] =
     "[{\"role\":\"system\",\"content\":\"You advise farmers.\"},"
@@ -22,20 +22,20 @@ static const char VARS[] = "{\"eos_token\":\"<|im_end|>\",\"pad_token\":\"<|endo
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static json_doc *msgs, *tools, *vars;
+    static flm_json_doc *msgs, *tools, *vars;
     if (!msgs) {
-        msgs = json_parse(MESSAGES, strlen(MESSAGES), "messages");
-        tools = json_parse(TOOLS, strlen(TOOLS), "tools");
-        vars = json_parse(VARS, strlen(VARS), "vars");
+        msgs = flm_json_parse(MESSAGES, strlen(MESSAGES), "messages");
+        tools = flm_json_parse(TOOLS, strlen(TOOLS), "tools");
+        vars = flm_json_parse(VARS, strlen(VARS), "vars");
         if (!msgs || !tools || !vars) __builtin_trap();
     }
     if (size > 65536) return 0;
     flm_template *t = NULL;
     if (flm_template_compile_n((const char *)data, size, &t) == 0) {
         strbuf out;
-        sb_init(&out);
-        (void)flm_template_render(t, json_root(msgs), (size & 1) ? json_root(tools) : NULL, true, json_root(vars), &out);
-        sb_free(&out);
+        flm_sb_init(&out);
+        (void)flm_template_render(t, flm_json_root(msgs), (size & 1) ? flm_json_root(tools) : NULL, true, flm_json_root(vars), &out);
+        flm_sb_free(&out);
         flm_template_free(t);
     }
     return 0;

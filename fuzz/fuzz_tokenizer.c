@@ -11,7 +11,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,8 +39,8 @@ static char *nfc(const char *s, size_t n, size_t *len) {
 
 static void check_stream(const flm_tokenizer *tok, const int32_t *ids, size_t n) {
     strbuf one, st;
-    sb_init(&one);
-    sb_init(&st);
+    flm_sb_init(&one);
+    flm_sb_init(&st);
     if (flm_tokenizer_decode(tok, ids, n, &one)) abort();
     flm_token_stream s;
     flm_token_stream_init(&s, tok);
@@ -48,8 +48,8 @@ static void check_stream(const flm_tokenizer *tok, const int32_t *ids, size_t n)
         if (flm_token_stream_feed(&s, ids[i], &st)) abort();
     flm_token_stream_flush(&s, &st);
     if (one.len != st.len || (one.len && memcmp(one.data, st.data, one.len))) abort();
-    sb_free(&one);
-    sb_free(&st);
+    flm_sb_free(&one);
+    flm_sb_free(&st);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -69,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < n; i++)
             if (!flm_tokenizer_token_text(tok, ids[i])) abort();
         strbuf sb;
-        sb_init(&sb);
+        flm_sb_init(&sb);
         if (flm_tokenizer_decode(tok, ids, n, &sb)) abort();
         size_t want_len, got_len;
         char *want = nfc(text, len, &want_len);
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (gl != want_len || (gl && memcmp(g, want, gl))) abort();
         free(want);
         free(got);
-        sb_free(&sb);
+        flm_sb_free(&sb);
         check_stream(tok, ids, n);
         free(ids);
     }

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "base/common.h"
 
 typedef struct { const char *name, *file; test_fn fn; } test_entry;
 static test_entry *g_tests;
@@ -52,21 +52,21 @@ const char *test_tmpdir(void) {
 
 static char *slurp(FILE *f) {
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     char buf[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_append(&sb, buf, n);
-    return sb_take(&sb);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) flm_sb_append(&sb, buf, n);
+    return flm_sb_take(&sb);
 }
 
 int test_run(const char *cmd, char **out, char **err_out) {
     char errpath[300];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", test_tmpdir());
     strbuf full;
-    sb_init(&full);
-    sb_printf(&full, "(%s) 2>%s", cmd, errpath);
-    FILE *p = popen(sb_cstr(&full), "r");
-    sb_free(&full);
+    flm_sb_init(&full);
+    flm_sb_printf(&full, "(%s) 2>%s", cmd, errpath);
+    FILE *p = popen(flm_sb_cstr(&full), "r");
+    flm_sb_free(&full);
     if (!p) return -1;
     char *o = slurp(p);
     int st = pclose(p);

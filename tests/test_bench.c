@@ -1,16 +1,16 @@
-/* test_bench.c — the memory-bandwidth measurement (src/membw.c) and `fieldlm bench`:
+/* test_bench.c — the memory-bandwidth measurement (src/dev/membw.c) and `fieldlm bench`:
  * well-formed JSON with positive numbers on the micro fixture and the peer GGUF,
  * the text report, --membw, and usage errors. Buffers are kept small (hidden
  * --membw-mib) so the tests stay fast; the numbers are not judged here. */
 #include <stdlib.h>
 
-#include "common.h"
-#include "json.h"
-#include "kernels.h"
-#include "membw.h"
-#include "model.h"
+#include "base/common.h"
+#include "base/json.h"
+#include "kernels/kernels.h"
+#include "dev/membw.h"
+#include "model/model.h"
 #include "test.h"
-#include "threadpool.h"
+#include "base/threadpool.h"
 
 #define MICRO TEST_DATA "/micro-qwen2"
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
@@ -18,27 +18,27 @@
 
 static int bench(const char *args, char **out, char **err) {
     strbuf cmd;
-    sb_init(&cmd);
-    sb_printf(&cmd, "%s bench %s", test_bin(), args);
-    int rc = test_run(sb_cstr(&cmd), out, err);
-    sb_free(&cmd);
+    flm_sb_init(&cmd);
+    flm_sb_printf(&cmd, "%s bench %s", test_bin(), args);
+    int rc = test_run(flm_sb_cstr(&cmd), out, err);
+    flm_sb_free(&cmd);
     return rc;
 }
 
-static json_doc *bench_json(const char *args) {
+static flm_json_doc *bench_json(const char *args) {
     char *out = NULL, *err = NULL;
     int rc = bench(args, &out, &err);
-    json_doc *d = NULL;
+    flm_json_doc *d = NULL;
     if (rc != 0) test_fail(__FILE__, __LINE__, "bench %s exited %d: %s", args, rc, err ? err : "");
-    else if (!(d = json_parse(out, strlen(out), "bench --json")))
+    else if (!(d = flm_json_parse(out, strlen(out), "bench --json")))
         test_fail(__FILE__, __LINE__, "bench %s: not JSON: %s", args, flm_last_error());
     free(out);
     free(err);
     return d;
 }
 
-static double num(const json *root, const char *key) {
-    const json *v = json_get(root, key);
+static double num(const flm_json *root, const char *key) {
+    const flm_json *v = flm_json_get(root, key);
     if (!v || v->type != JSON_NUMBER) {
         test_fail(__FILE__, __LINE__, "bench JSON: \"%s\" missing or not a number", key);
         return -1;
@@ -89,11 +89,11 @@ TEST(bench_membw_every_isa) {
 }
 
 TEST(bench_micro_json) {
-    json_doc *d = bench_json("-m " MICRO " -p 16 -n 8 --json --membw-mib " SMALL_MIB);
+    flm_json_doc *d = bench_json("-m " MICRO " -p 16 -n 8 --json --membw-mib " SMALL_MIB);
     REQUIRE(d);
-    const json *r = json_root(d);
-    CHECK_STR(json_string(json_get(r, "model"), NULL), MICRO);
-    CHECK_STR(json_string(json_get(r, "kernels"), NULL), flm_kernels_best()->name);
+    const flm_json *r = flm_json_root(d);
+    CHECK_STR(flm_json_string(flm_json_get(r, "model"), NULL), MICRO);
+    CHECK_STR(flm_json_string(flm_json_get(r, "kernels"), NULL), flm_kernels_best()->name);
     CHECK_EQ_INT(num(r, "threads"), flm_physical_cores());
     CHECK_EQ_INT(num(r, "prompt_tokens"), 16);
     CHECK_EQ_INT(num(r, "decode_tokens"), 8);
@@ -112,46 +112,46 @@ TEST(bench_micro_json) {
     const flm_config *c = &m->cfg;
     CHECK_NEAR(num(r, "kv_bytes_per_token"), 2.0 * c->n_layers * 20.5 * c->n_kv_heads * c->head_dim * 4, 1);
     flm_model_close(m);
-    json_free(d);
+    flm_json_free(d);
 }
 
 TEST(bench_threads_and_no_membw) {
-    json_doc *d = bench_json("-m " MICRO " -p 8 -n 2 -t 1 --no-membw --json");
+    flm_json_doc *d = bench_json("-m " MICRO " -p 8 -n 2 -t 1 --no-membw --json");
     REQUIRE(d);
-    const json *r = json_root(d);
+    const flm_json *r = flm_json_root(d);
     CHECK_EQ_INT(num(r, "threads"), 1);
-    CHECK(json_get(r, "membw_gb_s") && json_get(r, "membw_gb_s")->type == JSON_NULL);
+    CHECK(flm_json_get(r, "membw_gb_s") && flm_json_get(r, "membw_gb_s")->type == JSON_NULL);
     CHECK(num(r, "prefill_tok_s") > 0);
-    json_free(d);
+    flm_json_free(d);
     /* -n 0: prefill only */
     d = bench_json("-m " MICRO " -p 8 -n 0 -t 2 -c 64 --json --membw-mib " SMALL_MIB);
     REQUIRE(d);
-    r = json_root(d);
+    r = flm_json_root(d);
     CHECK_EQ_INT(num(r, "threads"), 2);
     CHECK_EQ_INT(num(r, "n_ctx"), 64);
     CHECK_EQ_INT(num(r, "decode_tok_s"), 0);
-    json_free(d);
+    flm_json_free(d);
 }
 
 /* -r N: N measurements, the medians reported with the range around them. */
 TEST(bench_repeat_reports_median_and_range) {
-    json_doc *d = bench_json("-m " MICRO " -p 8 -n 4 -r 3 --no-membw --json");
+    flm_json_doc *d = bench_json("-m " MICRO " -p 8 -n 4 -r 3 --no-membw --json");
     if (!d) return;
-    const json *r = json_root(d);
+    const flm_json *r = flm_json_root(d);
     CHECK_EQ_INT(num(r, "runs"), 3);
     double p = num(r, "prefill_tok_s"), d0 = num(r, "decode_tok_s");
     CHECK(num(r, "prefill_tok_s_min") <= p && p <= num(r, "prefill_tok_s_max"));
     CHECK(num(r, "decode_tok_s_min") <= d0 && d0 <= num(r, "decode_tok_s_max"));
     CHECK_NEAR(num(r, "prefill_s") * p, 8, 0.1); /* prefill_s is printed to the microsecond */
-    json_free(d);
+    flm_json_free(d);
     /* with the bandwidth probe after each run: the reported one lies in their range */
     d = bench_json("-m " MICRO " -p 8 -n 4 -r 3 --membw-mib " SMALL_MIB " --json");
     if (d) {
-        r = json_root(d);
+        r = flm_json_root(d);
         double bw = num(r, "membw_gb_s");
         CHECK(num(r, "membw_gb_s_min") <= bw && bw <= num(r, "membw_gb_s_max") && bw > 0);
         CHECK_NEAR(num(r, "decode_membw_pct"), 100.0 * num(r, "decode_gb_s") / bw, 0.1);
-        json_free(d);
+        flm_json_free(d);
     }
     char *out, *err;
     REQUIRE(bench("-m " MICRO " -p 8 -n 4 -r 2 --no-membw", &out, &err) == 0);
@@ -174,14 +174,14 @@ TEST(bench_gguf_and_text_report) {
 }
 
 TEST(bench_membw_only) {
-    json_doc *d = bench_json("--membw --membw-mib " SMALL_MIB " -t 2 --json");
+    flm_json_doc *d = bench_json("--membw --membw-mib " SMALL_MIB " -t 2 --json");
     REQUIRE(d);
-    const json *r = json_root(d);
+    const flm_json *r = flm_json_root(d);
     CHECK(num(r, "membw_gb_s") > 0);
     CHECK_EQ_INT(num(r, "threads"), 2);
     CHECK(num(r, "buffer_bytes") > 63.0 * (1 << 20) && num(r, "buffer_bytes") <= 64.0 * (1 << 20));
-    CHECK_STR(json_string(json_get(r, "isa"), NULL), flm_membw_isa());
-    json_free(d);
+    CHECK_STR(flm_json_string(flm_json_get(r, "isa"), NULL), flm_membw_isa());
+    flm_json_free(d);
     char *out, *err;
     REQUIRE(bench("--membw --membw-mib " SMALL_MIB, &out, &err) == 0);
     CHECK(strstr(out, "memory read bandwidth: ") && strstr(out, "GB/s"));

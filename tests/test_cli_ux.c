@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "json.h"
+#include "base/common.h"
+#include "base/json.h"
 #include "test.h"
 
 #define KCC_LORA TEST_DATA "/kcc-advisor-lora"
@@ -72,14 +72,14 @@ TEST(cli_verify_report_prints_everything_and_exits_0) {
     snprintf(cmd, sizeof cmd, "%s verify -m %s --reference %s --report --json", test_bin(), TINY, KCC_LORA);
     rc = test_run(cmd, &o, &e);
     CHECK_MSG(rc == 0, "verify --report --json exit %d: %s", rc, e);
-    json_doc *d = json_parse(o, strlen(o), "verify --json");
+    flm_json_doc *d = flm_json_parse(o, strlen(o), "verify --json");
     CHECK_MSG(d != NULL, "%s", o);
     if (d) {
-        CHECK(json_bool(json_get(json_root(d), "report"), false));
-        CHECK(!json_bool(json_get(json_root(d), "pass"), true));
-        CHECK_EQ_INT(json_get(json_root(d), "cases")->len, 4);
+        CHECK(flm_json_bool(flm_json_get(flm_json_root(d), "report"), false));
+        CHECK(!flm_json_bool(flm_json_get(flm_json_root(d), "pass"), true));
+        CHECK_EQ_INT(flm_json_get(flm_json_root(d), "cases")->len, 4);
     }
-    json_free(d);
+    flm_json_free(d);
     free(o);
     free(e);
 

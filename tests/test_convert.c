@@ -11,19 +11,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "convert.h"
-#include "gen_config.h"
-#include "gguf.h"
-#include "json.h"
-#include "model.h"
-#include "package.h"
-#include "safetensors.h"
-#include "sha256.h"
-#include "template.h"
+#include "base/common.h"
+#include "convert/convert.h"
+#include "model/gen_config.h"
+#include "format/gguf.h"
+#include "base/json.h"
+#include "model/model.h"
+#include "package/package.h"
+#include "format/safetensors.h"
+#include "base/sha256.h"
+#include "text/template.h"
 #include "test.h"
-#include "tokenizer.h"
-#include "verify.h"
+#include "text/tokenizer.h"
+#include "dev/verify.h"
 
 /* issue 4's bar for q8_0 packages of kcc-advisor */
 #define Q8_MIN_TOP1 0.97
@@ -95,10 +95,10 @@ TEST(convert_lora_packages_match_peft) {
     char *p = convert(TEST_DATA "/micro-qwen2", "micro-lora.gguf", "f32", "--lora " TEST_DATA "/micro-qwen2-lora");
     verify_all(p, TEST_DATA "/micro-qwen2-lora", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
     /* the merged weights equal peft's merge_and_unload() */
-    gguf_file *g;
-    st_file *merged;
-    REQUIRE(gguf_open(p, &g) == FLM_OK);
-    REQUIRE(st_open(TEST_DATA "/micro-qwen2-lora/merged/model.safetensors", &merged) == FLM_OK);
+    flm_gguf_file *g;
+    flm_st_file *merged;
+    REQUIRE(flm_gguf_open(p, &g) == FLM_OK);
+    REQUIRE(flm_st_open(TEST_DATA "/micro-qwen2-lora/merged/model.safetensors", &merged) == FLM_OK);
     double worst = 0;
     int compared = 0;
     for (int l = 0; l < 3; l++)
@@ -107,8 +107,8 @@ TEST(convert_lora_packages_match_peft) {
             flm_gguf_layer_name(l, (flm_layer_weight)w, gn, sizeof gn);
             flm_hf_layer_name(l, (flm_layer_weight)w, hn, sizeof hn);
             flm_tensor a;
-            const flm_tensor *b = st_find(merged, hn);
-            REQUIRE(b && gguf_get_tensor(g, gn, &a) == FLM_OK && a.dtype == FLM_F32 && b->dtype == FLM_F32);
+            const flm_tensor *b = flm_st_find(merged, hn);
+            REQUIRE(b && flm_gguf_get_tensor(g, gn, &a) == FLM_OK && a.dtype == FLM_F32 && b->dtype == FLM_F32);
             REQUIRE(a.nbytes == b->nbytes);
             const float *x = a.data, *y = b->data;
             for (size_t i = 0; i < a.nbytes / 4; i++) { double e = fabs((double)x[i] - y[i]); if (e > worst) worst = e; }
@@ -117,14 +117,14 @@ TEST(convert_lora_packages_match_peft) {
     CHECK_EQ_INT(compared, 3 * W_LAYER_COUNT);
     CHECK_MSG(worst <= LORA_MERGE_TOL, "merged weights differ from peft by %g", worst);
     /* provenance names the adapter with its rank, alpha and scale */
-    const gguf_value *ad;
-    REQUIRE(gguf_get_array(g, "fieldlm.lora.adapters", GGUF_TYPE_STRING, &ad) == FLM_OK);
+    const flm_gguf_value *ad;
+    REQUIRE(flm_gguf_get_array(g, "fieldlm.lora.adapters", GGUF_TYPE_STRING, &ad) == FLM_OK);
     const char *s;
     uint64_t len;
-    REQUIRE(gguf_array_str(ad, 0, &s, &len) == FLM_OK);
+    REQUIRE(flm_gguf_array_str(ad, 0, &s, &len) == FLM_OK);
     CHECK(strstr(s, "\"r\":4") && strstr(s, "\"lora_alpha\":8") && strstr(s, "\"scale\":2"));
-    st_close(merged);
-    gguf_close(g);
+    flm_st_close(merged);
+    flm_gguf_close(g);
     free(p);
     p = convert(TEST_DATA "/tiny-qwen2", "tiny-lora.gguf", "f32", "--lora " TEST_DATA "/tiny-qwen2-lora");
     verify_all(p, TEST_DATA "/tiny-qwen2-lora", FLM_VERIFY_DEFAULT_TOL, 1.0, 1e-9, true);
@@ -138,19 +138,19 @@ TEST(convert_q8_0_meets_the_fidelity_bar) {
     char *p = convert(BUNDLED_MODEL, "kcc-q8.gguf", "q8_0", NULL);
     verify_all(p, TEST_DATA "/kcc-advisor", 1e9, Q8_MIN_TOP1, Q8_MAX_MEAN_KL, false);
     /* bit-compatible with llama.cpp's own q8_0 file of the same model */
-    gguf_file *ours, *peer;
-    REQUIRE(gguf_open(p, &ours) == FLM_OK);
-    REQUIRE(gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
+    flm_gguf_file *ours, *peer;
+    REQUIRE(flm_gguf_open(p, &ours) == FLM_OK);
+    REQUIRE(flm_gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
     int same = 0, total = 0;
-    for (size_t i = 0; i < gguf_tensor_count(peer); i++) {
-        const gguf_tensor_info *b = gguf_tensor_at(peer, i), *a = gguf_tensor_find(ours, b->name);
+    for (size_t i = 0; i < flm_gguf_tensor_count(peer); i++) {
+        const flm_gguf_tensor_info *b = flm_gguf_tensor_at(peer, i), *a = flm_gguf_tensor_find(ours, b->name);
         REQUIRE(a);
         total++;
         same += a->ggml_type == b->ggml_type && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0;
     }
     CHECK_MSG(same == total, "%d of %d tensors identical to llama.cpp's q8_0 file", same, total);
-    gguf_close(ours);
-    gguf_close(peer);
+    flm_gguf_close(ours);
+    flm_gguf_close(peer);
     free(p);
 }
 
@@ -165,9 +165,9 @@ TEST(convert_package_carries_tokenizer_template_and_generation) {
     REQUIRE(flm_read_file(TEST_DATA "/tokenizer-cases/encode_shared.jsonl", &text, &len) == FLM_OK);
     int cases = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_doc *d = json_parse(line, strlen(line), "case");
+        flm_json_doc *d = flm_json_parse(line, strlen(line), "case");
         REQUIRE(d);
-        const json *t = json_get(json_root(d), "text");
+        const flm_json *t = flm_json_get(flm_json_root(d), "text");
         int32_t *ia, *ib;
         size_t na, nb;
         REQUIRE(flm_tokenizer_encode(a, t->str, t->len, &ia, &na) == FLM_OK);
@@ -175,7 +175,7 @@ TEST(convert_package_carries_tokenizer_template_and_generation) {
         CHECK_MSG(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0, "package tokenizer differs on case %d", cases);
         free(ia);
         free(ib);
-        json_free(d);
+        flm_json_free(d);
         cases++;
     }
     CHECK(cases > 20);
@@ -290,7 +290,7 @@ TEST(convert_interrupted_leaves_nothing_behind) {
 }
 
 /* Equal GGUF values (scalars by value, arrays element by element). */
-static bool gguf_value_equal(const gguf_value *a, const gguf_value *b) {
+static bool gguf_value_equal(const flm_gguf_value *a, const flm_gguf_value *b) {
     if (a->type != b->type) return false;
     switch (a->type) {
     case GGUF_TYPE_STRING: return a->s.len == b->s.len && memcmp(a->s.str, b->s.str, a->s.len) == 0;
@@ -302,7 +302,7 @@ static bool gguf_value_equal(const gguf_value *a, const gguf_value *b) {
             return true;
         }
         if (a->elem_type == GGUF_TYPE_ARRAY) return false;
-        return memcmp(a->data, b->data, a->count * gguf_type_size(a->elem_type)) == 0;
+        return memcmp(a->data, b->data, a->count * flm_gguf_type_size(a->elem_type)) == 0;
     default: return memcmp(&a->num, &b->num, sizeof a->num) == 0;
     }
 }
@@ -312,12 +312,12 @@ TEST(convert_package_has_every_llama_cpp_key_and_tensor) {
      * package must carry each of its keys with the same type and value (but the
      * free-text name), and the same tensors in the same order. */
     char *p = convert(BUNDLED_MODEL, "kcc-llamacpp.gguf", "q8_0", NULL);
-    gguf_file *ours, *peer;
-    REQUIRE(gguf_open(p, &ours) == FLM_OK);
-    REQUIRE(gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
-    for (size_t i = 0; i < gguf_kv_count(peer); i++) {
-        const gguf_kv *kv = gguf_kv_at(peer, i);
-        const gguf_value *v = gguf_find(ours, kv->key);
+    flm_gguf_file *ours, *peer;
+    REQUIRE(flm_gguf_open(p, &ours) == FLM_OK);
+    REQUIRE(flm_gguf_open(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &peer) == FLM_OK);
+    for (size_t i = 0; i < flm_gguf_kv_count(peer); i++) {
+        const flm_gguf_kv *kv = flm_gguf_kv_at(peer, i);
+        const flm_gguf_value *v = flm_gguf_find(ours, kv->key);
         CHECK_MSG(v != NULL, "missing key %s", kv->key);
         if (!v || !strcmp(kv->key, "general.name")) continue;
         if (!strcmp(kv->key, "tokenizer.ggml.token_type")) {
@@ -327,8 +327,8 @@ TEST(convert_package_has_every_llama_cpp_key_and_tensor) {
             REQUIRE(v->type == kv->value.type && v->count == kv->value.count);
             for (uint64_t k = 0; k < v->count; k++) {
                 int64_t a, b;
-                gguf_array_i64(v, k, &a);
-                gguf_array_i64(&kv->value, k, &b);
+                flm_gguf_array_i64(v, k, &a);
+                flm_gguf_array_i64(&kv->value, k, &b);
                 CHECK_MSG(a == b || (a == 4 && b == 3 && k >= 151643), "token_type[%llu]: %lld vs %lld", (unsigned long long)k, (long long)a, (long long)b);
             }
             continue;
@@ -336,13 +336,13 @@ TEST(convert_package_has_every_llama_cpp_key_and_tensor) {
         CHECK_MSG(gguf_value_equal(v, &kv->value), "key %s differs", kv->key);
     }
     /* same tensors, types and shapes (llama.cpp looks tensors up by name; order is free) */
-    CHECK_EQ_INT(gguf_tensor_count(ours), gguf_tensor_count(peer));
-    for (size_t i = 0; i < gguf_tensor_count(peer); i++) {
-        const gguf_tensor_info *b = gguf_tensor_at(peer, i), *a = gguf_tensor_find(ours, b->name);
+    CHECK_EQ_INT(flm_gguf_tensor_count(ours), flm_gguf_tensor_count(peer));
+    for (size_t i = 0; i < flm_gguf_tensor_count(peer); i++) {
+        const flm_gguf_tensor_info *b = flm_gguf_tensor_at(peer, i), *a = flm_gguf_tensor_find(ours, b->name);
         CHECK_MSG(a && a->ggml_type == b->ggml_type && a->n_dims == b->n_dims && !memcmp(a->ne, b->ne, sizeof a->ne), "tensor %s", b->name);
     }
-    gguf_close(ours);
-    gguf_close(peer);
+    flm_gguf_close(ours);
+    flm_gguf_close(peer);
     free(p);
 }
 
@@ -534,10 +534,10 @@ static char *make_sparse_model(const char *name) {
         fclose(f);
     }
     strbuf h;
-    sb_init(&h);
+    flm_sb_init(&h);
     uint64_t off = 0;
     int64_t emb[2] = {c.vocab_size, c.hidden_size}, norm[1] = {c.hidden_size};
-    sb_printf(&h, "{\"model.embed_tokens.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%llu]}",
+    flm_sb_printf(&h, "{\"model.embed_tokens.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%llu]}",
               (long long)emb[0], (long long)emb[1], (unsigned long long)(off = (uint64_t)emb[0] * (uint64_t)emb[1] * 2));
     for (int k = 0; k < W_LAYER_COUNT; k++) {
         char tn[128];
@@ -545,15 +545,15 @@ static char *make_sparse_model(const char *name) {
         int nd = flm_layer_weight_shape(&c, (flm_layer_weight)k, shape);
         flm_hf_layer_name(0, (flm_layer_weight)k, tn, sizeof tn);
         uint64_t n = 2;
-        sb_printf(&h, ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[", tn);
-        for (int i = 0; i < nd; i++) { sb_printf(&h, "%s%lld", i ? "," : "", (long long)shape[i]); n *= (uint64_t)shape[i]; }
-        sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + n));
+        flm_sb_printf(&h, ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[", tn);
+        for (int i = 0; i < nd; i++) { flm_sb_printf(&h, "%s%lld", i ? "," : "", (long long)shape[i]); n *= (uint64_t)shape[i]; }
+        flm_sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + n));
         off += n;
     }
-    sb_printf(&h, ",\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}}", (long long)norm[0],
+    flm_sb_printf(&h, ",\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}}", (long long)norm[0],
               (unsigned long long)off, (unsigned long long)(off + 2 * (uint64_t)norm[0]));
     off += 2 * (uint64_t)norm[0];
-    while (h.len % 8) sb_putc(&h, ' ');
+    while (h.len % 8) flm_sb_putc(&h, ' ');
     f = fopen(wts, "wb");
     if (f) {
         uint64_t hl = h.len;
@@ -562,7 +562,7 @@ static char *make_sparse_model(const char *name) {
         fclose(f);
     }
     if (truncate(wts, (off_t)(8 + h.len + off)) != 0) test_fail(__FILE__, __LINE__, "cannot extend %s", wts);
-    sb_free(&h);
+    flm_sb_free(&h);
     free(cfg);
     free(wts);
     return d;

@@ -11,10 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "gguf.h"
-#include "quant.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "format/gguf.h"
+#include "kernels/quant.h"
+#include "format/safetensors.h"
 
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
 
@@ -25,7 +25,7 @@ static bool exists(const char *path) {
     return lstat(path, &st) == 0;
 }
 
-/* The writer's temporary file is PATH.XXXXXX.tmp (src/outfile.h): any such file beside path. */
+/* The writer's temporary file is PATH.XXXXXX.tmp (src/base/outfile.h): any such file beside path. */
 static bool tmp_exists(const char *path) {
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     char dir[512];
@@ -85,8 +85,8 @@ static void fill_tensor(const tspec *t, size_t k, uint8_t *buf) {
 }
 
 static int write_round_trip(const char *path, uint32_t alignment) {
-    gguf_writer *w;
-    int rc = gguf_writer_open(path, alignment, &w);
+    flm_gguf_writer *w;
+    int rc = flm_gguf_writer_open(path, alignment, &w);
     if (rc) return rc;
     static const float f32s[] = {1.5f, -2.25f, 3e38f};
     static const int32_t i32s[] = {-1, 0, 2147483647};
@@ -94,39 +94,39 @@ static int write_round_trip(const char *path, uint32_t alignment) {
     static const uint8_t u8s[] = {0, 255};
     static const char *const strs[] = {"a", "", "h\xc3\xa9llo", "<|im_start|>"};
     static const int64_t i64s[] = {INT64_MIN, 5};
-    gguf_str inner_strs[2] = {{"x", 1}, {"yz", 2}};
-    gguf_value inner[3] = {
+    flm_gguf_str inner_strs[2] = {{"x", 1}, {"yz", 2}};
+    flm_gguf_value inner[3] = {
         {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_INT32, .count = 3, .data = i32s},
         {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_STRING, .count = 2, .strs = inner_strs},
         {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_FLOAT32, .count = 0},
     };
-    gguf_value nested = {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_ARRAY, .count = 3, .items = inner};
-    gguf_value deeper = {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_ARRAY, .count = 1, .items = &nested};
-    rc = gguf_writer_add_str(w, "general.architecture", "qwen2");
-    if (!rc) rc = gguf_writer_add_u8(w, "k.u8", 200);
-    if (!rc) rc = gguf_writer_add_i8(w, "k.i8", -100);
-    if (!rc) rc = gguf_writer_add_u16(w, "k.u16", 65535);
-    if (!rc) rc = gguf_writer_add_i16(w, "k.i16", -32768);
-    if (!rc) rc = gguf_writer_add_u32(w, "k.u32", 4000000000u);
-    if (!rc) rc = gguf_writer_add_i32(w, "k.i32", -5);
-    if (!rc) rc = gguf_writer_add_u64(w, "k.u64", UINT64_MAX);
-    if (!rc) rc = gguf_writer_add_i64(w, "k.i64", INT64_MIN);
-    if (!rc) rc = gguf_writer_add_f32(w, "k.f32", 1e-6f);
-    if (!rc) rc = gguf_writer_add_f64(w, "k.f64", 3.141592653589793);
-    if (!rc) rc = gguf_writer_add_bool(w, "k.bool", true);
-    if (!rc) rc = gguf_writer_add_strn(w, "k.str.nul", "a\0b", 3);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.f32", GGUF_TYPE_FLOAT32, f32s, 3);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.i32", GGUF_TYPE_INT32, i32s, 3);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.bool", GGUF_TYPE_BOOL, bools, 3);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.u8", GGUF_TYPE_UINT8, u8s, 2);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.i64", GGUF_TYPE_INT64, i64s, 2);
-    if (!rc) rc = gguf_writer_add_array(w, "k.arr.empty", GGUF_TYPE_UINT32, NULL, 0);
-    if (!rc) rc = gguf_writer_add_str_array(w, "k.arr.str", strs, 4);
-    if (!rc) rc = gguf_writer_add_value(w, "k.arr.nested", &nested);
-    if (!rc) rc = gguf_writer_add_value(w, "k.arr.deeper", &deeper);
+    flm_gguf_value nested = {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_ARRAY, .count = 3, .items = inner};
+    flm_gguf_value deeper = {.type = GGUF_TYPE_ARRAY, .elem_type = GGUF_TYPE_ARRAY, .count = 1, .items = &nested};
+    rc = flm_gguf_writer_add_str(w, "general.architecture", "qwen2");
+    if (!rc) rc = flm_gguf_writer_add_u8(w, "k.u8", 200);
+    if (!rc) rc = flm_gguf_writer_add_i8(w, "k.i8", -100);
+    if (!rc) rc = flm_gguf_writer_add_u16(w, "k.u16", 65535);
+    if (!rc) rc = flm_gguf_writer_add_i16(w, "k.i16", -32768);
+    if (!rc) rc = flm_gguf_writer_add_u32(w, "k.u32", 4000000000u);
+    if (!rc) rc = flm_gguf_writer_add_i32(w, "k.i32", -5);
+    if (!rc) rc = flm_gguf_writer_add_u64(w, "k.u64", UINT64_MAX);
+    if (!rc) rc = flm_gguf_writer_add_i64(w, "k.i64", INT64_MIN);
+    if (!rc) rc = flm_gguf_writer_add_f32(w, "k.f32", 1e-6f);
+    if (!rc) rc = flm_gguf_writer_add_f64(w, "k.f64", 3.141592653589793);
+    if (!rc) rc = flm_gguf_writer_add_bool(w, "k.bool", true);
+    if (!rc) rc = flm_gguf_writer_add_strn(w, "k.str.nul", "a\0b", 3);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.f32", GGUF_TYPE_FLOAT32, f32s, 3);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.i32", GGUF_TYPE_INT32, i32s, 3);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.bool", GGUF_TYPE_BOOL, bools, 3);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.u8", GGUF_TYPE_UINT8, u8s, 2);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.i64", GGUF_TYPE_INT64, i64s, 2);
+    if (!rc) rc = flm_gguf_writer_add_array(w, "k.arr.empty", GGUF_TYPE_UINT32, NULL, 0);
+    if (!rc) rc = flm_gguf_writer_add_str_array(w, "k.arr.str", strs, 4);
+    if (!rc) rc = flm_gguf_writer_add_value(w, "k.arr.nested", &nested);
+    if (!rc) rc = flm_gguf_writer_add_value(w, "k.arr.deeper", &deeper);
     for (size_t i = 0; !rc && i < N_RT; i++) {
         const tspec *t = &ROUND_TRIP_TENSORS[i];
-        rc = gguf_writer_add_tensor(w, t->name, t->dtype, t->ndim, t->shape);
+        rc = flm_gguf_writer_add_tensor(w, t->name, t->dtype, t->ndim, t->shape);
     }
     for (size_t i = 0; !rc && i < N_RT; i++) {
         const tspec *t = &ROUND_TRIP_TENSORS[i];
@@ -134,29 +134,29 @@ static int write_round_trip(const char *path, uint32_t alignment) {
         uint8_t *buf = malloc(nb);
         fill_tensor(t, i, buf);
         if (i % 2) { /* odd tensors in two pieces */
-            rc = gguf_writer_write_part(w, buf, nb / 2);
-            if (!rc) rc = gguf_writer_write_part(w, buf + nb / 2, nb - nb / 2);
+            rc = flm_gguf_writer_write_part(w, buf, nb / 2);
+            if (!rc) rc = flm_gguf_writer_write_part(w, buf + nb / 2, nb - nb / 2);
         } else {
-            rc = gguf_writer_write_tensor(w, t->name, buf, nb);
+            rc = flm_gguf_writer_write_tensor(w, t->name, buf, nb);
         }
         free(buf);
     }
     if (rc) {
-        gguf_writer_abort(w);
+        flm_gguf_writer_abort(w);
         return rc;
     }
-    return gguf_writer_finish(w);
+    return flm_gguf_writer_finish(w);
 }
 
 static void check_round_trip(const char *path, uint32_t alignment) {
-    gguf_file *f;
-    int rc = gguf_open(path, &f);
+    flm_gguf_file *f;
+    int rc = flm_gguf_open(path, &f);
     CHECK_MSG(rc == FLM_OK, "open: %s", flm_last_error());
     if (rc) return;
-    CHECK_EQ_INT(gguf_version(f), 3);
-    CHECK_EQ_INT(gguf_alignment(f), alignment);
-    CHECK_EQ_INT(gguf_data_offset(f) % alignment, 0);
-    CHECK_EQ_INT(gguf_kv_count(f), 22 + (alignment != 32));
+    CHECK_EQ_INT(flm_gguf_version(f), 3);
+    CHECK_EQ_INT(flm_gguf_alignment(f), alignment);
+    CHECK_EQ_INT(flm_gguf_data_offset(f) % alignment, 0);
+    CHECK_EQ_INT(flm_gguf_kv_count(f), 22 + (alignment != 32));
     const char *s;
     uint32_t u32;
     int32_t i32;
@@ -165,82 +165,82 @@ static void check_round_trip(const char *path, uint32_t alignment) {
     float f32;
     double f64;
     bool b;
-    CHECK(!gguf_get_str(f, "general.architecture", &s));
+    CHECK(!flm_gguf_get_str(f, "general.architecture", &s));
     CHECK_STR(s, "qwen2");
-    CHECK(!gguf_get_u32(f, "k.u8", &u32) && u32 == 200);
-    CHECK(!gguf_get_i32(f, "k.i8", &i32) && i32 == -100);
-    CHECK(!gguf_get_u32(f, "k.u16", &u32) && u32 == 65535);
-    CHECK(!gguf_get_i32(f, "k.i16", &i32) && i32 == -32768);
-    CHECK(!gguf_get_u32(f, "k.u32", &u32) && u32 == 4000000000u);
-    CHECK(!gguf_get_i32(f, "k.i32", &i32) && i32 == -5);
-    CHECK(!gguf_get_u64(f, "k.u64", &u64) && u64 == UINT64_MAX);
-    CHECK(!gguf_get_i64(f, "k.i64", &i64) && i64 == INT64_MIN);
-    CHECK(!gguf_get_f32(f, "k.f32", &f32) && f32 == 1e-6f);
-    CHECK(!gguf_get_f64(f, "k.f64", &f64) && f64 == 3.141592653589793);
-    CHECK(!gguf_get_bool(f, "k.bool", &b) && b);
-    CHECK_EQ_INT(gguf_find(f, "k.str.nul")->s.len, 3);
-    CHECK(!memcmp(gguf_find(f, "k.str.nul")->s.str, "a\0b", 4));
+    CHECK(!flm_gguf_get_u32(f, "k.u8", &u32) && u32 == 200);
+    CHECK(!flm_gguf_get_i32(f, "k.i8", &i32) && i32 == -100);
+    CHECK(!flm_gguf_get_u32(f, "k.u16", &u32) && u32 == 65535);
+    CHECK(!flm_gguf_get_i32(f, "k.i16", &i32) && i32 == -32768);
+    CHECK(!flm_gguf_get_u32(f, "k.u32", &u32) && u32 == 4000000000u);
+    CHECK(!flm_gguf_get_i32(f, "k.i32", &i32) && i32 == -5);
+    CHECK(!flm_gguf_get_u64(f, "k.u64", &u64) && u64 == UINT64_MAX);
+    CHECK(!flm_gguf_get_i64(f, "k.i64", &i64) && i64 == INT64_MIN);
+    CHECK(!flm_gguf_get_f32(f, "k.f32", &f32) && f32 == 1e-6f);
+    CHECK(!flm_gguf_get_f64(f, "k.f64", &f64) && f64 == 3.141592653589793);
+    CHECK(!flm_gguf_get_bool(f, "k.bool", &b) && b);
+    CHECK_EQ_INT(flm_gguf_find(f, "k.str.nul")->s.len, 3);
+    CHECK(!memcmp(flm_gguf_find(f, "k.str.nul")->s.str, "a\0b", 4));
     /* Type and range checks of the getters. */
-    CHECK_EQ_INT(gguf_get_i32(f, "k.u32", &i32), FLM_ERR_FORMAT); /* 4e9 does not fit */
-    CHECK_EQ_INT(gguf_get_u32(f, "k.i32", &u32), FLM_ERR_FORMAT); /* negative */
-    CHECK_EQ_INT(gguf_get_u32(f, "k.f32", &u32), FLM_ERR_FORMAT);
-    CHECK_EQ_INT(gguf_get_str(f, "k.u8", &s), FLM_ERR_FORMAT);
+    CHECK_EQ_INT(flm_gguf_get_i32(f, "k.u32", &i32), FLM_ERR_FORMAT); /* 4e9 does not fit */
+    CHECK_EQ_INT(flm_gguf_get_u32(f, "k.i32", &u32), FLM_ERR_FORMAT); /* negative */
+    CHECK_EQ_INT(flm_gguf_get_u32(f, "k.f32", &u32), FLM_ERR_FORMAT);
+    CHECK_EQ_INT(flm_gguf_get_str(f, "k.u8", &s), FLM_ERR_FORMAT);
     CHECK(strstr(flm_last_error(), "k.u8") && strstr(flm_last_error(), "expected string"));
-    CHECK_EQ_INT(gguf_get_u32(f, "no.such.key", &u32), FLM_ERR_FORMAT);
+    CHECK_EQ_INT(flm_gguf_get_u32(f, "no.such.key", &u32), FLM_ERR_FORMAT);
     CHECK(strstr(flm_last_error(), "missing metadata key 'no.such.key'"));
-    CHECK(gguf_find(f, "no.such.key") == NULL);
+    CHECK(flm_gguf_find(f, "no.such.key") == NULL);
 
-    const gguf_value *a;
+    const flm_gguf_value *a;
     float fl[3];
     int32_t il[3];
-    CHECK(!gguf_get_array(f, "k.arr.f32", GGUF_TYPE_FLOAT32, &a) && gguf_array_len(a) == 3);
-    CHECK(!gguf_array_copy_f32(a, fl, 3) && fl[0] == 1.5f && fl[1] == -2.25f && fl[2] == 3e38f);
-    CHECK(!gguf_get_array(f, "k.arr.i32", GGUF_TYPE_INT32, &a));
-    CHECK(!gguf_array_copy_i32(a, il, 3) && il[0] == -1 && il[1] == 0 && il[2] == 2147483647);
-    CHECK_EQ_INT(gguf_array_i64(a, 3, &i64), FLM_ERR_ARG); /* out of range index */
-    CHECK_EQ_INT(gguf_get_array(f, "k.arr.i32", GGUF_TYPE_STRING, &a), FLM_ERR_FORMAT);
-    CHECK(!gguf_get_array(f, "k.arr.bool", GGUF_TYPE_BOOL, &a) && a->count == 3);
+    CHECK(!flm_gguf_get_array(f, "k.arr.f32", GGUF_TYPE_FLOAT32, &a) && flm_gguf_array_len(a) == 3);
+    CHECK(!flm_gguf_array_copy_f32(a, fl, 3) && fl[0] == 1.5f && fl[1] == -2.25f && fl[2] == 3e38f);
+    CHECK(!flm_gguf_get_array(f, "k.arr.i32", GGUF_TYPE_INT32, &a));
+    CHECK(!flm_gguf_array_copy_i32(a, il, 3) && il[0] == -1 && il[1] == 0 && il[2] == 2147483647);
+    CHECK_EQ_INT(flm_gguf_array_i64(a, 3, &i64), FLM_ERR_ARG); /* out of range index */
+    CHECK_EQ_INT(flm_gguf_get_array(f, "k.arr.i32", GGUF_TYPE_STRING, &a), FLM_ERR_FORMAT);
+    CHECK(!flm_gguf_get_array(f, "k.arr.bool", GGUF_TYPE_BOOL, &a) && a->count == 3);
     CHECK(((const uint8_t *)a->data)[0] == 1 && ((const uint8_t *)a->data)[1] == 0);
-    CHECK(!gguf_get_array(f, "k.arr.u8", GGUF_TYPE_UINT8, &a) && !gguf_array_i64(a, 1, &i64) && i64 == 255);
-    CHECK(!gguf_get_array(f, "k.arr.i64", GGUF_TYPE_INT64, &a) && !gguf_array_i64(a, 0, &i64) && i64 == INT64_MIN);
-    CHECK(!gguf_get_array(f, "k.arr.empty", GGUF_TYPE_UINT32, &a) && gguf_array_len(a) == 0);
-    CHECK(!gguf_get_array(f, "k.arr.str", GGUF_TYPE_STRING, &a) && gguf_array_len(a) == 4);
+    CHECK(!flm_gguf_get_array(f, "k.arr.u8", GGUF_TYPE_UINT8, &a) && !flm_gguf_array_i64(a, 1, &i64) && i64 == 255);
+    CHECK(!flm_gguf_get_array(f, "k.arr.i64", GGUF_TYPE_INT64, &a) && !flm_gguf_array_i64(a, 0, &i64) && i64 == INT64_MIN);
+    CHECK(!flm_gguf_get_array(f, "k.arr.empty", GGUF_TYPE_UINT32, &a) && flm_gguf_array_len(a) == 0);
+    CHECK(!flm_gguf_get_array(f, "k.arr.str", GGUF_TYPE_STRING, &a) && flm_gguf_array_len(a) == 4);
     uint64_t len;
-    CHECK(!gguf_array_str(a, 2, &s, &len) && len == 6);
+    CHECK(!flm_gguf_array_str(a, 2, &s, &len) && len == 6);
     CHECK_STR(s, "h\xc3\xa9llo");
-    CHECK(!gguf_array_str(a, 1, &s, &len) && len == 0 && s[0] == 0);
-    CHECK(!gguf_array_str(a, 3, &s, NULL));
+    CHECK(!flm_gguf_array_str(a, 1, &s, &len) && len == 0 && s[0] == 0);
+    CHECK(!flm_gguf_array_str(a, 3, &s, NULL));
     CHECK_STR(s, "<|im_start|>");
-    CHECK_EQ_INT(gguf_array_str(a, 4, &s, NULL), FLM_ERR_ARG);
-    CHECK_EQ_INT(gguf_array_f64(a, 0, &f64), FLM_ERR_ARG); /* strings are not numeric */
-    CHECK(!gguf_get_array(f, "k.arr.nested", GGUF_TYPE_ARRAY, &a) && a->count == 3);
+    CHECK_EQ_INT(flm_gguf_array_str(a, 4, &s, NULL), FLM_ERR_ARG);
+    CHECK_EQ_INT(flm_gguf_array_f64(a, 0, &f64), FLM_ERR_ARG); /* strings are not numeric */
+    CHECK(!flm_gguf_get_array(f, "k.arr.nested", GGUF_TYPE_ARRAY, &a) && a->count == 3);
     if (!test_failed() && a->count == 3) {
         CHECK(a->items[0].elem_type == GGUF_TYPE_INT32 && a->items[0].count == 3);
-        CHECK(!gguf_array_i64(&a->items[0], 2, &i64) && i64 == 2147483647);
-        CHECK(!gguf_array_str(&a->items[1], 1, &s, NULL));
+        CHECK(!flm_gguf_array_i64(&a->items[0], 2, &i64) && i64 == 2147483647);
+        CHECK(!flm_gguf_array_str(&a->items[1], 1, &s, NULL));
         CHECK_STR(s, "yz");
         CHECK(a->items[2].elem_type == GGUF_TYPE_FLOAT32 && a->items[2].count == 0);
     }
-    CHECK(!gguf_get_array(f, "k.arr.deeper", GGUF_TYPE_ARRAY, &a) && a->count == 1 && a->items[0].count == 3 &&
+    CHECK(!flm_gguf_get_array(f, "k.arr.deeper", GGUF_TYPE_ARRAY, &a) && a->count == 1 && a->items[0].count == 3 &&
           a->items[0].items[1].strs[0].str[0] == 'x');
     /* Iteration keeps file order. */
-    CHECK_STR(gguf_kv_at(f, alignment != 32 ? 1 : 0)->key, "general.architecture");
-    CHECK_STR(gguf_kv_at(f, gguf_kv_count(f) - 1)->key, "k.arr.deeper");
-    CHECK(gguf_kv_at(f, gguf_kv_count(f)) == NULL);
+    CHECK_STR(flm_gguf_kv_at(f, alignment != 32 ? 1 : 0)->key, "general.architecture");
+    CHECK_STR(flm_gguf_kv_at(f, flm_gguf_kv_count(f) - 1)->key, "k.arr.deeper");
+    CHECK(flm_gguf_kv_at(f, flm_gguf_kv_count(f)) == NULL);
 
-    CHECK_EQ_INT(gguf_tensor_count(f), N_RT);
-    for (size_t i = 0; i < N_RT && i < gguf_tensor_count(f); i++) {
+    CHECK_EQ_INT(flm_gguf_tensor_count(f), N_RT);
+    for (size_t i = 0; i < N_RT && i < flm_gguf_tensor_count(f); i++) {
         const tspec *t = &ROUND_TRIP_TENSORS[i];
-        const gguf_tensor_info *ti = gguf_tensor_at(f, i);
+        const flm_gguf_tensor_info *ti = flm_gguf_tensor_at(f, i);
         CHECK_STR(ti->name, t->name);
-        CHECK(gguf_tensor_find(f, t->name) == ti);
-        CHECK_EQ_INT(ti->ggml_type, gguf_ggml_from_dtype(t->dtype));
+        CHECK(flm_gguf_tensor_find(f, t->name) == ti);
+        CHECK_EQ_INT(ti->ggml_type, flm_gguf_ggml_from_dtype(t->dtype));
         CHECK_EQ_INT(ti->offset % alignment, 0);
-        CHECK_EQ_INT((gguf_data_offset(f) + ti->offset) % alignment, 0);
+        CHECK_EQ_INT((flm_gguf_data_offset(f) + ti->offset) % alignment, 0);
         CHECK_EQ_INT((uintptr_t)ti->data % alignment, 0); /* the map is page aligned */
         CHECK_EQ_INT(ti->ne[0], t->shape[t->ndim - 1]);  /* GGUF order is innermost first */
         flm_tensor ft;
-        REQUIRE(gguf_get_tensor(f, t->name, &ft) == FLM_OK);
+        REQUIRE(flm_gguf_get_tensor(f, t->name, &ft) == FLM_OK);
         CHECK_EQ_INT(ft.dtype, t->dtype);
         CHECK_EQ_INT(ft.ndim, t->ndim);
         for (int d = 0; d < t->ndim; d++) CHECK_EQ_INT(ft.shape[d], t->shape[d]);
@@ -251,10 +251,10 @@ static void check_round_trip(const char *path, uint32_t alignment) {
         CHECK_MSG(!memcmp(want, ft.data, nb), "tensor %s data differs", t->name);
         free(want);
     }
-    CHECK(gguf_tensor_find(f, "nope") == NULL);
+    CHECK(flm_gguf_tensor_find(f, "nope") == NULL);
     flm_tensor ft;
-    CHECK_EQ_INT(gguf_get_tensor(f, "nope", &ft), FLM_ERR_FORMAT);
-    gguf_close(f);
+    CHECK_EQ_INT(flm_gguf_get_tensor(f, "nope", &ft), FLM_ERR_FORMAT);
+    flm_gguf_close(f);
 }
 
 TEST(gguf_round_trip_all_types) {
@@ -262,7 +262,7 @@ TEST(gguf_round_trip_all_types) {
     int rc = write_round_trip(p, 0);
     CHECK_MSG(rc == FLM_OK, "write: %s", flm_last_error());
     CHECK(!tmp_exists(p));
-    CHECK(gguf_is_gguf_file(p));
+    CHECK(flm_gguf_is_gguf_file(p));
     if (!rc) check_round_trip(p, 32);
     free(p);
 }
@@ -276,9 +276,9 @@ TEST(gguf_round_trip_align64) {
 }
 
 TEST(gguf_writer_rejects_bad_alignment) {
-    gguf_writer *w;
+    flm_gguf_writer *w;
     char *p = tmp_path("badalign.gguf");
-    CHECK_EQ_INT(gguf_writer_open(p, 48, &w), FLM_ERR_ARG);
+    CHECK_EQ_INT(flm_gguf_writer_open(p, 48, &w), FLM_ERR_ARG);
     CHECK(w == NULL && !exists(p) && !tmp_exists(p));
     free(p);
 }
@@ -286,40 +286,40 @@ TEST(gguf_writer_rejects_bad_alignment) {
 /* ------------------------------------------------------------------ peer file */
 
 TEST(gguf_reads_llama_cpp_file) {
-    gguf_file *f;
-    int rc = gguf_open(PEER_GGUF, &f);
+    flm_gguf_file *f;
+    int rc = flm_gguf_open(PEER_GGUF, &f);
     REQUIRE(rc == FLM_OK || (fprintf(stderr, "%s\n", flm_last_error()), 0));
     const char *s;
     uint32_t u;
     float eps;
-    CHECK(!gguf_get_str(f, "general.architecture", &s));
+    CHECK(!flm_gguf_get_str(f, "general.architecture", &s));
     CHECK_STR(s, "qwen2");
-    CHECK(!gguf_get_u32(f, "qwen2.block_count", &u) && u == 4);
-    CHECK(!gguf_get_u32(f, "qwen2.embedding_length", &u) && u == 128);
-    CHECK(!gguf_get_f32(f, "qwen2.attention.layer_norm_rms_epsilon", &eps) && eps == 1e-6f);
-    CHECK(!gguf_get_str(f, "tokenizer.ggml.model", &s));
+    CHECK(!flm_gguf_get_u32(f, "qwen2.block_count", &u) && u == 4);
+    CHECK(!flm_gguf_get_u32(f, "qwen2.embedding_length", &u) && u == 128);
+    CHECK(!flm_gguf_get_f32(f, "qwen2.attention.layer_norm_rms_epsilon", &eps) && eps == 1e-6f);
+    CHECK(!flm_gguf_get_str(f, "tokenizer.ggml.model", &s));
     CHECK_STR(s, "gpt2");
-    const gguf_value *tok;
-    CHECK(!gguf_get_array(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tok));
-    CHECK_EQ_INT(gguf_array_len(tok), 151936);
-    CHECK(!gguf_array_str(tok, 151643, &s, NULL));
+    const flm_gguf_value *tok;
+    CHECK(!flm_gguf_get_array(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tok));
+    CHECK_EQ_INT(flm_gguf_array_len(tok), 151936);
+    CHECK(!flm_gguf_array_str(tok, 151643, &s, NULL));
     CHECK_STR(s, "<|endoftext|>");
-    CHECK_EQ_INT(gguf_alignment(f), 32);
+    CHECK_EQ_INT(flm_gguf_alignment(f), 32);
 
-    const gguf_tensor_info *q = gguf_tensor_find(f, "blk.0.attn_q.weight");
+    const flm_gguf_tensor_info *q = flm_gguf_tensor_find(f, "blk.0.attn_q.weight");
     REQUIRE(q);
     CHECK_EQ_INT(q->ggml_type, GGML_TYPE_Q8_0);
     flm_tensor t;
-    REQUIRE(gguf_get_tensor(f, "blk.0.attn_q.weight", &t) == FLM_OK);
+    REQUIRE(flm_gguf_get_tensor(f, "blk.0.attn_q.weight", &t) == FLM_OK);
     CHECK_EQ_INT(t.dtype, FLM_Q8_0);
     CHECK_EQ_INT(t.ndim, 2);
     CHECK(t.shape[0] == 128 && t.shape[1] == 128);
     flm_tensor e;
-    REQUIRE(gguf_get_tensor(f, "token_embd.weight", &e) == FLM_OK);
+    REQUIRE(flm_gguf_get_tensor(f, "token_embd.weight", &e) == FLM_OK);
     CHECK(e.ndim == 2 && e.shape[0] == 151936 && e.shape[1] == 128);
-    CHECK(gguf_tensor_find(f, "output.weight") == NULL); /* tied embeddings */
+    CHECK(flm_gguf_tensor_find(f, "output.weight") == NULL); /* tied embeddings */
     flm_tensor k;
-    REQUIRE(gguf_get_tensor(f, "blk.0.attn_k.weight", &k) == FLM_OK);
+    REQUIRE(flm_gguf_get_tensor(f, "blk.0.attn_k.weight", &k) == FLM_OK);
     CHECK(k.shape[0] == 64 && k.shape[1] == 128);
 
     /* Dequantize + requantize with our quantizer gives ggml's bytes back. */
@@ -331,9 +331,9 @@ TEST(gguf_reads_llama_cpp_file) {
     CHECK_MSG(!memcmp(rq, t.data, t.nbytes), "requantized blk.0.attn_q.weight differs from the file");
 
     /* And quantizing the original bf16 weights reproduces the file's blocks. */
-    st_file *st;
-    if (st_open(BUNDLED_MODEL "/model.safetensors", &st) == FLM_OK) {
-        const flm_tensor *src = st_find(st, "model.layers.0.self_attn.q_proj.weight");
+    flm_st_file *st;
+    if (flm_st_open(BUNDLED_MODEL "/model.safetensors", &st) == FLM_OK) {
+        const flm_tensor *src = flm_st_find(st, "model.layers.0.self_attn.q_proj.weight");
         CHECK(src && src->dtype == FLM_BF16 && src->shape[0] == 128 && src->shape[1] == 128);
         if (src && src->dtype == FLM_BF16) {
             flm_dtype_get(FLM_BF16)->to_float(src->data, x, n);
@@ -343,11 +343,11 @@ TEST(gguf_reads_llama_cpp_file) {
             for (size_t b = 0; b < n / QK; b++) diff += memcmp(&rq[b], &fb[b], sizeof *rq) != 0;
             CHECK_MSG(diff == 0, "%zu of %zu blocks differ from quantizing the bf16 source", diff, n / QK);
         }
-        st_close(st);
+        flm_st_close(st);
     }
     free(x);
     free(rq);
-    gguf_close(f);
+    flm_gguf_close(f);
 }
 
 /* ------------------------------------------------------------------ hostile input */
@@ -372,24 +372,24 @@ static void pad_to(bytes *o, size_t a, size_t extra) {
     o->n += extra;
 }
 
-/* Expects gguf_open_memory to fail with `status` and a message containing `frag`,
+/* Expects flm_gguf_open_memory to fail with `status` and a message containing `frag`,
  * then the same through a real file. */
 static void expect_bad(const bytes *o, int status, const char *frag, const char *what) {
-    gguf_file *f = (gguf_file *)1;
-    int rc = gguf_open_memory(o->b, o->n, "hostile.gguf", &f);
+    flm_gguf_file *f = (flm_gguf_file *)1;
+    int rc = flm_gguf_open_memory(o->b, o->n, "hostile.gguf", &f);
     CHECK_MSG(rc == status, "%s: status %d, expected %d (%s)", what, rc, status, rc ? flm_last_error() : "accepted");
     CHECK_MSG(f == NULL, "%s: handle not NULL on failure", what);
     CHECK_MSG(strstr(flm_last_error(), frag) && strstr(flm_last_error(), "hostile.gguf"), "%s: message \"%s\" lacks \"%s\"",
               what, flm_last_error(), frag);
-    if (rc == FLM_OK) gguf_close(f);
+    if (rc == FLM_OK) flm_gguf_close(f);
     char *p = tmp_path("hostile.gguf");
     FILE *fp = fopen(p, "wb");
     REQUIRE(fp);
     fwrite(o->b, 1, o->n, fp);
     fclose(fp);
-    rc = gguf_open(p, &f);
+    rc = flm_gguf_open(p, &f);
     CHECK_MSG(rc == status, "%s (file): status %d", what, rc);
-    if (rc == FLM_OK) gguf_close(f);
+    if (rc == FLM_OK) flm_gguf_close(f);
     free(p);
 }
 
@@ -407,21 +407,21 @@ static void valid_small(bytes *o) {
 TEST(gguf_valid_small_hand_made) {
     bytes o;
     valid_small(&o);
-    gguf_file *f;
-    REQUIRE(gguf_open_memory(o.b, o.n, "small", &f) == FLM_OK);
-    CHECK_EQ_INT(gguf_tensor_count(f), 1);
-    CHECK_EQ_INT(gguf_tensor_at(f, 0)->nbytes, 32);
-    gguf_close(f);
+    flm_gguf_file *f;
+    REQUIRE(flm_gguf_open_memory(o.b, o.n, "small", &f) == FLM_OK);
+    CHECK_EQ_INT(flm_gguf_tensor_count(f), 1);
+    CHECK_EQ_INT(flm_gguf_tensor_at(f, 0)->nbytes, 32);
+    flm_gguf_close(f);
 }
 
 TEST(gguf_rejects_every_truncation) {
     bytes o;
     valid_small(&o);
     for (size_t n = 0; n < o.n; n++) {
-        gguf_file *f;
-        int rc = gguf_open_memory(o.b, n, "trunc.gguf", &f);
+        flm_gguf_file *f;
+        int rc = flm_gguf_open_memory(o.b, n, "trunc.gguf", &f);
         CHECK_MSG(rc == FLM_ERR_FORMAT && f == NULL, "prefix of %zu bytes: rc %d", n, rc);
-        if (!rc) gguf_close(f);
+        if (!rc) flm_gguf_close(f);
     }
     /* The peer file truncated at a few places inside its metadata and data. */
     char *buf;
@@ -429,14 +429,14 @@ TEST(gguf_rejects_every_truncation) {
     REQUIRE(flm_read_file(PEER_GGUF, &buf, &len) == FLM_OK);
     size_t cuts[] = {24, 100, 1000, 700000, 3000000, 5933823, 5933824, 20000000, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        gguf_file *f;
-        int rc = gguf_open_memory(buf, cuts[i], "peer-trunc", &f);
+        flm_gguf_file *f;
+        int rc = flm_gguf_open_memory(buf, cuts[i], "peer-trunc", &f);
         CHECK_MSG(rc == FLM_ERR_FORMAT, "peer prefix %zu: rc %d", cuts[i], rc);
-        if (!rc) gguf_close(f);
+        if (!rc) flm_gguf_close(f);
     }
-    gguf_file *f;
-    CHECK(gguf_open_memory(buf, len, "peer", &f) == FLM_OK);
-    gguf_close(f);
+    flm_gguf_file *f;
+    CHECK(flm_gguf_open_memory(buf, len, "peer", &f) == FLM_OK);
+    flm_gguf_close(f);
     free(buf);
 }
 
@@ -586,14 +586,14 @@ TEST(gguf_rejects_hostile_headers) {
 }
 
 TEST(gguf_open_missing_file_and_magic_probe) {
-    gguf_file *f;
-    CHECK_EQ_INT(gguf_open("/nonexistent/x.gguf", &f), FLM_ERR_IO);
+    flm_gguf_file *f;
+    CHECK_EQ_INT(flm_gguf_open("/nonexistent/x.gguf", &f), FLM_ERR_IO);
     CHECK(strstr(flm_last_error(), "/nonexistent/x.gguf"));
-    CHECK(!gguf_is_gguf_file("/nonexistent/x.gguf"));
-    CHECK(gguf_is_gguf_file(PEER_GGUF));
-    CHECK(!gguf_is_gguf_file(BUNDLED_MODEL "/model.safetensors"));
-    CHECK_EQ_INT(gguf_open(BUNDLED_MODEL "/config.json", &f), FLM_ERR_FORMAT);
-    CHECK(gguf_has_magic("GGUF", 4) && !gguf_has_magic("GGU", 3));
+    CHECK(!flm_gguf_is_gguf_file("/nonexistent/x.gguf"));
+    CHECK(flm_gguf_is_gguf_file(PEER_GGUF));
+    CHECK(!flm_gguf_is_gguf_file(BUNDLED_MODEL "/model.safetensors"));
+    CHECK_EQ_INT(flm_gguf_open(BUNDLED_MODEL "/config.json", &f), FLM_ERR_FORMAT);
+    CHECK(flm_gguf_has_magic("GGUF", 4) && !flm_gguf_has_magic("GGU", 3));
 }
 
 TEST(gguf_unknown_but_sized_types_are_listed) {
@@ -602,44 +602,44 @@ TEST(gguf_unknown_but_sized_types_are_listed) {
     uint64_t ne[1] = {256};
     tinfo(&o, "k", 1, ne, 12 /* q4_K */, 0);
     pad_to(&o, 32, 144);
-    gguf_file *f;
-    REQUIRE(gguf_open_memory(o.b, o.n, "qk.gguf", &f) == FLM_OK);
-    const gguf_tensor_info *ti = gguf_tensor_at(f, 0);
-    CHECK_STR(gguf_ggml_type_name(ti->ggml_type), "q4_K");
+    flm_gguf_file *f;
+    REQUIRE(flm_gguf_open_memory(o.b, o.n, "qk.gguf", &f) == FLM_OK);
+    const flm_gguf_tensor_info *ti = flm_gguf_tensor_at(f, 0);
+    CHECK_STR(flm_gguf_ggml_type_name(ti->ggml_type), "q4_K");
     CHECK_EQ_INT(ti->nbytes, 144);
     CHECK_EQ_INT(ti->dtype, -1);
     flm_tensor t;
-    CHECK_EQ_INT(gguf_get_tensor(f, "k", &t), FLM_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(flm_gguf_get_tensor(f, "k", &t), FLM_ERR_UNSUPPORTED);
     CHECK(strstr(flm_last_error(), "q4_K"));
-    gguf_close(f);
+    flm_gguf_close(f);
 }
 
 /* ------------------------------------------------------------------ writer failures */
 
 /* Writes a small file; `fail_after` injects ENOSPC at that byte (UINT64_MAX: none). */
 static int write_small(const char *path, uint64_t fail_after) {
-    gguf_writer *w;
-    int rc = gguf_writer_open(path, 0, &w);
+    flm_gguf_writer *w;
+    int rc = flm_gguf_writer_open(path, 0, &w);
     if (rc) return rc;
-    gguf_writer_fail_after(w, fail_after);
+    flm_gguf_writer_fail_after(w, fail_after);
     float data[64];
     for (int i = 0; i < 64; i++) data[i] = (float)i;
     int64_t s1[1] = {64}, s2[2] = {2, 16};
-    rc = gguf_writer_add_str(w, "general.architecture", "qwen2");
-    if (!rc) rc = gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1);
-    if (!rc) rc = gguf_writer_add_tensor(w, "b", FLM_F32, 2, s2);
-    if (!rc) rc = gguf_writer_write_tensor(w, "a", data, sizeof data);
-    if (!rc) rc = gguf_writer_write_tensor(w, "b", data, 32 * sizeof(float));
+    rc = flm_gguf_writer_add_str(w, "general.architecture", "qwen2");
+    if (!rc) rc = flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1);
+    if (!rc) rc = flm_gguf_writer_add_tensor(w, "b", FLM_F32, 2, s2);
+    if (!rc) rc = flm_gguf_writer_write_tensor(w, "a", data, sizeof data);
+    if (!rc) rc = flm_gguf_writer_write_tensor(w, "b", data, 32 * sizeof(float));
     if (rc) {
-        gguf_writer_abort(w);
+        flm_gguf_writer_abort(w);
         return rc;
     }
-    return gguf_writer_finish(w);
+    return flm_gguf_writer_finish(w);
 }
 
 TEST(gguf_writer_unwritable_directory) {
-    gguf_writer *w;
-    CHECK_EQ_INT(gguf_writer_open("/nonexistent-dir/out.gguf", 0, &w), FLM_ERR_IO);
+    flm_gguf_writer *w;
+    CHECK_EQ_INT(flm_gguf_writer_open("/nonexistent-dir/out.gguf", 0, &w), FLM_ERR_IO);
     CHECK(w == NULL);
     CHECK(strstr(flm_last_error(), "/nonexistent-dir/out.gguf"));
     CHECK(!exists("/nonexistent-dir"));
@@ -650,7 +650,7 @@ TEST(gguf_writer_unwritable_directory) {
     fclose(fp);
     char sub[512];
     snprintf(sub, sizeof sub, "%s/out.gguf", p);
-    CHECK_EQ_INT(gguf_writer_open(sub, 0, &w), FLM_ERR_IO);
+    CHECK_EQ_INT(flm_gguf_writer_open(sub, 0, &w), FLM_ERR_IO);
     free(p);
 }
 
@@ -671,9 +671,9 @@ TEST(gguf_writer_injected_write_failures_leave_nothing) {
     /* An existing output survives a failed rewrite untouched. */
     REQUIRE(write_small(p, UINT64_MAX) == FLM_OK);
     CHECK_EQ_INT(write_small(p, 100), FLM_ERR_IO);
-    gguf_file *f;
-    CHECK(gguf_open(p, &f) == FLM_OK);
-    gguf_close(f);
+    flm_gguf_file *f;
+    CHECK(flm_gguf_open(p, &f) == FLM_OK);
+    flm_gguf_close(f);
     CHECK(!tmp_exists(p));
     free(p);
 }
@@ -701,76 +701,76 @@ TEST(gguf_writer_real_write_failure_efbig) {
 
 TEST(gguf_writer_abort_and_misuse_remove_temp) {
     char *p = tmp_path("abort.gguf");
-    gguf_writer *w;
+    flm_gguf_writer *w;
     float data[64] = {0};
     int64_t s1[1] = {64};
     /* Abort mid-way, after some data went out. */
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
     CHECK(tmp_exists(p));
-    CHECK(!gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
-    CHECK(!gguf_writer_add_tensor(w, "b", FLM_F32, 1, s1));
-    CHECK(!gguf_writer_write_tensor(w, "a", data, sizeof data));
-    gguf_writer_abort(w);
+    CHECK(!flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
+    CHECK(!flm_gguf_writer_add_tensor(w, "b", FLM_F32, 1, s1));
+    CHECK(!flm_gguf_writer_write_tensor(w, "a", data, sizeof data));
+    flm_gguf_writer_abort(w);
     CHECK(!exists(p) && !tmp_exists(p));
-    gguf_writer_abort(NULL);
+    flm_gguf_writer_abort(NULL);
 
     /* finish() with a tensor never written. */
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK(!gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
-    CHECK_EQ_INT(gguf_writer_finish(w), FLM_ERR_ARG);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK(!flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
+    CHECK_EQ_INT(flm_gguf_writer_finish(w), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "tensor a (1 of 1) was never written"));
     CHECK(!exists(p) && !tmp_exists(p));
 
     /* Out of order, wrong size, duplicate names, q8_0 on a row of 48. */
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK(!gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
-    CHECK(!gguf_writer_add_tensor(w, "b", FLM_F32, 1, s1));
-    CHECK_EQ_INT(gguf_writer_write_tensor(w, "b", data, sizeof data), FLM_ERR_ARG);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK(!flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
+    CHECK(!flm_gguf_writer_add_tensor(w, "b", FLM_F32, 1, s1));
+    CHECK_EQ_INT(flm_gguf_writer_write_tensor(w, "b", data, sizeof data), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "expected a next"));
     CHECK(!tmp_exists(p));
-    CHECK_EQ_INT(gguf_writer_add_u32(w, "late", 1), FLM_ERR_ARG); /* poisoned */
-    CHECK_EQ_INT(gguf_writer_finish(w), FLM_ERR_ARG);
+    CHECK_EQ_INT(flm_gguf_writer_add_u32(w, "late", 1), FLM_ERR_ARG); /* poisoned */
+    CHECK_EQ_INT(flm_gguf_writer_finish(w), FLM_ERR_ARG);
     CHECK(!exists(p));
 
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK(!gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
-    CHECK_EQ_INT(gguf_writer_write_tensor(w, "a", data, 4), FLM_ERR_ARG);
-    gguf_writer_abort(w);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK(!flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
+    CHECK_EQ_INT(flm_gguf_writer_write_tensor(w, "a", data, 4), FLM_ERR_ARG);
+    flm_gguf_writer_abort(w);
 
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK(!gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
-    CHECK_EQ_INT(gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1), FLM_ERR_ARG);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK(!flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1));
+    CHECK_EQ_INT(flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "duplicate tensor name a"));
-    gguf_writer_abort(w);
+    flm_gguf_writer_abort(w);
 
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
     int64_t s48[2] = {4, 48};
-    CHECK_EQ_INT(gguf_writer_add_tensor(w, "q", FLM_Q8_0, 2, s48), FLM_ERR_ARG);
+    CHECK_EQ_INT(flm_gguf_writer_add_tensor(w, "q", FLM_Q8_0, 2, s48), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "row length 48 is not a multiple of 32"));
-    gguf_writer_abort(w);
+    flm_gguf_writer_abort(w);
 
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK(!gguf_writer_add_u32(w, "k", 1));
-    CHECK_EQ_INT(gguf_writer_add_str(w, "k", "x"), FLM_ERR_ARG);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK(!flm_gguf_writer_add_u32(w, "k", 1));
+    CHECK_EQ_INT(flm_gguf_writer_add_str(w, "k", "x"), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "duplicate metadata key 'k'"));
-    gguf_writer_abort(w);
+    flm_gguf_writer_abort(w);
 
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK_EQ_INT(gguf_writer_add_u32(w, "general.alignment", 64), FLM_ERR_ARG);
-    gguf_writer_abort(w);
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK_EQ_INT(flm_gguf_writer_add_u32(w, "general.alignment", 64), FLM_ERR_ARG);
+    flm_gguf_writer_abort(w);
     CHECK(!exists(p) && !tmp_exists(p));
     free(p);
 }
 
 TEST(gguf_writer_empty_file_round_trips) {
     char *p = tmp_path("empty.gguf");
-    gguf_writer *w;
-    REQUIRE(gguf_writer_open(p, 0, &w) == FLM_OK);
-    CHECK_EQ_INT(gguf_writer_finish(w), FLM_OK);
-    gguf_file *f;
-    REQUIRE(gguf_open(p, &f) == FLM_OK);
-    CHECK(gguf_kv_count(f) == 0 && gguf_tensor_count(f) == 0);
-    gguf_close(f);
+    flm_gguf_writer *w;
+    REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+    CHECK_EQ_INT(flm_gguf_writer_finish(w), FLM_OK);
+    flm_gguf_file *f;
+    REQUIRE(flm_gguf_open(p, &f) == FLM_OK);
+    CHECK(flm_gguf_kv_count(f) == 0 && flm_gguf_tensor_count(f) == 0);
+    flm_gguf_close(f);
     free(p);
 }
 
@@ -783,11 +783,11 @@ TEST(gguf_accepts_tensors_out_of_offset_order) {
     tinfo(&o, "a", 1, ne, GGML_TYPE_F32, 0);
     tinfo(&o, "b", 1, ne, GGML_TYPE_F32, 32);
     pad_to(&o, 32, 96);
-    gguf_file *f;
-    REQUIRE(gguf_open_memory(o.b, o.n, "order.gguf", &f) == FLM_OK);
-    CHECK_STR(gguf_tensor_at(f, 0)->name, "c");
-    CHECK_EQ_INT(gguf_tensor_find(f, "b")->offset, 32);
-    gguf_close(f);
+    flm_gguf_file *f;
+    REQUIRE(flm_gguf_open_memory(o.b, o.n, "order.gguf", &f) == FLM_OK);
+    CHECK_STR(flm_gguf_tensor_at(f, 0)->name, "c");
+    CHECK_EQ_INT(flm_gguf_tensor_find(f, "b")->offset, 32);
+    flm_gguf_close(f);
     header(&o, 2, 0);
     uint64_t ne16[1] = {16};
     tinfo(&o, "late", 1, ne16, GGML_TYPE_F32, 32);

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "common.h"
-#include "gguf.h"
-#include "model.h"
-#include "session.h"
+#include "base/common.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "runtime/session.h"
 
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
 #define MICRO TEST_DATA "/micro-qwen2"
@@ -59,12 +59,12 @@ static char *config_with(const char *fixture_dir, const char *from, const char *
     char *at = strstr(text, from);
     if (!at) { free(text); return NULL; }
     strbuf sb;
-    sb_init(&sb);
-    sb_append(&sb, text, (size_t)(at - text));
-    sb_puts(&sb, to);
-    sb_puts(&sb, at + strlen(from));
+    flm_sb_init(&sb);
+    flm_sb_append(&sb, text, (size_t)(at - text));
+    flm_sb_puts(&sb, to);
+    flm_sb_puts(&sb, at + strlen(from));
     free(text);
-    return sb_take(&sb);
+    return flm_sb_take(&sb);
 }
 
 /* An HF folder NAME: micro-qwen2's weights with its config.json edited. */
@@ -90,39 +90,39 @@ static void expect_model_refused(const char *dir, const char *const *needles, si
 
 /* Rewrites the GGUF `src` into `dst` with the metadata key `key` replaced by *v
  * (added at the end when absent; dropped when v is NULL); tensors copied as they are. */
-typedef struct { const char *key; const gguf_value *v; } kv_edit;
+typedef struct { const char *key; const flm_gguf_value *v; } kv_edit;
 
 static int rewrite_gguf(const char *src, const char *dst, const kv_edit *edits, size_t n_edits) {
-    gguf_file *g;
-    gguf_writer *w;
-    int rc = gguf_open(src, &g);
+    flm_gguf_file *g;
+    flm_gguf_writer *w;
+    int rc = flm_gguf_open(src, &g);
     if (rc) return rc;
-    if ((rc = gguf_writer_open(dst, gguf_alignment(g), &w))) { gguf_close(g); return rc; }
+    if ((rc = flm_gguf_writer_open(dst, flm_gguf_alignment(g), &w))) { flm_gguf_close(g); return rc; }
     bool *used = calloc(n_edits + 1, sizeof *used);
-    for (size_t i = 0; !rc && i < gguf_kv_count(g); i++) {
-        const gguf_kv *kv = gguf_kv_at(g, i);
-        const gguf_value *v = &kv->value;
+    for (size_t i = 0; !rc && i < flm_gguf_kv_count(g); i++) {
+        const flm_gguf_kv *kv = flm_gguf_kv_at(g, i);
+        const flm_gguf_value *v = &kv->value;
         for (size_t e = 0; e < n_edits; e++)
             if (!strcmp(edits[e].key, kv->key)) { v = edits[e].v; used[e] = true; }
-        if (v) rc = gguf_writer_add_value(w, kv->key, v);
+        if (v) rc = flm_gguf_writer_add_value(w, kv->key, v);
     }
     for (size_t e = 0; !rc && e < n_edits; e++)
-        if (!used[e] && edits[e].v) rc = gguf_writer_add_value(w, edits[e].key, edits[e].v);
-    for (size_t i = 0; !rc && i < gguf_tensor_count(g); i++) {
-        const gguf_tensor_info *ti = gguf_tensor_at(g, i);
-        rc = gguf_writer_add_tensor(w, ti->name, (flm_dtype)ti->dtype, ti->n_dims, ti->shape);
+        if (!used[e] && edits[e].v) rc = flm_gguf_writer_add_value(w, edits[e].key, edits[e].v);
+    for (size_t i = 0; !rc && i < flm_gguf_tensor_count(g); i++) {
+        const flm_gguf_tensor_info *ti = flm_gguf_tensor_at(g, i);
+        rc = flm_gguf_writer_add_tensor(w, ti->name, (flm_dtype)ti->dtype, ti->n_dims, ti->shape);
     }
-    for (size_t i = 0; !rc && i < gguf_tensor_count(g); i++) {
-        const gguf_tensor_info *ti = gguf_tensor_at(g, i);
-        rc = gguf_writer_write_tensor(w, ti->name, ti->data, (size_t)ti->nbytes);
+    for (size_t i = 0; !rc && i < flm_gguf_tensor_count(g); i++) {
+        const flm_gguf_tensor_info *ti = flm_gguf_tensor_at(g, i);
+        rc = flm_gguf_writer_write_tensor(w, ti->name, ti->data, (size_t)ti->nbytes);
     }
     free(used);
-    rc = rc ? (gguf_writer_abort(w), rc) : gguf_writer_finish(w);
-    gguf_close(g);
+    rc = rc ? (flm_gguf_writer_abort(w), rc) : flm_gguf_writer_finish(w);
+    flm_gguf_close(g);
     return rc;
 }
 
-static char *peer_with(const char *name, const char *key, const gguf_value *v) {
+static char *peer_with(const char *name, const char *key, const flm_gguf_value *v) {
     char *p = flm_path_join(test_tmpdir(), name);
     kv_edit e = {key, v};
     if (rewrite_gguf(PEER_GGUF, p, &e, 1)) test_fail(__FILE__, __LINE__, "rewrite %s: %s", name, flm_last_error());
@@ -141,20 +141,20 @@ static int cli(const char *args, char **err) {
 /* ------------------------------------------------------- a package is parsed once */
 
 TEST(hostile_package_parsed_once_per_load) {
-    uint64_t before = gguf_parse_count();
+    uint64_t before = flm_gguf_parse_count();
     flm_assets *a = NULL;
     REQUIRE(flm_assets_load(PEER_GGUF, NULL, &a) == FLM_OK);
     /* model, tokenizer, template and generation config all came from one parse
      * (four before issue 10, each copying every string) */
-    CHECK_EQ_INT(gguf_parse_count() - before, 1);
+    CHECK_EQ_INT(flm_gguf_parse_count() - before, 1);
     CHECK(a->tok && a->tmpl && a->n_eos > 0);
     flm_assets_free(a);
     /* the path-taking loaders still work on their own (one parse each) */
-    before = gguf_parse_count();
+    before = flm_gguf_parse_count();
     flm_model *m = NULL;
     REQUIRE(flm_model_open(PEER_GGUF, NULL, &m) == FLM_OK);
     flm_model_close(m);
-    CHECK_EQ_INT(gguf_parse_count() - before, 1);
+    CHECK_EQ_INT(flm_gguf_parse_count() - before, 1);
 }
 
 /* ------------------------------------------------------- metadata size caps */
@@ -204,8 +204,8 @@ TEST(hostile_gguf_1gib_string_refused_fast_and_small) {
         long hwm0 = vm_hwm_kib();
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        gguf_file *g = NULL;
-        int rc = gguf_open(p, &g);
+        flm_gguf_file *g = NULL;
+        int rc = flm_gguf_open(p, &g);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         char msg[1024];
         snprintf(msg, sizeof msg, "%d %ld %.3f %s", rc, vm_hwm_kib() - hwm0,
@@ -244,17 +244,17 @@ TEST(hostile_gguf_1gib_string_refused_fast_and_small) {
 TEST(hostile_gguf_string_at_the_limit_is_read) {
     /* 64 MiB exactly is allowed, one more byte is not */
     char *p = sparse_string_gguf("limit-string.gguf", "general.description", GGUF_MAX_STRING);
-    gguf_file *g = NULL;
-    CHECK_MSG(gguf_open(p, &g) == FLM_OK, "%s", flm_last_error());
+    flm_gguf_file *g = NULL;
+    CHECK_MSG(flm_gguf_open(p, &g) == FLM_OK, "%s", flm_last_error());
     const char *s = NULL;
     if (g) {
-        CHECK(gguf_get_str(g, "general.description", &s) == FLM_OK && s && s[0] == 0);
-        CHECK_EQ_INT(gguf_find(g, "general.description")->s.len, GGUF_MAX_STRING);
+        CHECK(flm_gguf_get_str(g, "general.description", &s) == FLM_OK && s && s[0] == 0);
+        CHECK_EQ_INT(flm_gguf_find(g, "general.description")->s.len, GGUF_MAX_STRING);
     }
-    gguf_close(g);
+    flm_gguf_close(g);
     free(p);
     p = sparse_string_gguf("over-string.gguf", "general.description", GGUF_MAX_STRING + 1);
-    CHECK_EQ_INT(gguf_open(p, &g), FLM_ERR_FORMAT);
+    CHECK_EQ_INT(flm_gguf_open(p, &g), FLM_ERR_FORMAT);
     CHECK(has(flm_last_error(), "67108865"));
     free(p);
 }
@@ -281,10 +281,10 @@ TEST(hostile_gguf_header_memory_capped) {
     REQUIRE(write(fd, h, n) == (ssize_t)n);
     REQUIRE(ftruncate(fd, (off_t)(n + count * 8)) == 0);
     close(fd);
-    gguf_file *g = NULL;
-    CHECK_EQ_INT(gguf_open(p, &g), FLM_ERR_FORMAT);
+    flm_gguf_file *g = NULL;
+    CHECK_EQ_INT(flm_gguf_open(p, &g), FLM_ERR_FORMAT);
     CHECK_MSG(has(flm_last_error(), "tokenizer.ggml.tokens") && has(flm_last_error(), "256 MiB"), "%s", flm_last_error());
-    gguf_close(g);
+    flm_gguf_close(g);
     free(p);
 }
 
@@ -333,14 +333,14 @@ TEST(hostile_hf_layer_count_checked_before_allocating) {
 /* ------------------------------------------------------- GGUF keys */
 
 TEST(hostile_gguf_block_count_and_eps) {
-    gguf_value v = {.type = GGUF_TYPE_UINT32};
+    flm_gguf_value v = {.type = GGUF_TYPE_UINT32};
     v.num.u = 1000000000u;
     char *p = peer_with("blocks-1e9.gguf", "qwen2.block_count", &v);
     const char *needles[] = {"blocks-1e9.gguf", "qwen2.block_count = 1000000000", "at most 4 layers"};
     expect_model_refused(p, needles, 3);
     free(p);
 
-    gguf_value f = {.type = GGUF_TYPE_FLOAT32};
+    flm_gguf_value f = {.type = GGUF_TYPE_FLOAT32};
     f.num.f = INFINITY;
     p = peer_with("eps-inf.gguf", "qwen2.attention.layer_norm_rms_epsilon", &f);
     const char *eps_needles[] = {"eps-inf.gguf", "qwen2.attention.layer_norm_rms_epsilon = inf"};
@@ -353,7 +353,7 @@ TEST(hostile_gguf_block_count_and_eps) {
     free(p);
 
     /* fieldlm's exact f64 key wins over llama.cpp's, and is checked the same way */
-    gguf_value d = {.type = GGUF_TYPE_FLOAT64};
+    flm_gguf_value d = {.type = GGUF_TYPE_FLOAT64};
     d.num.f = 0.0;
     p = peer_with("theta-0.gguf", "fieldlm.rope_theta", &d);
     const char *theta_needles[] = {"fieldlm.rope_theta = 0"};
@@ -366,17 +366,17 @@ TEST(hostile_gguf_block_count_and_eps) {
 /* A tokenizer.json with ids 0..n-1 ("t0", "t1", ...) and optional extra JSON members. */
 static void write_tokenizer(const char *dir, int n, const char *added_tokens) {
     strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
-    for (int i = 0; i < n; i++) sb_printf(&sb, "%s\"t%d\": %d", i ? ", " : "", i, i);
-    sb_printf(&sb, "}, \"merges\": []}, \"added_tokens\": [%s], \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+    flm_sb_init(&sb);
+    flm_sb_puts(&sb, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int i = 0; i < n; i++) flm_sb_printf(&sb, "%s\"t%d\": %d", i ? ", " : "", i, i);
+    flm_sb_printf(&sb, "}, \"merges\": []}, \"added_tokens\": [%s], \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
                    "\"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": true}, "
                    "\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
                    "\"use_regex\": true}}", added_tokens ? added_tokens : "");
     char *p = flm_path_join(dir, "tokenizer.json");
-    write_text(p, sb_cstr(&sb));
+    write_text(p, flm_sb_cstr(&sb));
     free(p);
-    sb_free(&sb);
+    flm_sb_free(&sb);
 }
 
 /* tiny-qwen2's config and weights (151,936 embedding rows) with a generated tokenizer. */
@@ -436,16 +436,16 @@ TEST(hostile_tokenizer_does_not_cover_the_embedding) {
 }
 
 TEST(hostile_gguf_tokenizer_does_not_cover_the_embedding) {
-    gguf_file *g;
-    REQUIRE(gguf_open(PEER_GGUF, &g) == FLM_OK);
-    gguf_value toks = *gguf_find(g, "tokenizer.ggml.tokens"), types = *gguf_find(g, "tokenizer.ggml.token_type");
-    gguf_value merges = *gguf_find(g, "tokenizer.ggml.merges");
+    flm_gguf_file *g;
+    REQUIRE(flm_gguf_open(PEER_GGUF, &g) == FLM_OK);
+    flm_gguf_value toks = *flm_gguf_find(g, "tokenizer.ggml.tokens"), types = *flm_gguf_find(g, "tokenizer.ggml.token_type");
+    flm_gguf_value merges = *flm_gguf_find(g, "tokenizer.ggml.merges");
     toks.count = types.count = 2000;
     merges.count = 0;
     kv_edit e[] = {{"tokenizer.ggml.tokens", &toks}, {"tokenizer.ggml.token_type", &types}, {"tokenizer.ggml.merges", &merges}};
     char *p = flm_path_join(test_tmpdir(), "tok-2000.gguf");
     REQUIRE(rewrite_gguf(PEER_GGUF, p, e, 3) == FLM_OK);
-    gguf_close(g);
+    flm_gguf_close(g);
     flm_assets *a = NULL;
     int rc = flm_assets_load(p, NULL, &a);
     CHECK_MSG(rc == FLM_ERR_FORMAT && has(flm_last_error(), "tok-2000.gguf") && has(flm_last_error(), "2000 tokens"),

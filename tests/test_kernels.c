@@ -14,10 +14,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common.h"
-#include "cpu.h"
-#include "kernels.h"
-#include "kernels_simd.h"
+#include "base/common.h"
+#include "kernels/cpu.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_simd.h"
 
 /* |simd - ref| <= SIMD_REL_TOL * sum_c |w_c * x_c| (+ SIMD_ABS_TOL): summation order
  * and FMA rounding only. The reference's sequential float sum itself carries error

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "common.h"
+#include "base/common.h"
 #include "fieldlm.h"
-#include "lora.h"
-#include "safetensors.h"
+#include "model/lora.h"
+#include "format/safetensors.h"
 
 /* peft's merged weights are float32; the issue's bar is 1e-6 (we measure 0). */
 #define MAX_MERGE_ERR 1e-6
@@ -44,21 +44,21 @@ typedef struct {
 /* Writes a minimal safetensors file by hand (header padded to 8 bytes). */
 static bool write_st(const char *path, const st_entry *e, size_t n) {
     strbuf h;
-    sb_init(&h);
-    sb_putc(&h, '{');
+    flm_sb_init(&h);
+    flm_sb_putc(&h, '{');
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         size_t esz = e[i].dtype == FLM_F32 ? 4 : 2;
         size_t bytes = (size_t)(e[i].rows * e[i].cols) * esz;
-        sb_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}", i ? "," : "", e[i].name,
+        flm_sb_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}", i ? "," : "", e[i].name,
                   e[i].dtype == FLM_F32 ? "F32" : e[i].dtype == FLM_F16 ? "F16" : "BF16", (long long)e[i].rows,
                   (long long)e[i].cols, off, off + bytes);
         off += bytes;
     }
-    sb_putc(&h, '}');
-    while (h.len % 8) sb_putc(&h, ' ');
+    flm_sb_putc(&h, '}');
+    while (h.len % 8) flm_sb_putc(&h, ' ');
     FILE *f = fopen(path, "wb");
-    if (!f) { sb_free(&h); return false; }
+    if (!f) { flm_sb_free(&h); return false; }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.data, 1, h.len, f) == h.len;
@@ -75,7 +75,7 @@ static bool write_st(const char *path, const st_entry *e, size_t n) {
         }
     }
     ok = (fclose(f) == 0) && ok;
-    sb_free(&h);
+    flm_sb_free(&h);
     return ok;
 }
 
@@ -116,7 +116,7 @@ static void write_config(const char *dir, int r, double alpha, const char *targe
     CHECK(write_text(path, text));
 }
 
-/* The spec merge of one module, written independently of src/lora.c:
+/* The spec merge of one module, written independently of src/model/lora.c:
  * W[i][j] += fl(fmaf-chain_k(B[i][k]·A[k][j]) · scale) (transposed with fifo). */
 static void reference_merge(float *W, const float *A, const float *B, int r, int64_t in, int64_t out, float scale, bool fifo) {
     for (int64_t i = 0; i < out; i++)
@@ -165,9 +165,9 @@ static const char *const SYN_W[2] = {"model.layers.0.self_attn.q_proj.weight", "
 TEST(lora_micro_merge_matches_peft) {
     flm_lora *l = NULL;
     REQUIRE(flm_lora_open(MICRO_LORA, 1.0f, &l) == FLM_OK);
-    st_file *base = NULL, *merged = NULL;
-    REQUIRE(st_open(MICRO_BASE, &base) == FLM_OK);
-    REQUIRE(st_open(MICRO_MERGED, &merged) == FLM_OK);
+    flm_st_file *base = NULL, *merged = NULL;
+    REQUIRE(flm_st_open(MICRO_BASE, &base) == FLM_OK);
+    REQUIRE(flm_st_open(MICRO_MERGED, &merged) == FLM_OK);
     CHECK_MSG(flm_lora_check_base_st(l, base) == FLM_OK, "%s", flm_last_error());
     CHECK_EQ_INT(flm_lora_rank(l), 4);
     CHECK_NEAR(flm_lora_alpha(l), 8, 0);
@@ -183,10 +183,10 @@ TEST(lora_micro_merge_matches_peft) {
 
     double max_err = 0;
     size_t targeted = 0, exact = 0, total = 0;
-    CHECK_EQ_INT(st_count(base), st_count(merged));
-    for (size_t i = 0; i < st_count(base); i++) {
-        const flm_tensor *t = st_tensor_at(base, i);
-        const flm_tensor *m = st_find(merged, t->name);
+    CHECK_EQ_INT(flm_st_count(base), flm_st_count(merged));
+    for (size_t i = 0; i < flm_st_count(base); i++) {
+        const flm_tensor *t = flm_st_tensor_at(base, i);
+        const flm_tensor *m = flm_st_find(merged, t->name);
         REQUIRE(m && flm_tensor_numel(m) == flm_tensor_numel(t));
         float *w = tensor_f32(t), *want = tensor_f32(m);
         REQUIRE(w && want);
@@ -212,8 +212,8 @@ TEST(lora_micro_merge_matches_peft) {
     CHECK_EQ_INT(targeted, 6);
     CHECK_MSG(max_err <= MAX_MERGE_ERR, "max merge error %.3g", max_err);
     printf("    micro merge vs peft: max abs err %.3g, bit-exact %zu/%zu\n", max_err, exact, total);
-    st_close(base);
-    st_close(merged);
+    flm_st_close(base);
+    flm_st_close(merged);
     flm_lora_free(l);
 }
 
@@ -224,10 +224,10 @@ TEST(lora_tiny_and_kcc_check_clean) {
     };
     for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
         flm_lora *l = NULL;
-        st_file *base = NULL;
+        flm_st_file *base = NULL;
         CHECK_MSG(flm_lora_open(CASES[c].lora, 1.0f, &l) == FLM_OK, "%s: %s", CASES[c].lora, flm_last_error());
-        CHECK_MSG(st_open(CASES[c].base, &base) == FLM_OK, "%s", flm_last_error());
-        if (!l || !base) { flm_lora_free(l); st_close(base); continue; }
+        CHECK_MSG(flm_st_open(CASES[c].base, &base) == FLM_OK, "%s", flm_last_error());
+        if (!l || !base) { flm_lora_free(l); flm_st_close(base); continue; }
         CHECK_MSG(flm_lora_check_base_st(l, base) == FLM_OK, "%s: %s", CASES[c].lora, flm_last_error());
         CHECK_EQ_INT(flm_lora_module_count(l), CASES[c].modules);
         CHECK_EQ_INT(flm_lora_rank(l), CASES[c].r);
@@ -236,7 +236,7 @@ TEST(lora_tiny_and_kcc_check_clean) {
         /* every targeted bf16 weight merges to finite values and changes */
         for (size_t i = 0; i < flm_lora_module_count(l); i++) {
             const char *name = flm_lora_module_at(l, i);
-            const flm_tensor *t = st_find(base, name);
+            const flm_tensor *t = flm_st_find(base, name);
             REQUIRE(t && t->ndim == 2);
             float *w = tensor_f32(t), *w0 = tensor_f32(t);
             REQUIRE(w && w0);
@@ -250,17 +250,17 @@ TEST(lora_tiny_and_kcc_check_clean) {
             free(w);
             free(w0);
         }
-        st_close(base);
+        flm_st_close(base);
         flm_lora_free(l);
     }
 }
 
 TEST(lora_other_base_is_named) {
     flm_lora *l = NULL;
-    st_file *micro = NULL, *tiny = NULL, *kcc = NULL;
-    REQUIRE(st_open(MICRO_BASE, &micro) == FLM_OK);
-    REQUIRE(st_open(TINY_BASE, &tiny) == FLM_OK);
-    REQUIRE(st_open(KCC_BASE, &kcc) == FLM_OK);
+    flm_st_file *micro = NULL, *tiny = NULL, *kcc = NULL;
+    REQUIRE(flm_st_open(MICRO_BASE, &micro) == FLM_OK);
+    REQUIRE(flm_st_open(TINY_BASE, &tiny) == FLM_OK);
+    REQUIRE(flm_st_open(KCC_BASE, &kcc) == FLM_OK);
     /* tiny adapter (hidden 32) on the micro base (hidden 128) */
     REQUIRE(flm_lora_open(TINY_LORA, 1.0f, &l) == FLM_OK);
     CHECK_EQ_INT(flm_lora_check_base_st(l, micro), FLM_ERR_FORMAT);
@@ -298,9 +298,9 @@ TEST(lora_other_base_is_named) {
     CHECK_EQ_INT(flm_lora_apply(l, "model.layers.0.self_attn.k_proj.weight", w, 2, 2), FLM_OK);
     CHECK(!flm_lora_targets(l, "model.layers.0.self_attn.k_proj.weight"));
     flm_lora_free(l);
-    st_close(micro);
-    st_close(tiny);
-    st_close(kcc);
+    flm_st_close(micro);
+    flm_st_close(tiny);
+    flm_st_close(kcc);
 }
 
 /* ---------------------------------------------------------------- refusals */

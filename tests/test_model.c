@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "common.h"
-#include "forward.h"
-#include "model.h"
-#include "model_source.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "runtime/forward.h"
+#include "model/model.h"
+#include "model/model_source.h"
+#include "format/safetensors.h"
 #include "test.h"
-#include "verify.h"
+#include "dev/verify.h"
 
 /* Largest allowed difference between one n-token prefill and n decode steps. */
 #define PREFILL_DECODE_TOL 1e-5
@@ -240,21 +240,21 @@ TEST(model_hostile_checkpoints_fail_cleanly) {
 }
 
 /* Writes the tensors of `src` for which pick(name) == want into one safetensors file. */
-static void write_shard(const char *path, st_file *src, bool (*pick)(const char *), bool want, strbuf *index, const char *fname) {
+static void write_shard(const char *path, flm_st_file *src, bool (*pick)(const char *), bool want, strbuf *index, const char *fname) {
     strbuf h;
-    sb_init(&h);
-    sb_putc(&h, '{');
+    flm_sb_init(&h);
+    flm_sb_putc(&h, '{');
     size_t off = 0, n = 0;
-    for (size_t i = 0; i < st_count(src); i++) {
-        const flm_tensor *t = st_tensor_at(src, i);
+    for (size_t i = 0; i < flm_st_count(src); i++) {
+        const flm_tensor *t = flm_st_tensor_at(src, i);
         if (pick(t->name) != want) continue;
-        sb_printf(&h, "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [", n++ ? ", " : "", t->name);
-        for (int d = 0; d < t->ndim; d++) sb_printf(&h, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        sb_printf(&h, "], \"data_offsets\": [%zu, %zu]}", off, off + t->nbytes);
+        flm_sb_printf(&h, "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [", n++ ? ", " : "", t->name);
+        for (int d = 0; d < t->ndim; d++) flm_sb_printf(&h, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        flm_sb_printf(&h, "], \"data_offsets\": [%zu, %zu]}", off, off + t->nbytes);
         off += t->nbytes;
-        sb_printf(index, "%s\"%s\": \"%s\"", index->data[index->len - 1] == '{' ? "" : ", ", t->name, fname);
+        flm_sb_printf(index, "%s\"%s\": \"%s\"", index->data[index->len - 1] == '{' ? "" : ", ", t->name, fname);
     }
-    sb_putc(&h, '}');
+    flm_sb_putc(&h, '}');
     FILE *f = fopen(path, "wb");
     REQUIRE(f);
     uint64_t hl = h.len;
@@ -262,31 +262,31 @@ static void write_shard(const char *path, st_file *src, bool (*pick)(const char 
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hl >> (8 * i));
     fwrite(le, 1, 8, f);
     fwrite(h.data, 1, h.len, f);
-    for (size_t i = 0; i < st_count(src); i++) {
-        const flm_tensor *t = st_tensor_at(src, i);
+    for (size_t i = 0; i < flm_st_count(src); i++) {
+        const flm_tensor *t = flm_st_tensor_at(src, i);
         if (pick(t->name) == want) fwrite(t->data, 1, t->nbytes, f);
     }
     fclose(f);
-    sb_free(&h);
+    flm_sb_free(&h);
 }
 
 static bool is_layer(const char *name) { return strncmp(name, "model.layers.", 13) == 0; }
 
 TEST(model_loads_sharded_checkpoints) {
-    st_file *src;
-    REQUIRE(st_open(TEST_DATA "/micro-qwen2/model.safetensors", &src) == FLM_OK);
+    flm_st_file *src;
+    REQUIRE(flm_st_open(TEST_DATA "/micro-qwen2/model.safetensors", &src) == FLM_OK);
     char *dir = flm_path_join(test_tmpdir(), "sharded");
     mkdir(dir, 0755);
     char *cfg = flm_path_join(dir, "config.json");
     copy_file(TEST_DATA "/micro-qwen2/config.json", cfg);
     free(cfg);
     strbuf idx;
-    sb_init(&idx);
-    sb_puts(&idx, "{\"weight_map\": {");
+    flm_sb_init(&idx);
+    flm_sb_puts(&idx, "{\"weight_map\": {");
     char *p1 = flm_path_join(dir, "model-00001-of-00002.safetensors"), *p2 = flm_path_join(dir, "model-00002-of-00002.safetensors");
     write_shard(p1, src, is_layer, false, &idx, "model-00001-of-00002.safetensors");
     write_shard(p2, src, is_layer, true, &idx, "model-00002-of-00002.safetensors");
-    sb_puts(&idx, "}}");
+    flm_sb_puts(&idx, "}}");
     char *ip = flm_path_join(dir, "model.safetensors.index.json");
     write_bytes(ip, idx.data, idx.len);
     /* the sharded copy computes the same logits as the original */
@@ -312,8 +312,8 @@ TEST(model_loads_sharded_checkpoints) {
     CHECK(flm_model_open(dir, NULL, &b) == FLM_ERR_FORMAT);
     CHECK(strstr(flm_last_error(), "model.bogus") != NULL);
     free(p1); free(p2); free(ip); free(dir);
-    sb_free(&idx);
-    st_close(src);
+    flm_sb_free(&idx);
+    flm_st_close(src);
 }
 
 TEST(model_threads_give_identical_logits) {

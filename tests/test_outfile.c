@@ -1,4 +1,4 @@
-/* test_outfile.c — the output-file discipline (src/outfile.h): what is refused
+/* test_outfile.c — the output-file discipline (src/base/outfile.h): what is refused
  * before any work (inputs, links to inputs, devices/FIFOs, folders, missing
  * folders), unique temporary files, commit and abort, and `logits -o`. */
 #include <dirent.h>
@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "outfile.h"
-#include "sha256.h"
+#include "base/common.h"
+#include "base/outfile.h"
+#include "base/sha256.h"
 #include "test.h"
 
 static char *tmp_path(const char *name) { return flm_path_join(test_tmpdir(), name); }

@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common.h"
-#include "quant.h"
+#include "base/common.h"
+#include "kernels/quant.h"
 
 /* Quantization error bounds, as fractions of the block's max |x|: half a step
  * plus the fp16 rounding of the scale (relative 2^-11, times up to 127 / 8

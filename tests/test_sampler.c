@@ -4,11 +4,11 @@
 #include <stdlib.h>
 
 #include "test.h"
-#include "common.h"
-#include "gen_config.h"
-#include "json.h"
-#include "safetensors.h"
-#include "sampler.h"
+#include "base/common.h"
+#include "model/gen_config.h"
+#include "base/json.h"
+#include "format/safetensors.h"
+#include "runtime/sampler.h"
 
 #define SAMPLING_DIR TEST_DATA "/sampling"
 #define MAX_PROB_ERR 1e-6  /* |ours - transformers| per token, fp32 */
@@ -33,43 +33,43 @@ static flm_sampler_params sampling_params(void) {
 /* ------------------------------------------------ transformers reference ---- */
 
 TEST(sampler_matches_transformers_reference) {
-    json_doc *doc = json_parse_file(SAMPLING_DIR "/sampling_reference.json");
+    flm_json_doc *doc = flm_json_parse_file(SAMPLING_DIR "/sampling_reference.json");
     REQUIRE(doc);
-    st_file *st = NULL;
-    if (st_open(SAMPLING_DIR "/sampling_reference.safetensors", &st) != FLM_OK) {
-        test_fail(__FILE__, __LINE__, "st_open: %s", flm_last_error());
-        json_free(doc);
+    flm_st_file *st = NULL;
+    if (flm_st_open(SAMPLING_DIR "/sampling_reference.safetensors", &st) != FLM_OK) {
+        test_fail(__FILE__, __LINE__, "flm_st_open: %s", flm_last_error());
+        flm_json_free(doc);
         return;
     }
-    const json *cases = json_get(json_root(doc), "cases");
+    const flm_json *cases = flm_json_get(flm_json_root(doc), "cases");
     REQUIRE(cases && cases->type == JSON_ARRAY && cases->len > 0);
     static const char *known[] = {"RepetitionPenaltyLogitsProcessor", "TemperatureLogitsWarper",
                                   "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper"};
     for (size_t c = 0; c < cases->len; c++) {
-        const json *cs = json_at(cases, c);
-        const json *prm = json_get(cs, "params");
+        const flm_json *cs = flm_json_at(cases, c);
+        const flm_json *prm = flm_json_get(cs, "params");
         /* processors must be a subsequence of the order the sampler applies */
-        const json *order = json_get(cs, "order");
+        const flm_json *order = flm_json_get(cs, "order");
         size_t pos = 0;
         for (size_t i = 0; i < order->len; i++) {
-            const char *name = json_string(json_at(order, i), "");
+            const char *name = flm_json_string(flm_json_at(order, i), "");
             while (pos < 5 && strcmp(known[pos], name) != 0) pos++;
             CHECK_MSG(pos < 5, "case %zu: processor %s out of the sampler's order", c, name);
         }
         flm_sampler_params p = sampling_params();
-        p.temperature = json_number(json_get(prm, "temperature"), 1.0);
-        p.top_k = (int)json_int(json_get(prm, "top_k"), 0);
-        p.top_p = json_number(json_get(prm, "top_p"), 1.0);
-        p.min_p = json_number(json_get(prm, "min_p"), 0.0);
-        p.repetition_penalty = json_number(json_get(prm, "repetition_penalty"), 1.0);
+        p.temperature = flm_json_number(flm_json_get(prm, "temperature"), 1.0);
+        p.top_k = (int)flm_json_int(flm_json_get(prm, "top_k"), 0);
+        p.top_p = flm_json_number(flm_json_get(prm, "top_p"), 1.0);
+        p.min_p = flm_json_number(flm_json_get(prm, "min_p"), 0.0);
+        p.repetition_penalty = flm_json_number(flm_json_get(prm, "repetition_penalty"), 1.0);
 
         char name[64];
         snprintf(name, sizeof name, "case%zu.logits", c);
-        const flm_tensor *tl = st_find(st, name);
+        const flm_tensor *tl = flm_st_find(st, name);
         snprintf(name, sizeof name, "case%zu.prev_ids", c);
-        const flm_tensor *tp = st_find(st, name);
+        const flm_tensor *tp = flm_st_find(st, name);
         snprintf(name, sizeof name, "case%zu.probs", c);
-        const flm_tensor *tr = st_find(st, name);
+        const flm_tensor *tr = flm_st_find(st, name);
         REQUIRE(tl && tp && tr && tl->dtype == FLM_F32 && tp->dtype == FLM_I32 && tr->dtype == FLM_F32);
         int n = (int)flm_tensor_numel(tl);
         size_t nh = (size_t)flm_tensor_numel(tp);
@@ -96,14 +96,14 @@ TEST(sampler_matches_transformers_reference) {
                       c, i);
         }
         CHECK_MSG(max_err <= MAX_PROB_ERR, "case %zu: max |err| %.3g at token %d", c, max_err, worst);
-        CHECK_EQ_INT(nonzero, json_int(json_get(cs, "n_nonzero"), -1));
+        CHECK_EQ_INT(nonzero, flm_json_int(flm_json_get(cs, "n_nonzero"), -1));
         flm_sampler_free(s);
         free(logits);
         free(probs);
         free(hist);
     }
-    st_close(st);
-    json_free(doc);
+    flm_st_close(st);
+    flm_json_free(doc);
 }
 
 /* ------------------------------------------------------------------ PRNG ---- */

@@ -1,4 +1,4 @@
-/* test_session.c — the generation layer (src/session.c) and `fieldlm run` / `chat`:
+/* test_session.c — the generation layer (src/runtime/session.c) and `fieldlm run` / `chat`:
  * greedy generation through the full text path against the transformers references
  * (kcc-advisor, + LoRA), seeds, context limits, eos ids, UTF-8 streaming, stop
  * strings, a scripted chat through a pipe, KV-cache prefix reuse. */
@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "test.h"
-#include "common.h"
-#include "json.h"
-#include "safetensors.h"
-#include "session.h"
+#include "base/common.h"
+#include "base/json.h"
+#include "format/safetensors.h"
+#include "runtime/session.h"
 
 /* The fixtures README's near-tie bar: stop comparing greedy tokens at the first step
  * whose reference top-1/top-2 margin is below this. */
@@ -29,31 +29,31 @@ static bool has(const char *hay, const char *needle) { return hay && strstr(hay,
 
 /* Appends s single-quoted for sh. */
 static void sh_quote(strbuf *sb, const char *s) {
-    sb_putc(sb, '\'');
+    flm_sb_putc(sb, '\'');
     for (; *s; s++) {
-        if (*s == '\'') sb_puts(sb, "'\\''");
-        else sb_putc(sb, *s);
+        if (*s == '\'') flm_sb_puts(sb, "'\\''");
+        else flm_sb_putc(sb, *s);
     }
-    sb_putc(sb, '\'');
+    flm_sb_putc(sb, '\'');
 }
 
 /* Runs `fieldlm run ... --json`, parses its stdout. Returns the exit status. */
-static int run_json(const char *args, json_doc **doc, char **err) {
+static int run_json(const char *args, flm_json_doc **doc, char **err) {
     strbuf cmd;
-    sb_init(&cmd);
-    sb_printf(&cmd, "%s run --json -t " TEST_THREADS " %s", test_bin(), args);
+    flm_sb_init(&cmd);
+    flm_sb_printf(&cmd, "%s run --json -t " TEST_THREADS " %s", test_bin(), args);
     char *out = NULL;
-    int rc = test_run(sb_cstr(&cmd), &out, err);
-    sb_free(&cmd);
+    int rc = test_run(flm_sb_cstr(&cmd), &out, err);
+    flm_sb_free(&cmd);
     *doc = NULL;
-    if (rc == 0 && out) *doc = json_parse(out, strlen(out), "run --json output");
+    if (rc == 0 && out) *doc = flm_json_parse(out, strlen(out), "run --json output");
     free(out);
     return rc;
 }
 
-static int json_ids(const json *arr, int32_t *out, int cap) {
+static int json_ids(const flm_json *arr, int32_t *out, int cap) {
     int n = 0;
-    for (size_t i = 0; arr && i < arr->len && n < cap; i++) out[n++] = (int32_t)json_int(json_at(arr, i), -1);
+    for (size_t i = 0; arr && i < arr->len && n < cap; i++) out[n++] = (int32_t)flm_json_int(flm_json_at(arr, i), -1);
     return n;
 }
 
@@ -70,15 +70,15 @@ static bool valid_utf8(const char *s, size_t n) {
     return true;
 }
 
-static const int32_t *tensor_i32(st_file *f, const char *name, int64_t *n) {
-    const flm_tensor *t = st_find(f, name);
+static const int32_t *tensor_i32(flm_st_file *f, const char *name, int64_t *n) {
+    const flm_tensor *t = flm_st_find(f, name);
     if (!t || t->dtype != FLM_I32 || t->ndim != 1) return NULL;
     *n = t->shape[0];
     return t->data;
 }
 
-static const float *tensor_f32(st_file *f, const char *name, int64_t *n) {
-    const flm_tensor *t = st_find(f, name);
+static const float *tensor_f32(flm_st_file *f, const char *name, int64_t *n) {
+    const flm_tensor *t = flm_st_find(f, name);
     if (!t || t->dtype != FLM_F32 || t->ndim != 1) return NULL;
     *n = t->shape[0];
     return t->data;
@@ -94,15 +94,15 @@ static const float *tensor_f32(st_file *f, const char *name, int64_t *n) {
 static void check_greedy_reference(const char *model, const char *extra, const char *ref_dir) {
     char path[512];
     snprintf(path, sizeof path, "%s/reference.json", ref_dir);
-    json_doc *meta = json_parse_file(path);
+    flm_json_doc *meta = flm_json_parse_file(path);
     REQUIRE(meta);
     snprintf(path, sizeof path, "%s/reference.safetensors", ref_dir);
-    st_file *ref = NULL;
-    if (st_open(path, &ref)) { json_free(meta); REQUIRE(!"reference.safetensors opens"); }
-    const json *cases = json_get(json_root(meta), "cases");
+    flm_st_file *ref = NULL;
+    if (flm_st_open(path, &ref)) { flm_json_free(meta); REQUIRE(!"reference.safetensors opens"); }
+    const flm_json *cases = flm_json_get(flm_json_root(meta), "cases");
     CHECK(cases && cases->len > 0);
     for (size_t ci = 0; cases && ci < cases->len; ci++) {
-        const json *c = json_at(cases, ci);
+        const flm_json *c = flm_json_at(cases, ci);
         char name[64];
         int64_t n_in = 0, n_g = 0, n_m = 0;
         snprintf(name, sizeof name, "case%zu.input_ids", ci);
@@ -115,29 +115,29 @@ static void check_greedy_reference(const char *model, const char *extra, const c
         if (!in_ids || !g_ids || !g_m || n_m != n_g) continue;
         /* user turns were "{question} (crop: {crop})" (refgen/train_kcc_advisor.py) */
         char user[1024];
-        snprintf(user, sizeof user, "%s (crop: %s)", json_string(json_get(c, "question"), ""),
-                 json_string(json_get(c, "crop"), ""));
+        snprintf(user, sizeof user, "%s (crop: %s)", flm_json_string(flm_json_get(c, "question"), ""),
+                 flm_json_string(flm_json_get(c, "crop"), ""));
         strbuf args;
-        sb_init(&args);
-        sb_printf(&args, "-m %s %s --greedy -n %lld --system ", model, extra ? extra : "", (long long)n_g);
-        sh_quote(&args, json_string(json_get(c, "system"), ""));
-        sb_puts(&args, " -p ");
+        flm_sb_init(&args);
+        flm_sb_printf(&args, "-m %s %s --greedy -n %lld --system ", model, extra ? extra : "", (long long)n_g);
+        sh_quote(&args, flm_json_string(flm_json_get(c, "system"), ""));
+        flm_sb_puts(&args, " -p ");
         sh_quote(&args, user);
-        json_doc *doc;
+        flm_json_doc *doc;
         char *err = NULL;
-        int rc = run_json(sb_cstr(&args), &doc, &err);
-        sb_free(&args);
+        int rc = run_json(flm_sb_cstr(&args), &doc, &err);
+        flm_sb_free(&args);
         CHECK_MSG(rc == 0 && doc, "%s case %zu: run failed (%d): %s", ref_dir, ci, rc, err ? err : "");
         free(err);
         if (!doc) continue;
-        const json *root = json_root(doc);
+        const flm_json *root = flm_json_root(doc);
         int32_t got_in[512], got[512];
-        int n_got_in = json_ids(json_get(root, "prompt_ids"), got_in, 512);
-        int n_got = json_ids(json_get(root, "ids"), got, 512);
+        int n_got_in = json_ids(flm_json_get(root, "prompt_ids"), got_in, 512);
+        int n_got = json_ids(flm_json_get(root, "ids"), got, 512);
         CHECK_EQ_INT(n_got_in, n_in);
         for (int i = 0; i < n_got_in && i < n_in; i++)
             if (got_in[i] != in_ids[i]) { CHECK_MSG(0, "%s case %zu: prompt id %d: %d != %d", ref_dir, ci, i, got_in[i], in_ids[i]); break; }
-        const char *why = json_string(json_get(root, "stop_reason"), "");
+        const char *why = flm_json_string(flm_json_get(root, "stop_reason"), "");
         int compared = 0;
         bool tie = false;
         for (int i = 0; i < n_got && i < n_g; i++) {
@@ -149,17 +149,17 @@ static void check_greedy_reference(const char *model, const char *extra, const c
         if (!tie && n_got < n_g) {
             /* stopped early: only an eos the reference also produced at that step */
             CHECK_MSG(!strcmp(why, "eos"), "%s case %zu: stopped after %d of %lld tokens with %s", ref_dir, ci, n_got, (long long)n_g, why);
-            int32_t stop = (int32_t)json_int(json_get(root, "stop_token"), -1);
+            int32_t stop = (int32_t)flm_json_int(flm_json_get(root, "stop_token"), -1);
             CHECK_MSG(stop == g_ids[n_got] && (stop == QWEN_IM_END || stop == QWEN_ENDOFTEXT),
                       "%s case %zu: eos %d at step %d, reference has %d", ref_dir, ci, stop, n_got, g_ids[n_got]);
         } else if (!tie) {
             CHECK_STR(why, "length");
         }
         CHECK(compared > 0);
-        json_free(doc);
+        flm_json_free(doc);
     }
-    st_close(ref);
-    json_free(meta);
+    flm_st_close(ref);
+    flm_json_free(meta);
 }
 
 TEST(session_greedy_kcc_reference) { check_greedy_reference(KCC, NULL, TEST_DATA "/kcc-advisor"); }
@@ -189,23 +189,23 @@ TEST(session_greedy_kcc_package_reference) {
 /* ------------------------------------------------------------- CLI behaviour */
 
 TEST(session_seed_reproduces) {
-    json_doc *a, *b, *c;
+    flm_json_doc *a, *b, *c;
     CHECK_EQ_INT(run_json("-m " TINY " --seed 7 -n 16 -p hello", &a, NULL), 0);
     CHECK_EQ_INT(run_json("-m " TINY " --seed 7 -n 16 -p hello", &b, NULL), 0);
     CHECK_EQ_INT(run_json("-m " TINY " --seed 8 -n 16 -p hello", &c, NULL), 0);
     if (a && b && c) {
-        const char *ta = json_string(json_get(json_root(a), "text"), NULL);
-        const char *tb = json_string(json_get(json_root(b), "text"), NULL);
-        const char *tc = json_string(json_get(json_root(c), "text"), NULL);
+        const char *ta = flm_json_string(flm_json_get(flm_json_root(a), "text"), NULL);
+        const char *tb = flm_json_string(flm_json_get(flm_json_root(b), "text"), NULL);
+        const char *tc = flm_json_string(flm_json_get(flm_json_root(c), "text"), NULL);
         CHECK_STR(ta, tb);
         CHECK(ta && tc && strcmp(ta, tc) != 0);
         int32_t ia[64], ic[64];
-        int na = json_ids(json_get(json_root(a), "ids"), ia, 64), nc = json_ids(json_get(json_root(c), "ids"), ic, 64);
+        int na = json_ids(flm_json_get(flm_json_root(a), "ids"), ia, 64), nc = json_ids(flm_json_get(flm_json_root(c), "ids"), ic, 64);
         CHECK(na != nc || memcmp(ia, ic, (size_t)na * sizeof *ia) != 0);
     }
-    json_free(a);
-    json_free(b);
-    json_free(c);
+    flm_json_free(a);
+    flm_json_free(b);
+    flm_json_free(c);
 }
 
 TEST(session_prompt_longer_than_context) {
@@ -225,32 +225,32 @@ TEST(session_prompt_longer_than_context) {
 }
 
 TEST(session_stops_at_context) {
-    json_doc *d;
+    flm_json_doc *d;
     /* a 30-token prompt in a 36-token context: 6 tokens fit (greedy tiny never emits eos here) */
     CHECK_EQ_INT(run_json("-m " TINY " --greedy -c 36 -n 100 -p hello", &d, NULL), 0);
     if (d) {
-        const json *r = json_root(d);
-        CHECK_STR(json_string(json_get(r, "stop_reason"), ""), "context");
-        CHECK_EQ_INT(json_get(r, "prompt_ids")->len + json_get(r, "ids")->len, 36);
+        const flm_json *r = flm_json_root(d);
+        CHECK_STR(flm_json_string(flm_json_get(r, "stop_reason"), ""), "context");
+        CHECK_EQ_INT(flm_json_get(r, "prompt_ids")->len + flm_json_get(r, "ids")->len, 36);
     }
-    json_free(d);
+    flm_json_free(d);
 }
 
 TEST(session_stop_string_cli) {
-    json_doc *full, *cut;
+    flm_json_doc *full, *cut;
     CHECK_EQ_INT(run_json("-m " KCC " --greedy -n 24 --system '" KCC_SYSTEM "' -p '" PADDY_Q "'", &full, NULL), 0);
     CHECK_EQ_INT(run_json("-m " KCC " --greedy -n 24 --stop 'kg potash' --stop NEVER --system '" KCC_SYSTEM "' -p '" PADDY_Q "'", &cut, NULL), 0);
     if (full && cut) {
-        const char *t = json_string(json_get(json_root(full), "text"), "");
+        const char *t = flm_json_string(flm_json_get(flm_json_root(full), "text"), "");
         const char *at = strstr(t, "kg potash");
         REQUIRE(at); /* the fixture's greedy answer: "... 35 kg urea and 15 kg potash per acre ..." */
-        const char *tc = json_string(json_get(json_root(cut), "text"), "");
+        const char *tc = flm_json_string(flm_json_get(flm_json_root(cut), "text"), "");
         CHECK_EQ_INT(strlen(tc), at - t);
         CHECK(!strncmp(tc, t, (size_t)(at - t)));
-        CHECK_STR(json_string(json_get(json_root(cut), "stop_reason"), ""), "stop_string");
+        CHECK_STR(flm_json_string(flm_json_get(flm_json_root(cut), "stop_reason"), ""), "stop_string");
     }
-    json_free(full);
-    json_free(cut);
+    flm_json_free(full);
+    flm_json_free(cut);
     /* streamed: the stop string is never printed */
     char *out = NULL;
     char cmd[1024];
@@ -274,7 +274,7 @@ static int collect_piece(void *user, const char *piece, size_t len, int32_t toke
     c->n_calls++;
     if (!valid_utf8(piece, len) || strlen(piece) != len) c->n_bad_utf8++;
     if (c->stop && strstr(piece, c->stop)) c->n_with_stop++;
-    sb_append(&c->all, piece, len);
+    flm_sb_append(&c->all, piece, len);
     return 0;
 }
 
@@ -329,7 +329,7 @@ TEST(session_stops_on_either_eos_id) {
         a->eos[round] = ids[k];            /* first entry, then second entry */
         a->eos[1 - round] = round ? QWEN_IM_END : QWEN_ENDOFTEXT;
         collect c = {0};
-        sb_init(&c.all);
+        flm_sb_init(&c.all);
         CHECK_EQ_INT(flm_gen_run_chat(s, roles, contents, 2, collect_piece, &c, &r), 0);
         CHECK_EQ_INT(r.stop_reason, FLM_STOP_EOS);
         CHECK_EQ_INT(r.stop_token, ids[k]);
@@ -338,12 +338,12 @@ TEST(session_stops_on_either_eos_id) {
         /* the same prompt again: all but its last token come from the cache */
         CHECK_EQ_INT(r.timings.reused_tokens, n_prompt - 1);
         strbuf want;
-        sb_init(&want);
+        flm_sb_init(&want);
         CHECK_EQ_INT(flm_tokenizer_decode(a->tok, ids, (size_t)k, &want), 0);
-        CHECK_STR(sb_cstr(&c.all), sb_cstr(&want));
-        CHECK_STR(r.text, sb_cstr(&want));
-        sb_free(&want);
-        sb_free(&c.all);
+        CHECK_STR(flm_sb_cstr(&c.all), flm_sb_cstr(&want));
+        CHECK_STR(r.text, flm_sb_cstr(&want));
+        flm_sb_free(&want);
+        flm_sb_free(&c.all);
     }
     flm_gen_session_free(s);
     flm_assets_free(a);
@@ -356,7 +356,7 @@ TEST(session_utf8_split_across_tokens) {
     flm_gen_session *s = greedy_session(a, 256, 48, NULL, 0);
     const char *roles[] = {"system", "user"}, *contents[] = {KCC_SYSTEM, PADDY_Q};
     collect c = {0};
-    sb_init(&c.all);
+    flm_sb_init(&c.all);
     flm_gen_result r;
     REQUIRE(flm_gen_run_chat(s, roles, contents, 2, collect_piece, &c, &r) == 0);
     int split = 0;
@@ -370,11 +370,11 @@ TEST(session_utf8_split_across_tokens) {
     CHECK_EQ_INT(c.all.len, r.text_len);
     CHECK(c.all.len && !memcmp(c.all.data, r.text, r.text_len));
     strbuf want;
-    sb_init(&want);
+    flm_sb_init(&want);
     CHECK_EQ_INT(flm_tokenizer_decode(a->tok, r.ids, (size_t)r.n_ids, &want), 0);
-    CHECK_STR(sb_cstr(&c.all), sb_cstr(&want));
-    sb_free(&want);
-    sb_free(&c.all);
+    CHECK_STR(flm_sb_cstr(&c.all), flm_sb_cstr(&want));
+    flm_sb_free(&want);
+    flm_sb_free(&c.all);
     flm_gen_session_free(s);
     flm_assets_free(a);
 }
@@ -391,22 +391,22 @@ TEST(session_stop_strings_held_back) {
         flm_gen_session *s = greedy_session(a, 256, 48, &stops[i], 1);
         REQUIRE(s);
         collect c = {0};
-        sb_init(&c.all);
+        flm_sb_init(&c.all);
         c.stop = stops[i];
         flm_gen_result r;
         CHECK_EQ_INT(flm_gen_run_chat(s, roles, contents, 2, collect_piece, &c, &r), 0);
         CHECK_EQ_INT(r.stop_reason, FLM_STOP_STRING);
-        CHECK(!has(sb_cstr(&c.all), stops[i]));
+        CHECK(!has(flm_sb_cstr(&c.all), stops[i]));
         CHECK_EQ_INT(c.n_with_stop, 0);
         CHECK_EQ_INT(c.n_bad_utf8, 0);
-        CHECK_STR(sb_cstr(&c.all), r.text);
+        CHECK_STR(flm_sb_cstr(&c.all), r.text);
         strbuf dec;
-        sb_init(&dec);
+        flm_sb_init(&dec);
         flm_tokenizer_decode(a->tok, r.ids, (size_t)r.n_ids, &dec);
-        const char *at = strstr(sb_cstr(&dec), stops[i]);
+        const char *at = strstr(flm_sb_cstr(&dec), stops[i]);
         CHECK(at && (size_t)(at - dec.data) == r.text_len && !strncmp(dec.data, r.text, r.text_len));
-        sb_free(&dec);
-        sb_free(&c.all);
+        flm_sb_free(&dec);
+        flm_sb_free(&c.all);
         flm_gen_session_free(s);
     }
     flm_assets_free(a);
@@ -457,27 +457,27 @@ TEST(session_chat_pipe) {
     REQUIRE(a && out);
     flm_gen_session *s = greedy_session(a, 0, 20, NULL, 0);
     strbuf want;
-    sb_init(&want);
+    flm_sb_init(&want);
     flm_gen_result r;
     /* turn 1: no system message */
     const char *r1[] = {"user"}, *c1[] = {"What should I spray on chilli thrips?"};
     CHECK_EQ_INT(flm_gen_run_chat(s, r1, c1, 1, NULL, NULL, &r), 0);
     char *a1 = flm_strdup(r.text);
-    sb_printf(&want, "%s\n", a1);
+    flm_sb_printf(&want, "%s\n", a1);
     /* turn 2: system set, history kept */
     const char *r2[] = {"system", "user", "assistant", "user"};
     const char *c2[] = {KCC_SYSTEM, c1[0], a1, "And for paddy?"};
     CHECK_EQ_INT(flm_gen_run_chat(s, r2, c2, 4, NULL, NULL, &r), 0);
-    sb_printf(&want, "%s\n", r.text);
+    flm_sb_printf(&want, "%s\n", r.text);
     /* turn 3: after /reset, the system message stays */
     flm_gen_session_reset(s);
     const char *r3[] = {"system", "user"}, *c3[] = {KCC_SYSTEM, PADDY_Q};
     CHECK_EQ_INT(flm_gen_run_chat(s, r3, c3, 2, NULL, NULL, &r), 0);
-    sb_printf(&want, "%s\n", r.text);
-    CHECK_STR(out, sb_cstr(&want));
+    flm_sb_printf(&want, "%s\n", r.text);
+    CHECK_STR(out, flm_sb_cstr(&want));
     CHECK_MSG(!err || !err[0], "stderr: %s", err ? err : "");
     free(a1);
-    sb_free(&want);
+    flm_sb_free(&want);
     flm_gen_session_free(s);
     flm_assets_free(a);
     free(out);
@@ -534,23 +534,23 @@ TEST(session_run_help_and_usage) {
 }
 
 TEST(session_raw_prompt_and_stdin) {
-    json_doc *d;
+    flm_json_doc *d;
     /* --raw: the text as is, special tokens recognised */
     CHECK_EQ_INT(run_json("-m " TINY " --greedy -n 2 --raw -p '<|im_start|>user\nhi'", &d, NULL), 0);
     if (d) {
         int32_t ids[16];
-        int n = json_ids(json_get(json_root(d), "prompt_ids"), ids, 16);
+        int n = json_ids(flm_json_get(flm_json_root(d), "prompt_ids"), ids, 16);
         CHECK(n == 4 && ids[0] == 151644 && ids[1] == 872 && ids[2] == 198 && ids[3] == 6023);
     }
-    json_free(d);
+    flm_json_free(d);
     char cmd[512];
     char *out = NULL;
     snprintf(cmd, sizeof cmd, "printf 'hello' | %s run --json -m " TINY " --greedy -n 2 -p -", test_bin());
     CHECK_EQ_INT(test_run(cmd, &out, NULL), 0);
-    json_doc *e = out ? json_parse(out, strlen(out), "out") : NULL;
+    flm_json_doc *e = out ? flm_json_parse(out, strlen(out), "out") : NULL;
     CHECK(e != NULL);
-    if (e) CHECK_EQ_INT(json_get(json_root(e), "prompt_ids")->len, 30); /* default system prompt + "hello" */
-    json_free(e);
+    if (e) CHECK_EQ_INT(flm_json_get(flm_json_root(e), "prompt_ids")->len, 30); /* default system prompt + "hello" */
+    flm_json_free(e);
     free(out);
 }
 

@@ -1,7 +1,7 @@
 /* test_sha256.c — FIPS 180-4 test vectors and agreement with sha256sum. */
 #include <stdlib.h>
-#include "sha256.h"
-#include "common.h"
+#include "base/sha256.h"
+#include "base/common.h"
 #include "test.h"
 
 static void hex_of(const char *msg, size_t n, char out[65]) {

@@ -5,10 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "model.h"
-#include "safetensors.h"
-#include "sha256.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "format/safetensors.h"
+#include "base/sha256.h"
 #include "test.h"
 
 /* Entries of dir whose name ends in ".tmp" (the writers' temporary files). */
@@ -25,51 +25,51 @@ static int count_tmp(const char *dir) {
 
 TEST(safetensors_writer_round_trip_and_abort) {
     char *path = flm_path_join(test_tmpdir(), "w.safetensors");
-    st_writer *w;
-    REQUIRE(st_writer_new(path, &w) == FLM_OK);
+    flm_st_writer *w;
+    REQUIRE(flm_st_writer_new(path, &w) == FLM_OK);
     int64_t s1[2] = {2, 3}, s2[1] = {5};
-    REQUIRE(st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
-    REQUIRE(st_writer_declare(w, "b", FLM_BF16, 1, s2) == FLM_OK);
-    REQUIRE(st_writer_begin_data(w) == FLM_OK);
+    REQUIRE(flm_st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
+    REQUIRE(flm_st_writer_declare(w, "b", FLM_BF16, 1, s2) == FLM_OK);
+    REQUIRE(flm_st_writer_begin_data(w) == FLM_OK);
     float a[6] = {1, 2, 3, 4, 5, 6};
     uint16_t b[5] = {1, 2, 3, 4, 5};
-    REQUIRE(st_writer_write(w, a, sizeof a) == FLM_OK);
-    REQUIRE(st_writer_write(w, b, sizeof b) == FLM_OK);
-    REQUIRE(st_writer_finish(w) == FLM_OK);
-    st_file *f;
-    REQUIRE(st_open(path, &f) == FLM_OK);
-    const flm_tensor *t = st_find(f, "a");
+    REQUIRE(flm_st_writer_write(w, a, sizeof a) == FLM_OK);
+    REQUIRE(flm_st_writer_write(w, b, sizeof b) == FLM_OK);
+    REQUIRE(flm_st_writer_finish(w) == FLM_OK);
+    flm_st_file *f;
+    REQUIRE(flm_st_open(path, &f) == FLM_OK);
+    const flm_tensor *t = flm_st_find(f, "a");
     REQUIRE(t && t->dtype == FLM_F32 && t->shape[1] == 3);
     CHECK(memcmp(t->data, a, sizeof a) == 0);
-    t = st_find(f, "b");
+    t = flm_st_find(f, "b");
     REQUIRE(t && t->dtype == FLM_BF16);
     CHECK(memcmp(t->data, b, sizeof b) == 0);
-    CHECK(((uintptr_t)st_find(f, "a")->data & 7) == 0);
-    st_close(f);
+    CHECK(((uintptr_t)flm_st_find(f, "a")->data & 7) == 0);
+    flm_st_close(f);
     /* short data is an error and leaves nothing behind */
     char *p2 = flm_path_join(test_tmpdir(), "short.safetensors");
-    REQUIRE(st_writer_new(p2, &w) == FLM_OK);
-    REQUIRE(st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
-    REQUIRE(st_writer_begin_data(w) == FLM_OK);
-    REQUIRE(st_writer_write(w, a, 8) == FLM_OK);
-    CHECK(st_writer_finish(w) == FLM_ERR_ARG);
+    REQUIRE(flm_st_writer_new(p2, &w) == FLM_OK);
+    REQUIRE(flm_st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
+    REQUIRE(flm_st_writer_begin_data(w) == FLM_OK);
+    REQUIRE(flm_st_writer_write(w, a, 8) == FLM_OK);
+    CHECK(flm_st_writer_finish(w) == FLM_ERR_ARG);
     CHECK(!flm_file_exists(p2));
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
     /* abort removes the temporary file */
-    REQUIRE(st_writer_new(p2, &w) == FLM_OK);
+    REQUIRE(flm_st_writer_new(p2, &w) == FLM_OK);
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 1);
-    st_writer_abort(w);
+    flm_st_writer_abort(w);
     CHECK(count_tmp(test_tmpdir()) == 0 && !flm_file_exists(p2));
     /* a directory or a FIFO is refused before anything is written */
-    CHECK(st_writer_new(test_tmpdir(), &w) == FLM_ERR_ARG);
+    CHECK(flm_st_writer_new(test_tmpdir(), &w) == FLM_ERR_ARG);
     char *fifo = flm_path_join(test_tmpdir(), "st.fifo");
     REQUIRE(mkfifo(fifo, 0644) == 0);
-    CHECK(st_writer_new(fifo, &w) == FLM_ERR_ARG);
+    CHECK(flm_st_writer_new(fifo, &w) == FLM_ERR_ARG);
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
     unlink(fifo);
     free(fifo);
     /* unwritable location */
-    CHECK(st_writer_new("/nonexistent-dir/x.safetensors", &w) == FLM_ERR_IO);
+    CHECK(flm_st_writer_new("/nonexistent-dir/x.safetensors", &w) == FLM_ERR_IO);
     free(path);
     free(p2);
 }

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "json.h"
-#include "template.h"
+#include "base/common.h"
+#include "base/json.h"
+#include "text/template.h"
 #include "test.h"
 
 #define CHAT_CASES TEST_DATA "/tokenizer-cases/chat_shared.jsonl"
@@ -20,21 +20,21 @@
  * (malloc'ed) or NULL with the error message in flm_last_error(). */
 static char *render(const char *src, const char *messages, const char *tools, bool agp) {
     flm_template *t = NULL;
-    json_doc *m = json_parse(messages, strlen(messages), "messages");
-    json_doc *tl = tools ? json_parse(tools, strlen(tools), "tools") : NULL;
-    json_doc *extra = json_parse("{\"eos_token\": \"<|im_end|>\"}", 27, "extra");
+    flm_json_doc *m = flm_json_parse(messages, strlen(messages), "messages");
+    flm_json_doc *tl = tools ? flm_json_parse(tools, strlen(tools), "tools") : NULL;
+    flm_json_doc *extra = flm_json_parse("{\"eos_token\": \"<|im_end|>\"}", 27, "extra");
     char *res = NULL;
     if (m && (!tools || tl) && extra && !flm_template_compile(src, &t)) {
         strbuf sb;
-        sb_init(&sb);
-        if (!flm_template_render(t, json_root(m), tl ? json_root(tl) : NULL, agp, json_root(extra), &sb))
-            res = sb.len ? sb_take(&sb) : flm_strdup("");
-        sb_free(&sb);
+        flm_sb_init(&sb);
+        if (!flm_template_render(t, flm_json_root(m), tl ? flm_json_root(tl) : NULL, agp, flm_json_root(extra), &sb))
+            res = sb.len ? flm_sb_take(&sb) : flm_strdup("");
+        flm_sb_free(&sb);
     }
     flm_template_free(t);
-    json_free(m);
-    json_free(tl);
-    json_free(extra);
+    flm_json_free(m);
+    flm_json_free(tl);
+    flm_json_free(extra);
     return res;
 }
 
@@ -66,19 +66,19 @@ static void check_chat_cases(const char *dir) {
         char *nl = strchr(line, '\n');
         size_t n = nl ? (size_t)(nl - line) : strlen(line);
         if (n) {
-            json_doc *c = json_parse(line, n, CHAT_CASES);
+            flm_json_doc *c = flm_json_parse(line, n, CHAT_CASES);
             CHECK(c != NULL);
             if (c) {
-                const json *root = json_root(c);
+                const flm_json *root = flm_json_root(c);
                 strbuf out;
-                sb_init(&out);
-                int r = flm_template_render(t, json_get(root, "messages"), json_get(root, "tools"),
-                                            json_bool(json_get(root, "add_generation_prompt"), false),
-                                            src.vars ? json_root(src.vars) : NULL, &out);
+                flm_sb_init(&out);
+                int r = flm_template_render(t, flm_json_get(root, "messages"), flm_json_get(root, "tools"),
+                                            flm_json_bool(flm_json_get(root, "add_generation_prompt"), false),
+                                            src.vars ? flm_json_root(src.vars) : NULL, &out);
                 CHECK_MSG(r == 0, "case %d: %s", ncases, flm_last_error());
-                CHECK_STR(sb_cstr(&out), json_string(json_get(root, "text"), "?"));
-                sb_free(&out);
-                json_free(c);
+                CHECK_STR(flm_sb_cstr(&out), flm_json_string(flm_json_get(root, "text"), "?"));
+                flm_sb_free(&out);
+                flm_json_free(c);
                 ncases++;
             }
         }
@@ -97,8 +97,8 @@ TEST(template_source_vars_and_precedence) {
     flm_template_source src;
     REQUIRE(flm_template_source_load_dir(BUNDLED_MODEL, &src) == 0);
     REQUIRE(src.vars != NULL);
-    CHECK_STR(json_string(json_get(json_root(src.vars), "eos_token"), "?"), "<|im_end|>");
-    CHECK(json_get(json_root(src.vars), "bos_token") == NULL); /* null in the config: undefined */
+    CHECK_STR(flm_json_string(flm_json_get(flm_json_root(src.vars), "eos_token"), "?"), "<|im_end|>");
+    CHECK(flm_json_get(flm_json_root(src.vars), "bos_token") == NULL); /* null in the config: undefined */
     CHECK(strstr(src.origin, "tokenizer_config.json") != NULL);
     flm_template_source_free(&src);
     REQUIRE(flm_template_source_load_dir(RESAVED_DIR, &src) == 0);
@@ -291,25 +291,25 @@ TEST(template_bounds) {
     CHECK(flm_now_seconds() - t0 < 30.0);
     /* deep nesting is rejected at compile time */
     strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{{ ");
-    for (int i = 0; i < 5000; i++) sb_putc(&sb, '(');
-    sb_puts(&sb, "1");
-    for (int i = 0; i < 5000; i++) sb_putc(&sb, ')');
-    sb_puts(&sb, " }}");
+    flm_sb_init(&sb);
+    flm_sb_puts(&sb, "{{ ");
+    for (int i = 0; i < 5000; i++) flm_sb_putc(&sb, '(');
+    flm_sb_puts(&sb, "1");
+    for (int i = 0; i < 5000; i++) flm_sb_putc(&sb, ')');
+    flm_sb_puts(&sb, " }}");
     flm_template *t = NULL;
-    CHECK(flm_template_compile(sb_cstr(&sb), &t) < 0);
+    CHECK(flm_template_compile(flm_sb_cstr(&sb), &t) < 0);
     CHECK(strstr(flm_last_error(), "nested too deeply") != NULL);
-    sb_free(&sb);
+    flm_sb_free(&sb);
     /* messages must be an array */
     REQUIRE(flm_template_compile("x", &t) == 0);
-    json_doc *d = json_parse("{}", 2, "m");
+    flm_json_doc *d = flm_json_parse("{}", 2, "m");
     strbuf out;
-    sb_init(&out);
-    CHECK(flm_template_render(t, json_root(d), NULL, true, NULL, &out) == FLM_ERR_ARG);
+    flm_sb_init(&out);
+    CHECK(flm_template_render(t, flm_json_root(d), NULL, true, NULL, &out) == FLM_ERR_ARG);
     CHECK(out.len == 0);
-    sb_free(&out);
-    json_free(d);
+    flm_sb_free(&out);
+    flm_json_free(d);
     flm_template_free(t);
 }
 
@@ -329,11 +329,11 @@ TEST(template_cli) {
     snprintf(cmd, sizeof cmd, "%s template -m %s --messages %s", test_bin(), BUNDLED_MODEL, msgs);
     CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
     strbuf want;
-    sb_init(&want);
-    sb_puts(&want, expected);
-    sb_puts(&want, "<|im_start|>assistant\n");
-    CHECK_STR(out, sb_cstr(&want));
-    sb_free(&want);
+    flm_sb_init(&want);
+    flm_sb_puts(&want, expected);
+    flm_sb_puts(&want, "<|im_start|>assistant\n");
+    CHECK_STR(out, flm_sb_cstr(&want));
+    flm_sb_free(&want);
     free(out); free(err);
     /* stdin, no generation prompt */
     snprintf(cmd, sizeof cmd, "%s template -m %s --messages - --no-generation-prompt < %s", test_bin(), RESAVED_DIR, msgs);

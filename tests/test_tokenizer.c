@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
-#include "json.h"
-#include "tokenizer.h"
+#include "base/json.h"
+#include "text/tokenizer.h"
 
 #define CASES TEST_DATA "/tokenizer-cases"
 #define RESAVED_DIR TEST_DATA "/qwen2.5-resaved-lora-dir"
@@ -68,14 +68,14 @@ static bool load_jsonl(const char *path, caselist *l) {
         char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
         if (n) {
-            json_doc *d = json_parse(p, n, path);
+            flm_json_doc *d = flm_json_parse(p, n, path);
             if (!d) { free(data); return false; }
-            const json *r = json_root(d), *t = json_get(r, "text"), *ids = json_get(r, "ids");
+            const flm_json *r = flm_json_root(d), *t = flm_json_get(r, "text"), *ids = flm_json_get(r, "ids");
             int32_t buf[4096];
             size_t k = 0;
-            for (; ids && k < ids->len && k < 4096; k++) buf[k] = (int32_t)json_int(&ids->items[k], -1);
-            add_case(l, t->str, t->len, buf, k, json_string(json_get(r, "decoded"), NULL));
-            json_free(d);
+            for (; ids && k < ids->len && k < 4096; k++) buf[k] = (int32_t)flm_json_int(&ids->items[k], -1);
+            add_case(l, t->str, t->len, buf, k, flm_json_string(flm_json_get(r, "decoded"), NULL));
+            flm_json_free(d);
         }
         p = nl ? nl + 1 : p + n;
     }
@@ -125,20 +125,20 @@ static void check_cases(flm_tokenizer *tok, const caselist *l, int flags, const 
         if (rc) continue;
         if (!ids_equal(ids, n, c->ids, c->n)) {
             strbuf sb;
-            sb_init(&sb);
-            for (size_t k = 0; k < n; k++) sb_printf(&sb, " %d", ids[k]);
-            sb_puts(&sb, " | expected");
-            for (size_t k = 0; k < c->n; k++) sb_printf(&sb, " %d", c->ids[k]);
-            test_fail(__FILE__, __LINE__, "%s case %zu (%s): ids%s", what, i, c->text, sb_cstr(&sb));
-            sb_free(&sb);
+            flm_sb_init(&sb);
+            for (size_t k = 0; k < n; k++) flm_sb_printf(&sb, " %d", ids[k]);
+            flm_sb_puts(&sb, " | expected");
+            for (size_t k = 0; k < c->n; k++) flm_sb_printf(&sb, " %d", c->ids[k]);
+            test_fail(__FILE__, __LINE__, "%s case %zu (%s): ids%s", what, i, c->text, flm_sb_cstr(&sb));
+            flm_sb_free(&sb);
         }
         if (c->decoded) {
             strbuf sb;
-            sb_init(&sb);
+            flm_sb_init(&sb);
             CHECK(flm_tokenizer_decode(tok, c->ids, c->n, &sb) == FLM_OK);
-            CHECK_MSG(sb.len == strlen(c->decoded) && !memcmp(sb_cstr(&sb), c->decoded, sb.len),
-                      "%s case %zu: decoded '%s' expected '%s'", what, i, sb_cstr(&sb), c->decoded);
-            sb_free(&sb);
+            CHECK_MSG(sb.len == strlen(c->decoded) && !memcmp(flm_sb_cstr(&sb), c->decoded, sb.len),
+                      "%s case %zu: decoded '%s' expected '%s'", what, i, flm_sb_cstr(&sb), c->decoded);
+            flm_sb_free(&sb);
         }
         free(ids);
     }
@@ -342,8 +342,8 @@ TEST(tokenizer_utf8_replacement_like_python) {
         int32_t ids[16];
         for (size_t k = 0; k < cases[i].n; k++) ids[k] = (uint8_t)cases[i].in[k];
         strbuf sb, st;
-        sb_init(&sb);
-        sb_init(&st);
+        flm_sb_init(&sb);
+        flm_sb_init(&st);
         CHECK(flm_tokenizer_decode(tok, ids, cases[i].n, &sb) == FLM_OK);
         size_t want = strlen(cases[i].out) ? strlen(cases[i].out) : 2;
         CHECK_MSG(sb.len == want && !memcmp(sb.data, cases[i].out, want), "repair case %zu", i);
@@ -352,8 +352,8 @@ TEST(tokenizer_utf8_replacement_like_python) {
         for (size_t k = 0; k < cases[i].n; k++) CHECK(flm_token_stream_feed(&s, ids[k], &st) == FLM_OK);
         flm_token_stream_flush(&s, &st);
         CHECK_MSG(st.len == sb.len && !memcmp(st.data, sb.data, sb.len), "stream case %zu", i);
-        sb_free(&sb);
-        sb_free(&st);
+        flm_sb_free(&sb);
+        flm_sb_free(&st);
     }
     flm_tokenizer_free(tok);
 }
@@ -369,8 +369,8 @@ static uint32_t rnd(void) {
 /* Stream-decodes ids one at a time and compares with the one-shot decode. */
 static void check_stream(flm_tokenizer *tok, const int32_t *ids, size_t n, const char *what) {
     strbuf one, st;
-    sb_init(&one);
-    sb_init(&st);
+    flm_sb_init(&one);
+    flm_sb_init(&st);
     CHECK(flm_tokenizer_decode(tok, ids, n, &one) == FLM_OK);
     flm_token_stream s;
     flm_token_stream_init(&s, tok);
@@ -383,8 +383,8 @@ static void check_stream(flm_tokenizer *tok, const int32_t *ids, size_t n, const
     }
     flm_token_stream_flush(&s, &st);
     CHECK_MSG(one.len == st.len && !memcmp(one.data, st.data, one.len), "%s: stream != one-shot", what);
-    sb_free(&one);
-    sb_free(&st);
+    flm_sb_free(&one);
+    flm_sb_free(&st);
 }
 
 TEST(tokenizer_stream_decode_equals_one_shot) {
@@ -396,10 +396,10 @@ TEST(tokenizer_stream_decode_equals_one_shot) {
     REQUIRE(flm_tokenizer_encode(g_tok, t, strlen(t), &ids, &n) == FLM_OK);
     check_stream(g_tok, ids, n, "telugu");
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     CHECK(flm_tokenizer_decode(g_tok, ids, n, &sb) == FLM_OK);
-    CHECK_STR(sb_cstr(&sb), t);
-    sb_free(&sb);
+    CHECK_STR(flm_sb_cstr(&sb), t);
+    flm_sb_free(&sb);
     free(ids);
     /* random id sequences: byte tokens produce broken UTF-8 on purpose */
     int32_t r[64];
@@ -412,9 +412,9 @@ TEST(tokenizer_stream_decode_equals_one_shot) {
     flm_token_stream s;
     flm_token_stream_init(&s, g_tok);
     strbuf o;
-    sb_init(&o);
+    flm_sb_init(&o);
     CHECK(flm_token_stream_feed(&s, QWEN25_VOCAB_SIZE + 5, &o) == FLM_ERR_ARG);
-    sb_free(&o);
+    flm_sb_free(&o);
 }
 
 /* ---- round trips -------------------------------------------------------------------- */
@@ -432,12 +432,12 @@ static bool round_trip(flm_tokenizer *tok, const char *s, size_t n) {
     size_t k, want_len;
     if (flm_tokenizer_encode(tok, s, n, &ids, &k)) return false;
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     bool ok = flm_tokenizer_decode(tok, ids, k, &sb) == FLM_OK;
     char *want = n ? nfc(s, n, &want_len) : (want_len = 0, NULL);
     ok = ok && (n == 0 || want) && sb.len == want_len && (!want_len || !memcmp(sb.data, want, want_len));
     free(want);
-    sb_free(&sb);
+    flm_sb_free(&sb);
     free(ids);
     return ok;
 }
@@ -490,10 +490,10 @@ TEST(tokenizer_round_trip_random_text) {
         size_t m = 1 + rnd() % 200;
         for (size_t i = 0; i < m; i++) ids[i] = (int32_t)(rnd() % 4 ? rnd() % 128 : rnd() % 256);
         strbuf sb;
-        sb_init(&sb);
+        flm_sb_init(&sb);
         CHECK(flm_tokenizer_decode(bt, ids, m, &sb) == FLM_OK);
         CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "random bytes %d do not round-trip", round);
-        sb_free(&sb);
+        flm_sb_free(&sb);
     }
     flm_tokenizer_free(bt);
 }
@@ -533,11 +533,11 @@ TEST(tokenizer_encode_decode_errors) {
     CHECK_EQ_INT(n, 0);
     free(ids);
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     int32_t bad[] = {9707, QWEN25_VOCAB_SIZE};
     CHECK(flm_tokenizer_decode(g_tok, bad, 2, &sb) == FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "151665") != NULL);
-    sb_free(&sb);
+    flm_sb_free(&sb);
 }
 
 /* Decoding no ids gives no text. An empty list once computed NULL + 0 in the UTF-8
@@ -546,7 +546,7 @@ TEST(tokenizer_encode_decode_errors) {
 TEST(tokenizer_decode_empty_list) {
     REQUIRE(bundled());
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     CHECK(flm_tokenizer_decode(g_tok, NULL, 0, &sb) == FLM_OK);
     int32_t one[1] = {9707};
     CHECK(flm_tokenizer_decode(g_tok, one, 0, &sb) == FLM_OK);
@@ -556,8 +556,8 @@ TEST(tokenizer_decode_empty_list) {
     flm_token_stream_flush(&st, &sb);
     CHECK_EQ_INT(sb.len, 0);
     CHECK(flm_tokenizer_decode(g_tok, one, 1, &sb) == FLM_OK);
-    CHECK_STR(sb_cstr(&sb), "Hello");
-    sb_free(&sb);
+    CHECK_STR(flm_sb_cstr(&sb), "Hello");
+    flm_sb_free(&sb);
 }
 
 /* ---- CLI ----------------------------------------------------------------------------- */
@@ -641,10 +641,10 @@ TEST(tokenizer_added_token_flags) {
     expect_ids(tok, "e\xcc\x81<N>", (const int32_t[]){0xC3, 0xA9, 259}, 3); /* NFC, then matched */
     expect_ids(tok, "<LL>", (const int32_t[]){260}, 1);                      /* longest wins */
     strbuf sb;
-    sb_init(&sb);
+    flm_sb_init(&sb);
     CHECK(flm_tokenizer_decode(tok, (const int32_t[]){'a', 256, 259}, 3, &sb) == FLM_OK);
-    CHECK_STR(sb_cstr(&sb), "a<L><N>");
-    sb_free(&sb);
+    CHECK_STR(flm_sb_cstr(&sb), "a<L><N>");
+    flm_sb_free(&sb);
     flm_tokenizer_free(tok);
     flm_tokenizer_free(bt);
 }
@@ -716,12 +716,12 @@ TEST(tokenizer_ignore_merges) {
 /* The pre_tokenizer of Qwen2.5 with its Split regex replaced by `regex`. */
 static char *hostile_pre_json(const char *regex) {
     strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":");
-    sb_json_string(&sb, regex, strlen(regex), false);
-    sb_puts(&sb, "},\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+    flm_sb_init(&sb);
+    flm_sb_puts(&sb, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":");
+    flm_sb_json_string(&sb, regex, strlen(regex), false);
+    flm_sb_puts(&sb, "},\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
                  "\"trim_offsets\":false,\"use_regex\":false}]}");
-    return sb_take(&sb);
+    return flm_sb_take(&sb);
 }
 
 /* Writes dir/tokenizer.json: the bundled tokenizer.json with its Split regex replaced. */
@@ -735,17 +735,17 @@ static bool write_hostile_tokenizer_json(const char *dir, const char *regex) {
     bool ok = end && *end == '"';
     if (ok) {
         strbuf sb;
-        sb_init(&sb);
-        sb_append(&sb, text, (size_t)(start - text));
-        sb_json_string(&sb, regex, strlen(regex), false);
-        sb_puts(&sb, end + 1);
+        flm_sb_init(&sb);
+        flm_sb_append(&sb, text, (size_t)(start - text));
+        flm_sb_json_string(&sb, regex, strlen(regex), false);
+        flm_sb_puts(&sb, end + 1);
         char path[512];
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
         mkdir(dir, 0755);
         FILE *f = fopen(path, "wb");
         ok = f && !sb.oom && fwrite(sb.data, 1, sb.len, f) == sb.len;
         if (f) ok = fclose(f) == 0 && ok;
-        sb_free(&sb);
+        flm_sb_free(&sb);
     }
     free(text);
     return ok;
@@ -843,12 +843,12 @@ TEST(tokenizer_regex_limits_leave_real_text_alone) {
                                         "\xE0\xA4\x95\xE0\xA4\xBF", /* कि */ "a ", "  a"};
     strbuf sb;
     for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
-        sb_init(&sb);
-        while (sb.len < N) sb_puts(&sb, units[u]);
+        flm_sb_init(&sb);
+        while (sb.len < N) flm_sb_puts(&sb, units[u]);
         CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "a %zu-byte run of '%s' fails: %s", sb.len, units[u], flm_last_error());
-        sb_puts(&sb, "x"); /* the long whitespace match backtracks one character */
+        flm_sb_puts(&sb, "x"); /* the long whitespace match backtracks one character */
         CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "a run of '%s' then x fails: %s", units[u], flm_last_error());
-        sb_free(&sb);
+        flm_sb_free(&sb);
     }
     /* random mixes: Indic scripts with their marks, whitespace kinds, digits, any code point */
     static const uint32_t pools[][4][2] = {
@@ -858,14 +858,14 @@ TEST(tokenizer_regex_limits_leave_real_text_alone) {
         {{0x01, 0xD7FF}, {0xE000, 0xFFFF}, {0x10000, 0x10FFFF}, {0x20, 0x7E}},
     };
     for (size_t p = 0; p < sizeof pools / sizeof *pools; p++) {
-        sb_init(&sb);
+        flm_sb_init(&sb);
         while (sb.len < N) {
             const uint32_t *r = pools[p][rnd() % 4];
             utf8proc_uint8_t u[4];
-            sb_append(&sb, (const char *)u, (size_t)utf8proc_encode_char((utf8proc_int32_t)(r[0] + rnd() % (r[1] - r[0] + 1)), u));
+            flm_sb_append(&sb, (const char *)u, (size_t)utf8proc_encode_char((utf8proc_int32_t)(r[0] + rnd() % (r[1] - r[0] + 1)), u));
         }
         CHECK_MSG(round_trip(g_tok, sb.data, sb.len), "random mix %zu fails: %s", p, flm_last_error());
-        sb_free(&sb);
+        flm_sb_free(&sb);
     }
 }
 

@@ -1,15 +1,15 @@
-/* test_weights.c — where the weights live (src/model_resident.c): loaded into
+/* test_weights.c — where the weights live (src/model/model_resident.c): loaded into
  * memory and run from the file mapping give bit-identical logits for Hugging Face
  * folders, GGUF packages (tied embedding) and LoRA-merged models, the loaded copy
  * really replaces the mapping, and --mmap / --no-mmap reach the CLI. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "forward.h"
-#include "json.h"
-#include "model.h"
-#include "model_source.h"
+#include "base/common.h"
+#include "runtime/forward.h"
+#include "base/json.h"
+#include "model/model.h"
+#include "model/model_source.h"
 #include "test.h"
 
 #define MICRO TEST_DATA "/micro-qwen2"
@@ -82,13 +82,13 @@ TEST(weights_loaded_bytes_cover_every_matrix) {
     flm_model_close(m);
 }
 
-static json_doc *run_json(const char *args) {
+static flm_json_doc *run_json(const char *args) {
     char cmd[1024], *out = NULL, *err = NULL;
     snprintf(cmd, sizeof cmd, "%s %s", test_bin(), args);
     int rc = test_run(cmd, &out, &err);
-    json_doc *d = NULL;
+    flm_json_doc *d = NULL;
     if (rc != 0) test_fail(__FILE__, __LINE__, "%s exited %d: %s", args, rc, err ? err : "");
-    else if (!(d = json_parse(out, strlen(out), "json"))) test_fail(__FILE__, __LINE__, "%s: not JSON: %s", args, out);
+    else if (!(d = flm_json_parse(out, strlen(out), "json"))) test_fail(__FILE__, __LINE__, "%s: not JSON: %s", args, out);
     free(out);
     free(err);
     return d;
@@ -97,36 +97,36 @@ static json_doc *run_json(const char *args) {
 /* AUTO maps the weights when a copy would take more than half of the available
  * memory; an explicit --no-mmap still loads them. */
 TEST(weights_auto_maps_when_memory_is_short) {
-    json_doc *a = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
+    flm_json_doc *a = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
     setenv("FLM_TEST_MEM_AVAILABLE_MB", "2", 1); /* micro's matrices take ~2 MiB */
-    json_doc *b = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
-    json_doc *c = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
+    flm_json_doc *b = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json");
+    flm_json_doc *c = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
     unsetenv("FLM_TEST_MEM_AVAILABLE_MB");
     if (a && b && c) {
-        const json *wa = json_get(json_root(a), "weights"), *wb = json_get(json_root(b), "weights"), *wc = json_get(json_root(c), "weights");
+        const flm_json *wa = flm_json_get(flm_json_root(a), "weights"), *wb = flm_json_get(flm_json_root(b), "weights"), *wc = flm_json_get(flm_json_root(c), "weights");
         CHECK(wa && wa->type == JSON_STRING && !strcmp(wa->str, "loaded"));
         CHECK(wb && wb->type == JSON_STRING && !strcmp(wb->str, "mapped"));
         CHECK(wc && wc->type == JSON_STRING && !strcmp(wc->str, "loaded"));
     }
-    json_free(a);
-    json_free(b);
-    json_free(c);
+    flm_json_free(a);
+    flm_json_free(b);
+    flm_json_free(c);
 }
 
 TEST(weights_cli_mmap_flags) {
-    json_doc *mapped = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --mmap");
-    json_doc *loaded = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
+    flm_json_doc *mapped = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --mmap");
+    flm_json_doc *loaded = run_json("bench -m " MICRO " -p 4 -n 2 --no-membw --json --no-mmap");
     if (mapped && loaded) {
-        const json *w = json_get(json_root(mapped), "weights"), *l = json_get(json_root(loaded), "weights");
+        const flm_json *w = flm_json_get(flm_json_root(mapped), "weights"), *l = flm_json_get(flm_json_root(loaded), "weights");
         CHECK(w && w->type == JSON_STRING && !strcmp(w->str, "mapped"));
         CHECK(l && l->type == JSON_STRING && !strcmp(l->str, "loaded"));
-        const json *lm = json_get(json_root(loaded), "loaded_mb"), *mm = json_get(json_root(mapped), "loaded_mb");
+        const flm_json *lm = flm_json_get(flm_json_root(loaded), "loaded_mb"), *mm = flm_json_get(flm_json_root(mapped), "loaded_mb");
         CHECK(lm && lm->type == JSON_NUMBER && lm->number > 0);
         CHECK(mm && mm->type == JSON_NUMBER && mm->number == 0);
-        CHECK(json_get(json_root(loaded), "load_s") && json_get(json_root(loaded), "decode_step_median_ms"));
+        CHECK(flm_json_get(flm_json_root(loaded), "load_s") && flm_json_get(flm_json_root(loaded), "decode_step_median_ms"));
     }
-    json_free(mapped);
-    json_free(loaded);
+    flm_json_free(mapped);
+    flm_json_free(loaded);
     /* the same greedy answer either way, through run */
     char cmd[1024], *a = NULL, *b = NULL;
     snprintf(cmd, sizeof cmd, "%s run -m %s --greedy -n 12 --seed 1 --mmap -p 'How to control aphids?' 2>/dev/null", test_bin(), PEER_GGUF);

@@ -1,0 +1,39 @@
+/* cpu.h — what this CPU can run, detected once (cpuid + xgetbv on x86-64; NEON is
+ * architectural on aarch64), and the kernel table chosen from it. */
+#ifndef FLM_CPU_H
+#define FLM_CPU_H
+
+#include <stdbool.h>
+#include "kernels/kernels.h"
+
+typedef struct {
+    bool avx2;       /* AVX2 + FMA + F16C, with the OS saving ymm state */
+    bool avx512;     /* AVX-512 F/BW/VL/DQ, with the OS saving zmm/opmask state */
+    bool avx512vnni; /* avx512 and AVX512_VNNI (vpdpbusd on zmm) */
+    bool avx512vbmi; /* avx512 and AVX512_VBMI (vpermb/vpermt2b); the int8 AVX-512
+                      * kernels need both, else the avx512 table uses the AVX2 ones */
+    bool neon;       /* aarch64 Advanced SIMD (always, when built for aarch64) */
+} flm_cpu_features;
+
+/* Detected on first call (thread-safe); the same pointer every time. */
+const flm_cpu_features *flm_cpu_get(void);
+
+/* The table called `name` ("scalar", "avx2", "avx512", "neon") if it is built in and
+ * this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
+ * activations to int8 blocks (integer dot products; see docs/KERNELS.md); without,
+ * every matmul keeps float activations. The scalar tables are the references. */
+const flm_kernels *flm_kernels_variant(const char *name, bool qact);
+
+/* flm_kernels_variant(name, flm_kernels_qact_default()). */
+const flm_kernels *flm_kernels_by_name(const char *name);
+
+/* Whether q8_0/q4_0 use int8 activations by default: yes, unless the environment
+ * has FLM_QACT=0 (read once). */
+bool flm_kernels_qact_default(void);
+
+/* The best table this CPU runs, honouring FLM_KERNELS=<name> (an unknown or
+ * unsupported name warns once on stderr and falls back to the best) and FLM_QACT.
+ * Chosen once. */
+const flm_kernels *flm_kernels_select(void);
+
+#endif

@@ -1,0 +1,885 @@
+/* kernels_avx512.c — the "avx512" kernel table (AVX-512 F/BW/VL/DQ + FMA + F16C),
+ * and the int8-activation q8_0/q4_0 matmuls (AVX512_VNNI vpdpbusd).
+ *
+ * Float activations (all dtypes; q8_0/q4_0 with FLM_QACT=0): weights are widened to
+ * float (f16 by vcvtph2ps, bf16 by a 16-bit shift, q8_0/q4_0 as d*q, exact in float)
+ * and multiplied into per-(row, token) accumulators with FMA. Decode streams 8 rows
+ * with prefetch; prefill (n_tok >= 4) first widens 6 rows into a float panel in a
+ * per-thread scratch, then runs a 6-row x 4-token register tile over it, so each
+ * weight is converted once per call, not once per 4 tokens (blocked by 12-row
+ * superblocks, 64-token and 512-column blocks: see panel_block).
+ *
+ * Int8 activations (q8_0/q4_0): each call quantizes X to 32-value blocks (the
+ * reference quantizer, kernels_ref.c), laid out per 64-value chunk as 64 int8, 16
+ * int32 bias corrections and 16 lane scales; weights become unsigned bytes (q8_0:
+ * q ^ 0x80 = q + 128; q4_0: the raw nibble n = q + 8), so one vpdpbusd per chunk,
+ * started from the token's correction (-128 or -8 times its lane sums of x), gives
+ * exact per-lane integer sums of q_w * q_x; they are scaled by d_w * d_x and
+ * accumulated in float. Prefill packs 6 rows of unpacked weights + lane scales into a
+ * panel first, as above.
+ *
+ * Determinism: every (row, token) output has its own single accumulator that sees
+ * the same sequence of operations whatever the tile shape or path (direct or panel),
+ * so a row's result does not depend on its neighbours, on n_tok, or on how [r0, r1)
+ * is split across threads. Results differ from kernels_ref.c only by summation order
+ * (and FMA rounding). Only called after cpu.c has confirmed the CPU and OS support
+ * AVX-512 (and AVX512_VNNI for the int8 functions). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/kernels_simd.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define L 16          /* float lanes per vector */
+#define V (QK / L)    /* vectors per 32-element chunk */
+#define MAX_RB 8
+#define MAX_TB 4 /* = PT */
+#ifndef PF_BYTES
+#define PF_BYTES 768
+#endif
+/* PF_BYTES: decode prefetch distance ahead of each row stream, at least (768: no better
+ * at 2048 or 4096 in a sweep on the reference VM) */
+#ifndef PF_TILE_MAX
+#define PF_TILE_MAX (32 << 10) /* prefetch one tile ahead when a tile is at most this */
+#endif
+
+/* Int8 decode prefetch distance for a tile of RB rows of rb bytes. A tile reads its rows
+ * side by side, so memory is consumed tile by tile: ask for the same place in the
+ * next tile when that is near (short rows: Qwen's 1536 weights are too short for the
+ * hardware prefetcher to ramp up per stream), else PF_BYTES ahead in the row. */
+INLINE size_t pf_distance(int RB, size_t rb) {
+    size_t t = (size_t)RB * rb;
+    return t <= PF_TILE_MAX && t > PF_BYTES ? t : PF_BYTES;
+}
+#define PR 6          /* prefill panel rows */
+#ifndef PACK_PF
+#define PACK_PF 4096 /* pack_rows prefetch distance, bytes */
+#endif
+#define PT 4          /* prefill tokens per register tile */
+
+/* Bytes of one row of `cols` weights of type dt. */
+INLINE size_t row_bytes(int dt, int cols) {
+    switch (dt) {
+    case FLM_F32: return (size_t)cols * 4;
+    case FLM_F16: case FLM_BF16: return (size_t)cols * 2;
+    case FLM_Q8_0: return (size_t)(cols / QK) * sizeof(block_q8_0);
+    default: return (size_t)(cols / QK) * sizeof(block_q4_0);
+    }
+}
+
+/* Prefetch on chunks where (ch & mask) == 0: chunk bytes 128/64/64/34/18. */
+INLINE int prefetch_mask(int dt) { return dt == FLM_Q8_0 ? 1 : dt == FLM_Q4_0 ? 3 : 0; }
+
+/* The scale of chunk ch (32 weights) of a row: 1 for float types, d for blocks. */
+INLINE __m512 chunk_scale(int dt, const void *row, int ch) {
+    if (dt == FLM_Q8_0) return _mm512_set1_ps(_cvtsh_ss(((const block_q8_0 *)row)[ch].d));
+    if (dt == FLM_Q4_0) return _mm512_set1_ps(_cvtsh_ss(((const block_q4_0 *)row)[ch].d));
+    return _mm512_setzero_ps();
+}
+
+/* Weights [ch*32 + k*16, +16) of a row as floats (full vector). */
+INLINE __m512 load_w(int dt, const void *row, int ch, int k, __m512 d) {
+    size_t c = (size_t)ch * QK + (size_t)k * L;
+    switch (dt) {
+    case FLM_F32: return _mm512_loadu_ps((const float *)row + c);
+    case FLM_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c)));
+    case FLM_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c))), 16));
+    case FLM_Q8_0: {
+        const block_q8_0 *b = (const block_q8_0 *)row + ch;
+        __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + k * L)));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), d);
+    }
+    default: {
+        const block_q4_0 *b = (const block_q4_0 *)row + ch;
+        __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->qs));
+        q = k == 0 ? _mm512_and_si512(q, _mm512_set1_epi32(0x0F)) : _mm512_srli_epi32(q, 4);
+        /* d*n - 8d: one rounding of the exact d*(n-8), which fits in float: exact */
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0f)));
+    }
+    }
+}
+
+/* Float-type weights [c, c + popcount(m)) of a row, zero beyond (tails). */
+INLINE __m512 load_w_tail(int dt, const void *row, size_t c, __mmask16 m) {
+    switch (dt) {
+    case FLM_F32: return _mm512_maskz_loadu_ps(m, (const float *)row + c);
+    case FLM_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c));
+    default:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c)), 16));
+    }
+}
+
+/* Y for rows [r, r+RB) x tokens [t, t+TB): one accumulator per output. */
+INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y, int cols, int ldy, int r, int t) {
+    const char *rows[MAX_RB];
+    const float *xs[MAX_TB];
+    __m512 acc[MAX_RB][MAX_TB];
+    size_t rb = row_bytes(dt, cols);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int j = 0; j < TB; j++) xs[j] = X + (size_t)(t + j) * (size_t)cols;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
+    int nch = cols / QK;
+    for (int ch = 0; ch < nch; ch++) {
+        __m512 d[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
+        /* Decode: each row's line PF_BYTES ahead, about once per 64 bytes (one tile
+         * ahead, as the int8 path does, measured no better for f16). */
+        if (TB == 1 && (ch & prefetch_mask(dt)) == 0)
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) _mm_prefetch(rows[i] + (size_t)ch * (rb / (size_t)nch) + PF_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 2
+        for (int k = 0; k < V; k++) {
+            __m512 w[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) w[i] = load_w(dt, rows[i], ch, k, d[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                __m512 x = _mm512_loadu_ps(xs[j] + (size_t)ch * QK + (size_t)k * L);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+            }
+        }
+    }
+    if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16) {
+        for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
+            size_t rem = (size_t)cols - c;
+            __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+            __m512 w[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) w[i] = load_w_tail(dt, rows[i], c, m);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                __m512 x = _mm512_maskz_loadu_ps(m, xs[j] + c);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Rows [r, r+RB) widened to float into P (row stride ps floats, zero padded to a
+ * whole vector): exactly the values tile() multiplies. */
+INLINE void pack_rows(int dt, int RB, const void *W, int cols, int r, float *P, size_t ps) {
+    size_t rb = row_bytes(dt, cols);
+    int nch = cols / QK;
+    for (int i = 0; i < RB; i++) {
+        const char *row = (const char *)W + (size_t)(r + i) * rb;
+        float *p = P + (size_t)i * ps;
+        for (int ch = 0; ch < nch; ch++) {
+            __m512 d = chunk_scale(dt, row, ch);
+            /* a few KB ahead (into the next rows at the end): the stream is read once */
+            if ((ch & prefetch_mask(dt)) == 0) _mm_prefetch(row + (size_t)ch * (rb / (size_t)nch) + PACK_PF, _MM_HINT_T0);
+#pragma GCC unroll 2
+            for (int k = 0; k < V; k++) _mm512_store_ps(p + (size_t)ch * QK + (size_t)k * L, load_w(dt, row, ch, k, d));
+        }
+        if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16)
+            for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
+                size_t rem = (size_t)cols - c;
+                __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+                _mm512_store_ps(p + c, load_w_tail(dt, row, c, m));
+            }
+    }
+}
+
+/* tile() over a float panel, vectors [v0, v1) of a column block: the same per-output
+ * sequence of FMAs (whole vectors in order, then the masked tail vector in the last
+ * block). Accumulators start at zero (v0 == 0) or from A, the per-(token, row) vectors
+ * saved by the previous block (exact: a store and reload), and end in A, or reduced
+ * into Y after the last block. */
+INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X, float *Y, int cols, int ldy, int r, int t,
+                       float *A, int ta, size_t v0, size_t v1, int last) {
+    const float *xs[MAX_TB];
+    __m512 acc[MAX_RB][MAX_TB];
+#pragma GCC unroll 8
+    for (int j = 0; j < TB; j++) xs[j] = X + (size_t)(t + j) * (size_t)cols;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++)
+            acc[i][j] = v0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(A + ((size_t)(ta + j) * (size_t)RB + (size_t)i) * L);
+    for (size_t v = v0; v < v1; v++) {
+        __m512 w[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + v * L);
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) {
+            __m512 x = _mm512_loadu_ps(xs[j] + v * L);
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+        }
+    }
+    if (!last) {
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) _mm512_store_ps(A + ((size_t)(ta + j) * (size_t)RB + (size_t)i) * L, acc[i][j]);
+        return;
+    }
+    size_t nv = (size_t)cols / L;
+    if ((size_t)cols > nv * L) {
+        __mmask16 m = (__mmask16)((1u << ((size_t)cols - nv * L)) - 1);
+        __m512 w[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + nv * L);
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) {
+            __m512 x = _mm512_maskz_loadu_ps(m, xs[j] + nv * L);
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Prefill blocking. Rows go in superblocks of PRS rows, widened once into P (PRS x ps
+ * floats); tokens in blocks of PTB; columns in blocks of PCB vectors. For each
+ * (superblock, token block) the column blocks run in order, each over every 6-row
+ * panel and 4-token tile, with the accumulators kept in A (PRS x PTB vectors) between
+ * blocks. So a column block of the panel stays in L1 while the tokens stream past it,
+ * and the column block of P, of the token block of X and of A stay in L2, instead of
+ * all of X streaming from L3/DRAM for every 6 rows (L2/L3 bandwidth was the limit).
+ * Each output still sees exactly tile()'s sequence of FMAs. */
+#ifndef PCB
+#define PCB 32 /* vectors (512 columns) per column block */
+#endif
+#define PRS (2 * PR) /* rows per superblock */
+#define PTB 64       /* tokens per token block (a multiple of PT) */
+
+/* Rows [r, r+rs) (packed in P) x tokens [t0, t0+nt). A: NULL for one column block. */
+INLINE void panel_block(const float *P, size_t ps, const float *X, float *Y, int rs, int t0, int nt, int cols, int ldy, int r, float *A) {
+    size_t nv = (size_t)cols / L, step = A ? PCB : (nv ? nv : 1);
+    for (size_t v0 = 0; v0 == 0 || v0 < nv; v0 += step) {
+        size_t v1 = v0 + step < nv ? v0 + step : nv;
+        int last = v1 == nv;
+        for (int i = 0; i < rs;) {
+            const float *Pi = P + (size_t)i * ps;
+            float *Ai = A ? A + (size_t)i * PTB * L : NULL;
+            int t = t0;
+            if (i + PR <= rs) {
+                for (; t + PT <= t0 + nt; t += PT) tile_panel(PR, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                for (; t < t0 + nt; t++) tile_panel(PR, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                i += PR;
+            } else {
+                for (; t + PT <= t0 + nt; t += PT) tile_panel(1, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                for (; t < t0 + nt; t++) tile_panel(1, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+                i += 1;
+            }
+        }
+    }
+}
+
+/* Decode (one token) streams 8 rows at once. Prefill widens PRS rows at a time into a
+ * float panel and runs PR x PT tiles over it (panel_block); small batches (or no scratch memory)
+ * use direct 4 x 4 tiles. All tiles compute each output identically. */
+INLINE void matmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int r = r0;
+    if (n_tok == 1)
+        for (; r + 8 <= r1; r += 8) tile(dt, 8, 1, W, X, Y, cols, ldy, r, 0);
+    size_t ps = ((size_t)cols + L - 1) / L * L;
+    float *P = n_tok >= PT ? flm_kernel_scratch(1, PRS * ps * sizeof(float)) : NULL;
+    if (P) {
+        float *A = (size_t)cols > (size_t)PCB * L ? flm_kernel_scratch(2, (size_t)PRS * PTB * L * sizeof(float)) : NULL;
+        for (; r < r1; r += PRS) {
+            int rs = r1 - r < PRS ? r1 - r : PRS, i = 0;
+            for (; i + PR <= rs; i += PR) pack_rows(dt, PR, W, cols, r + i, P + (size_t)i * ps, ps);
+            for (; i < rs; i++) pack_rows(dt, 1, W, cols, r + i, P + (size_t)i * ps, ps);
+            for (int t0 = 0; t0 < n_tok; t0 += PTB)
+                panel_block(P, ps, X, Y, rs, t0, n_tok - t0 < PTB ? n_tok - t0 : PTB, cols, ldy, r, A);
+        }
+        return;
+    }
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 4, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 4, 1, W, X, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 1, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 1, 1, W, X, Y, cols, ldy, r, t);
+    }
+}
+
+#define MATMUL(name, dt)                                                                              \
+    static void name(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) { \
+        matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1);                                           \
+    }
+MATMUL(matmul_f32, FLM_F32)
+MATMUL(matmul_f16, FLM_F16)
+MATMUL(matmul_bf16, FLM_BF16)
+MATMUL(matmul_q8_0, FLM_Q8_0)
+MATMUL(matmul_q4_0, FLM_Q4_0)
+
+/* ---- int8 activations (AVX512_VNNI) ---------------------------------------- */
+
+#define VNNI __attribute__((target("avx512vnni,avx512vbmi")))
+#define GB 16        /* blocks per group: one vector of 16 block sums */
+#define GV (GB * QK) /* values per group */
+#ifndef QDEC_R
+#define QDEC_R 4 /* decode rows streamed side by side (int8 path) */
+#endif
+#define QPR 4 /* prefill panel rows (int8 path) */
+#define QPT 4 /* prefill tokens per register tile (int8 path) */
+
+/* A group is 16 blocks, handled as 4 steps of 4 blocks. Step s holds blocks 4s..4s+3
+ * as two 64-byte vectors: "lo" = values 0..15 of each block (16 bytes per block, block
+ * 4s+k in bytes 16k..16k+15), "hi" = values 16..31 likewise. For q4_0 these are
+ * exactly the low and high nibbles of the block's 16 bytes, so a step unpacks with
+ * one and, one shift and one and; q8_0 uses the same layout. One vpdpbusd per vector
+ * gives, in 32-bit lanes 4k..4k+3, partial sums of block 4s+k; the 4 steps' lanes are
+ * then added (a 4x4 transpose-add, exact in int32) into one vector whose lane p holds
+ * the whole block GBLK(p) = 4*(p%4) + p/4. Block scales and corrections are kept in
+ * that lane order. */
+#define GBLK(p) (4 * ((p) & 3) + ((p) >> 2))
+
+/* One group of a quantized token: q in the step layout, per lane the correction
+ * bias * (sum of the block's q_x) (bias 8 for q4_0 nibbles, 128 for q8_0 q ^ 0x80)
+ * and the block's d_x. Missing blocks past the row end are zero. */
+typedef struct {
+    int8_t q[GV];
+    int32_t corr[L];
+    float dx[L];
+} xgroup;
+
+/* One group of a weight row, unpacked (prefill panel): unsigned bytes in the step
+ * layout and the block scales d_w in lane order. */
+typedef struct {
+    uint8_t w[GV];
+    float dw[L];
+} wgroup;
+
+INLINE size_t block_bytes(int dt) { return dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0); }
+
+/* Quantizes n_tok tokens of X (cols % 32 == 0) into ng groups each, exactly as
+ * flm_quantize_act_ref does. */
+VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup *out) {
+    int nb = cols / QK, ng = (nb + GB - 1) / GB;
+    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
+    for (int t = 0; t < n_tok; t++) {
+        const float *x = X + (size_t)t * (size_t)cols;
+        xgroup *xg = out + (size_t)t * (size_t)ng;
+        for (int g = 0; g < ng; g++) {
+            int nblk = nb - g * GB < GB ? nb - g * GB : GB;
+            if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
+            for (int b = 0; b < nblk; b++) {
+                const float *xb = x + (size_t)(g * GB + b) * QK;
+                __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
+                float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+                float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+                __m512 vid = _mm512_set1_ps(id);
+                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+                int8_t *q = xg[g].q + (b >> 2) * 128 + (b & 3) * 16;
+                _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+                _mm_storeu_si128((__m128i *)(q + 64), _mm512_cvtepi32_epi8(i1));
+                int p = GBLK(b); /* GBLK is its own inverse */
+                xg[g].corr[p] = bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                xg[g].dx[p] = db;
+            }
+        }
+    }
+}
+
+/* Byte indices for vpermt2b/vpermb (built once per call site; constant folded). */
+typedef struct {
+    __m512i lo, hi; /* step bytes from the two source windows */
+    __m512i d;      /* byte 2p+e of lane p <- byte e of the scale of its block in the step */
+} step_idx;
+
+/* q4_0 step (4 blocks, 72 bytes at p): windows A = p[0, 64), B = p[8, 72); block k's
+ * qs at 18k+2. q8_0 step (136 bytes): lo from A = p[0, 64), B = p[64, 128) (qs at
+ * 34k+2), hi from C = p[8, 72), D = p[72, 136) (qs at 34k+18). Scales at 18k / 34k. */
+INLINE step_idx make_step_idx(int dt) {
+    _Alignas(64) uint8_t lo[64], hi[64], d[64];
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 16; j++) {
+            int o;
+            if (dt == FLM_Q8_0) {
+                lo[16 * k + j] = (uint8_t)(34 * k + 2 + j);
+                hi[16 * k + j] = (uint8_t)(34 * k + 18 + j - 8);
+            } else {
+                o = 18 * k + 2 + j;
+                lo[16 * k + j] = (uint8_t)(o < 64 ? o : 64 + o - 8);
+                hi[16 * k + j] = 0;
+            }
+        }
+    for (int p = 0; p < L; p++)
+        for (int e = 0; e < 2; e++) d[2 * p + e] = (uint8_t)((int)block_bytes(dt) * (p >> 2) + e);
+    for (int i = 32; i < 64; i++) d[i] = 0;
+    step_idx r = {_mm512_load_si512(lo), _mm512_load_si512(hi), _mm512_load_si512(d)};
+    return r;
+}
+
+/* Byte mask of the scale words that step s fills: lanes p = s, 4+s, 8+s, 12+s. */
+INLINE __mmask64 step_dmask(int s) {
+    __mmask64 m = 0;
+    for (int k = 0; k < 4; k++) m |= (__mmask64)3 << (2 * (4 * k + s));
+    return m;
+}
+
+/* Step s of the group starting at blk (16 whole blocks): unsigned weight bytes, and
+ * the step's 4 scales merged into their half-float words of dh. */
+INLINE VNNI void load_step(int dt, const step_idx *ix, const char *blk, int s, __m512i *lo, __m512i *hi, __m512i *dh) {
+    const char *p = blk + (size_t)s * 4 * block_bytes(dt);
+    __m512i a = _mm512_loadu_si512(p);
+    if (dt == FLM_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i b = _mm512_loadu_si512(p + 64), c = _mm512_loadu_si512(p + 8), d = _mm512_loadu_si512(p + 72);
+        *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, ix->lo, b), flip);
+        *hi = _mm512_xor_si512(_mm512_permutex2var_epi8(c, ix->hi, d), flip);
+        *dh = _mm512_mask_mov_epi8(*dh, step_dmask(s), _mm512_permutex2var_epi8(a, ix->d, b));
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        __m512i v = _mm512_permutex2var_epi8(a, ix->lo, _mm512_loadu_si512(p + 8));
+        *lo = _mm512_and_si512(v, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        *dh = _mm512_mask_permutexvar_epi8(*dh, step_dmask(s), ix->d, a);
+    }
+}
+
+/* 64 bytes at p of which only the first avail are read (the rest are zero): masked
+ * loads never touch memory past the row, and give exactly tail_group()'s zero padding. */
+INLINE __m512i load_avail(const char *p, ptrdiff_t avail) {
+    if (avail >= 64) return _mm512_loadu_si512(p);
+    if (avail <= 0) return _mm512_setzero_si512();
+    return _mm512_maskz_loadu_epi8(((__mmask64)1 << avail) - 1, p);
+}
+
+/* load_step for the last, partial group of a row: bytes past blk + avail read as zero. */
+INLINE VNNI void load_step_tail(int dt, const step_idx *ix, const char *blk, ptrdiff_t avail, int s, __m512i *lo, __m512i *hi,
+                                __m512i *dh) {
+    ptrdiff_t o = (ptrdiff_t)s * 4 * (ptrdiff_t)block_bytes(dt);
+    const char *p = blk + o;
+    avail -= o;
+    __m512i a = load_avail(p, avail);
+    if (dt == FLM_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i b = load_avail(p + 64, avail - 64), c = load_avail(p + 8, avail - 8), d = load_avail(p + 72, avail - 72);
+        *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, ix->lo, b), flip);
+        *hi = _mm512_xor_si512(_mm512_permutex2var_epi8(c, ix->hi, d), flip);
+        *dh = _mm512_mask_mov_epi8(*dh, step_dmask(s), _mm512_permutex2var_epi8(a, ix->d, b));
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        __m512i v = _mm512_permutex2var_epi8(a, ix->lo, load_avail(p + 8, avail - 8));
+        *lo = _mm512_and_si512(v, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        *dh = _mm512_mask_permutexvar_epi8(*dh, step_dmask(s), ix->d, a);
+    }
+}
+
+/* A whole group of weights: 8 unsigned vectors (w[2s], w[2s+1] = step s lo/hi) and
+ * the 16 block scales d_w in lane order. */
+INLINE VNNI __m512 load_group(int dt, const step_idx *ix, const char *blk, __m512i w[8]) {
+    __m512i dh = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) load_step(dt, ix, blk, k, &w[2 * k], &w[2 * k + 1], &dh);
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
+}
+
+/* Lane p = exact sum of the 4 steps' lanes of block GBLK(p). */
+INLINE __m512i transpose_add(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+    __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+    __m512i u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+}
+
+/* acc += float(sum_b q_w.q_x) * (d_w * d_x), lanes = blocks: one group of one output.
+ * w[2s], w[2s+1] are step s's lo/hi weight vectors. */
+INLINE VNNI __m512 group_step(__m512 acc, const __m512i w[8], __m512 dw, const xgroup *xg) {
+    __m512i s[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2 * k], _mm512_load_si512(xg->q + 128 * k));
+        s[k] = _mm512_dpbusd_epi32(a, w[2 * k + 1], _mm512_load_si512(xg->q + 128 * k + 64));
+    }
+    __m512i t = _mm512_sub_epi32(transpose_add(s[0], s[1], s[2], s[3]), _mm512_load_si512(xg->corr));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_load_ps(xg->dx)), acc);
+}
+
+/* The last, partial group of a row (nblk < 16 blocks) copied and zero padded: zero
+ * weights with zero scales, so the result is that of the missing blocks absent. */
+INLINE const char *tail_group(int dt, const char *blk, int nblk, char *buf) {
+    size_t n = (size_t)nblk * block_bytes(dt);
+    memcpy(buf, blk, n);
+    memset(buf + n, 0, GB * block_bytes(dt) - n);
+    return buf;
+}
+
+/* Decode: rows [r, r+RB) against one quantized token, weights read from W. */
+INLINE VNNI void qdec(int dt, int RB, const void *W, const xgroup *XG, float *Y, int cols, int r) {
+    int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    const step_idx ix = make_step_idx(dt);
+    const char *rows[MAX_RB];
+    __m512 acc[MAX_RB];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) {
+        rows[i] = (const char *)W + (size_t)(r + i) * rb;
+        acc[i] = _mm512_setzero_ps();
+    }
+    size_t pf = pf_distance(RB, rb);
+    for (int g = 0; g < nfull; g++) {
+        /* Each row's lines ahead (past the end: the next rows; see pf_distance). */
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++)
+            for (size_t o = 0; o < gb; o += 64) _mm_prefetch(rows[i] + (size_t)g * gb + o + pf, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            __m512i w[8];
+            __m512 dw = load_group(dt, &ix, rows[i] + (size_t)g * gb, w);
+            acc[i] = group_step(acc[i], w, dw, XG + g);
+        }
+    }
+    if (ng > nfull) { /* the partial last group: masked loads, no copy (a copy stalls store forwarding) */
+        ptrdiff_t avail = (ptrdiff_t)((size_t)(nb - nfull * GB) * block_bytes(dt));
+        for (int i = 0; i < RB; i++) {
+            const char *blk = rows[i] + (size_t)nfull * gb;
+            __m512i w[8], dh = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) load_step_tail(dt, &ix, blk, avail, k, &w[2 * k], &w[2 * k + 1], &dh);
+            acc[i] = group_step(acc[i], w, _mm512_cvtph_ps(_mm512_castsi512_si256(dh)), XG + nfull);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) Y[r + i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+/* Rows [r, r+RB) unpacked into P (ng groups per row): exactly what qdec multiplies. */
+INLINE VNNI void qpack(int dt, int RB, const void *W, int cols, int r, wgroup *P) {
+    int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    const step_idx ix = make_step_idx(dt);
+    _Alignas(64) char buf[GB * sizeof(block_q8_0)];
+    for (int i = 0; i < RB; i++) {
+        const char *row = (const char *)W + (size_t)(r + i) * rb;
+        for (int g = 0; g < ng; g++) {
+            const char *blk = g < nfull ? row + (size_t)g * gb : tail_group(dt, row + (size_t)g * gb, nb - g * GB, buf);
+            wgroup *p = P + (size_t)i * (size_t)ng + (size_t)g;
+            __m512i w[8];
+            _mm512_store_ps(p->dw, load_group(dt, &ix, blk, w));
+            for (int k = 0; k < 8; k++) _mm512_store_si512(p->w + 64 * k, w[k]);
+        }
+    }
+}
+
+/* Rows [r, r+RB) x tokens [t, t+TB) over a panel: the same per-output sequence as qdec. */
+INLINE VNNI void qtile_panel(int RB, int TB, const wgroup *P, int ng, const xgroup *XG, float *Y, int ldy, int r, int t) {
+    __m512 acc[QPR][QPT];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            const wgroup *p = P + (size_t)i * (size_t)ng + (size_t)g;
+            __m512i w[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) w[k] = _mm512_load_si512(p->w + 64 * k);
+            __m512 dw = _mm512_load_ps(p->dw);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) acc[i][j] = group_step(acc[i][j], w, dw, XG + (size_t)(t + j) * (size_t)ng + g);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+INLINE VNNI void qpanel_tokens(int RB, const wgroup *P, int ng, const xgroup *XG, float *Y, int n_tok, int ldy, int r) {
+    int t = 0;
+    for (; t + QPT <= n_tok; t += QPT) qtile_panel(RB, QPT, P, ng, XG, Y, ldy, r, t);
+    for (; t < n_tok; t++) qtile_panel(RB, 1, P, ng, XG, Y, ldy, r, t);
+}
+
+/* The prepared X: ng groups per token (xgroup, 64-byte aligned). */
+static size_t qprep_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
+    return (size_t)n_tok * (size_t)((cols / QK + GB - 1) / GB) * sizeof(xgroup);
+}
+
+VNNI static void qprep(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x(dt, X, n_tok, cols, buf); }
+
+VNNI static void qrun(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int ng = (cols / QK + GB - 1) / GB;
+    const xgroup *XG = Xp;
+    int r = r0;
+    wgroup *P = n_tok >= QPT ? flm_kernel_scratch(1, QPR * (size_t)ng * sizeof(wgroup)) : NULL;
+    if (P) {
+        for (; r + QPR <= r1; r += QPR) {
+            qpack(dt, QPR, W, cols, r, P);
+            qpanel_tokens(QPR, P, ng, XG, Y, n_tok, ldy, r);
+        }
+        for (; r < r1; r++) {
+            qpack(dt, 1, W, cols, r, P);
+            qpanel_tokens(1, P, ng, XG, Y, n_tok, ldy, r);
+        }
+        return;
+    }
+    /* Decode and small batches: each token streams the rows. */
+    for (int t = 0; t < n_tok; t++) {
+        const xgroup *xt = XG + (size_t)t * (size_t)ng;
+        float *yt = Y + (size_t)t * (size_t)ldy;
+        int rr = r;
+        for (; rr + QDEC_R <= r1; rr += QDEC_R) qdec(dt, QDEC_R, W, xt, yt, cols, rr);
+        for (; rr < r1; rr++) qdec(dt, 1, W, xt, yt, cols, rr);
+    }
+}
+
+/* One call: X prepared in this thread's scratch, then qrun. */
+INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    xgroup *XG = flm_kernel_scratch(0, qprep_bytes(dt, n_tok, cols));
+    if (!XG) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    quantize_x(dt, X, n_tok, cols, XG);
+    qrun(dt, W, XG, Y, n_tok, cols, ldy, r0, r1);
+}
+
+VNNI static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun};
+const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
+
+/* ---- vector ops --------------------------------------------------------------- */
+
+INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
+
+/* Sum of squares in vector lanes, then the reference's scalar formula; the
+ * elementwise part is the reference's exact operation order. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + L);
+        a0 = _mm512_fmadd_ps(v0, v0, a0);
+        a1 = _mm512_fmadd_ps(v1, v1, a1);
+    }
+    for (; i < n; i += L) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        a0 = _mm512_fmadd_ps(v, v, a0);
+    }
+    float ss = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    __m512 scale = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+    for (i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v));
+    }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + L), _mm512_loadu_ps(b + i + L), a1);
+    }
+    for (; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* y += a*x with a separate multiply and add: bit-identical to the reference. */
+static void axpy(float *y, float a, const float *x, int n) {
+    __m512 va = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 p = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), p));
+    }
+}
+
+/* silu(g)*u with libm expf (bit-identical to the reference); the divide and the
+ * multiply are vectorised (IEEE-exact, so still identical). out may alias gate. */
+static void swiglu(float *out, const float *gate, const float *up, int n) {
+    float e[L];
+    for (int i = 0; i < n; i += L) {
+        int cnt = n - i < L ? n - i : L;
+        __mmask16 m = tail_mask(cnt);
+        for (int j = 0; j < L; j++) e[j] = j < cnt ? expf(-gate[i + j]) : 0.0f;
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_loadu_ps(e)));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
+/* Attention of nq heads sharing one KV head (see kernels.h). Head sizes 64 and 128
+ * (Qwen2.5's) go by blocks of FLM_ATT_BLOCK positions (flm_attend_blocked), so a
+ * block of K (then of V) is read from memory once and from L1 by every head of the
+ * group: scores 4
+ * keys at a time with q in registers (one 4-way horizontal add), softmax with a
+ * vector exp, then out_h = sum_p s_hp V_p with one FMA per vector, the running
+ * sums kept in out between blocks (an exact store and reload). Blocks and score
+ * tiles start at multiples of 4 whatever nq is, so each head's result is the same
+ * for any nq. The vector count is a constant per head size, so q and the sums stay
+ * in registers; other head sizes use the composed definition. */
+#define ATT_MAXV 8 /* vectors per head on the blocked path (head size 128) */
+INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a8, b8), _mm256_hadd_ps(c8, d8));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
+INLINE void att_scores(const float *q, int nv, const float *Kc, size_t stride, int p0, int p1, float scale, float *sc) {
+    __m512 qv[ATT_MAXV];
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) qv[v] = _mm512_loadu_ps(q + v * L);
+    const __m128 vs = _mm_set1_ps(scale);
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) {
+        const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) {
+            a0 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k0 + v * L), a0);
+            a1 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k1 + v * L), a1);
+            a2 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k2 + v * L), a2);
+            a3 = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(k3 + v * L), a3);
+        }
+        _mm_storeu_ps(sc + p, _mm_mul_ps(hsum4(a0, a1, a2, a3), vs));
+    }
+    for (; p < p1; p++) {
+        const float *kp = Kc + (size_t)p * stride;
+        __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + v * L), a);
+        sc[p] = _mm512_reduce_add_ps(a) * scale;
+    }
+}
+
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p. */
+INLINE void att_values(const float *sc, int nv, const float *Vc, size_t stride, int p0, int p1, float *out) {
+    __m512 o[ATT_MAXV];
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) o[v] = _mm512_loadu_ps(out + v * L);
+    for (int p = p0; p < p1; p++) {
+        __m512 s = _mm512_set1_ps(sc[p]);
+        const float *vp = Vc + (size_t)p * stride;
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) o[v] = _mm512_fmadd_ps(s, _mm512_loadu_ps(vp + v * L), o[v]);
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + v * L, o[v]);
+}
+
+/* exp(x) for x <= 0 (softmax arguments): 2^n * poly(r), x = n ln2 + r, |r| <= ln2/2,
+ * a degree-6 Taylor polynomial (error below 2e-7 relative, against libm's
+ * correctly rounded expf); x below -103 gives 0. */
+INLINE __m512 exp_le0(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);     /* ln2 high part (exact product) */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);         /* ln2 low part */
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Softmax in place, as flm_softmax (max subtracted, then normalised by the sum)
+ * with a vector exp and a vector sum. */
+static void softmax_vec(float *x, int n) {
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += L) vm = _mm512_max_ps(vm, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm)), sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = exp_le0(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int i = 0; i < n; i += L) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+/* The blocked pieces for head sizes 64 and 128: the vector count is a constant in each
+ * wrapper, so q and the output sums stay in registers. */
+static void scores4(const float *q, const float *K, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    (void)hd;
+    att_scores(q, 4, K, stride, p0, p1, scale, sc);
+}
+static void scores8(const float *q, const float *K, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    (void)hd;
+    att_scores(q, 8, K, stride, p0, p1, scale, sc);
+}
+static void values4(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    (void)hd;
+    att_values(sc, 4, Vc, stride, p0, p1, out);
+}
+static void values8(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    (void)hd;
+    att_values(sc, 8, Vc, stride, p0, p1, out);
+}
+static const flm_attend_ops ATT_OPS_64 = {scores4, softmax_vec, values4}, ATT_OPS_128 = {scores8, softmax_vec, values8};
+
+static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out) {
+    const flm_attend_ops *ops = hd == 64 ? &ATT_OPS_64 : hd == 128 ? &ATT_OPS_128 : NULL; /* Qwen2.5's head sizes */
+    if (ops) flm_attend_blocked(ops, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+    else flm_attend_composed(dot, axpy, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+}
+
+/* rope (see kernels.h): 16 pairs per step, masked tail; mul, mul, sub/add as the reference. */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int i = 0; i < half; i += L) {
+            __mmask16 m = tail_mask(half - i);
+            __m512 c = _mm512_maskz_loadu_ps(m, cs + i), s = _mm512_maskz_loadu_ps(m, sn + i);
+            __m512 x0 = _mm512_maskz_loadu_ps(m, x + i), x1 = _mm512_maskz_loadu_ps(m, x + i + half);
+            _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(_mm512_mul_ps(x0, c), _mm512_mul_ps(x1, s)));
+            _mm512_mask_storeu_ps(x + i + half, m, _mm512_add_ps(_mm512_mul_ps(x1, c), _mm512_mul_ps(x0, s)));
+        }
+    }
+}
+
+static const flm_kernels AVX512 = {
+    .name = "avx512",
+    .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
+               [FLM_Q8_0] = matmul_q8_0, [FLM_Q4_0] = matmul_q4_0},
+    .rmsnorm = rmsnorm,
+    .dot = dot,
+    .axpy = axpy,
+    .swiglu = swiglu,
+    .attend = attend,
+    .rope = rope,
+};
+
+const flm_kernels *flm_kernels_avx512(void) { return &AVX512; }

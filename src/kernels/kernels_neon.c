@@ -1,0 +1,516 @@
+/* kernels_neon.c — the "neon" kernel table (aarch64 Advanced SIMD, with the
+ * architectural fp16 <-> fp32 conversion). Activations stay float32 for every weight
+ * type: weights are widened to float (f16 by fcvtl, bf16 by a 16-bit shift,
+ * q8_0/q4_0 as d*q, which is exact in float) and multiplied into per-(row, token)
+ * accumulators with FMA.
+ *
+ * Determinism: every (row, token) output has its own single accumulator that sees
+ * the same sequence of operations whatever the tile shape, so a row's result does not
+ * depend on its neighbours, on n_tok, or on how [r0, r1) is split across threads.
+ * Results differ from kernels_ref.c only by summation order (and FMA rounding).
+ *
+ * Int8 activations (q8_0/q4_0 qact variants): X is quantized per call exactly as the
+ * reference does (vcvtnq rounds to nearest even, like nearbyintf); per block the
+ * integer sum of q_w * q_x is exact (vmull_s8/vmlal_high_s8 pair sums fit int16 since
+ * |q_x| <= 127, then vpadalq_s16 into 4 int32 lanes); lanes are converted to float
+ * and accumulated with FMA, scaled by d_w * d_x (the reference's product). */
+#include <arm_neon.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/kernels_simd.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define L 4           /* float lanes per vector */
+#define P (QK / 8)    /* 8-weight pieces per 32-element chunk (two vectors each) */
+#define MAX_RB 4
+#define MAX_TB 4
+
+INLINE size_t row_bytes(int dt, int cols) {
+    switch (dt) {
+    case FLM_F32: return (size_t)cols * 4;
+    case FLM_F16: case FLM_BF16: return (size_t)cols * 2;
+    case FLM_Q8_0: return (size_t)(cols / QK) * sizeof(block_q8_0);
+    default: return (size_t)(cols / QK) * sizeof(block_q4_0);
+    }
+}
+
+INLINE float half_to_float(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+INLINE float32x4_t chunk_scale(int dt, const void *row, int ch) {
+    if (dt == FLM_Q8_0) return vdupq_n_f32(half_to_float(((const block_q8_0 *)row)[ch].d));
+    if (dt == FLM_Q4_0) return vdupq_n_f32(half_to_float(((const block_q4_0 *)row)[ch].d));
+    return vdupq_n_f32(0.0f);
+}
+
+INLINE void widen_s8(int8x8_t q, float32x4_t d, float32x4_t *lo, float32x4_t *hi) {
+    int16x8_t s = vmovl_s8(q);
+    *lo = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(s))), d);
+    *hi = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(s))), d);
+}
+
+/* Weights [ch*32 + p*8, +8) of a row as two float vectors. */
+INLINE void load_w(int dt, const void *row, int ch, int p, float32x4_t d, float32x4_t *lo, float32x4_t *hi) {
+    size_t c = (size_t)ch * QK + (size_t)p * 8;
+    switch (dt) {
+    case FLM_F32:
+        *lo = vld1q_f32((const float *)row + c);
+        *hi = vld1q_f32((const float *)row + c + 4);
+        break;
+    case FLM_F16: {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)row + c));
+        *lo = vcvt_f32_f16(vget_low_f16(h));
+        *hi = vcvt_high_f32_f16(h);
+        break;
+    }
+    case FLM_BF16: {
+        uint16x8_t h = vld1q_u16((const uint16_t *)row + c);
+        *lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        *hi = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+        break;
+    }
+    case FLM_Q8_0:
+        widen_s8(vld1_s8(((const block_q8_0 *)row)[ch].qs + p * 8), d, lo, hi);
+        break;
+    default: {
+        uint8x8_t b = vld1_u8(((const block_q4_0 *)row)[ch].qs + (p & 1) * 8);
+        b = p < 2 ? vand_u8(b, vdup_n_u8(0x0F)) : vshr_n_u8(b, 4);
+        widen_s8(vsub_s8(vreinterpret_s8_u8(b), vdup_n_s8(8)), d, lo, hi);
+        break;
+    }
+    }
+}
+
+/* Float-type weights [c, c + min(rem, 4)) of a row, zero beyond (tails). */
+INLINE float32x4_t load_w_tail(int dt, const void *row, size_t c, size_t rem) {
+    size_t n = rem < L ? rem : L;
+    if (dt == FLM_F32) {
+        float buf[L] = {0};
+        memcpy(buf, (const float *)row + c, n * sizeof(float));
+        return vld1q_f32(buf);
+    }
+    uint16_t buf[L] = {0};
+    memcpy(buf, (const uint16_t *)row + c, n * sizeof(uint16_t));
+    uint16x4_t h = vld1_u16(buf);
+    if (dt == FLM_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+INLINE float32x4_t load_x_tail(const float *x, size_t rem) {
+    float buf[L] = {0};
+    memcpy(buf, x, (rem < L ? rem : L) * sizeof(float));
+    return vld1q_f32(buf);
+}
+
+/* Y for rows [r, r+RB) x tokens [t, t+TB): one accumulator per output. */
+INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y, int cols, int ldy, int r, int t) {
+    const char *rows[MAX_RB];
+    const float *xs[MAX_TB];
+    float32x4_t acc[MAX_RB][MAX_TB];
+    size_t rb = row_bytes(dt, cols);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int j = 0; j < TB; j++) xs[j] = X + (size_t)(t + j) * (size_t)cols;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    int nch = cols / QK;
+    for (int ch = 0; ch < nch; ch++) {
+        float32x4_t d[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) d[i] = chunk_scale(dt, rows[i], ch);
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) {
+            float32x4_t lo[MAX_RB], hi[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) load_w(dt, rows[i], ch, p, d[i], &lo[i], &hi[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                const float *x = xs[j] + (size_t)ch * QK + (size_t)p * 8;
+                float32x4_t x0 = vld1q_f32(x), x1 = vld1q_f32(x + 4);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) {
+                    acc[i][j] = vfmaq_f32(acc[i][j], lo[i], x0);
+                    acc[i][j] = vfmaq_f32(acc[i][j], hi[i], x1);
+                }
+            }
+        }
+    }
+    if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16) {
+        for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
+            size_t rem = (size_t)cols - c;
+            float32x4_t w[MAX_RB];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) w[i] = load_w_tail(dt, rows[i], c, rem);
+#pragma GCC unroll 8
+            for (int j = 0; j < TB; j++) {
+                float32x4_t x = load_x_tail(xs[j] + c, rem);
+#pragma GCC unroll 8
+                for (int i = 0; i < RB; i++) acc[i][j] = vfmaq_f32(acc[i][j], w[i], x);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = vaddvq_f32(acc[i][j]);
+}
+
+/* Decode streams 4 rows at once; prefill uses 4 rows x 4 tokens so each weight
+ * vector is used four times. All tiles compute each output identically. */
+INLINE void matmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 4, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 4, 1, W, X, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++) {
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4) tile(dt, 1, 4, W, X, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) tile(dt, 1, 1, W, X, Y, cols, ldy, r, t);
+    }
+}
+
+#define MATMUL(name, dt)                                                                              \
+    static void name(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) { \
+        matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1);                                           \
+    }
+MATMUL(matmul_f32, FLM_F32)
+MATMUL(matmul_f16, FLM_F16)
+MATMUL(matmul_bf16, FLM_BF16)
+MATMUL(matmul_q8_0, FLM_Q8_0)
+MATMUL(matmul_q4_0, FLM_Q4_0)
+
+/* ---- int8 activations ------------------------------------------------------- */
+
+#define QB_TOK 4 /* tokens per prefill tile */
+
+/* The prepared X in one buffer: q [n_tok * cols], then d [n_tok * cols / 32]. */
+static size_t prep_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
+    size_t nq = (size_t)n_tok * (size_t)cols;
+    return nq + nq / QK * sizeof(float);
+}
+
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
+static void quantize_x(const float *X, int n_tok, int cols, int8_t **q, float **d, void *mem) {
+    size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
+    char *buf = mem;
+    *q = (int8_t *)buf;
+    *d = (float *)(void *)(buf + nq);
+    for (size_t b = 0; b < nb; b++) {
+        const float *x = X + b * QK;
+        float32x4_t a[8];
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int k = 0; k < 8; k++) {
+            a[k] = vld1q_f32(x + 4 * k);
+            m = vmaxq_f32(m, vabsq_f32(a[k]));
+        }
+        float amax = vmaxvq_f32(m);
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        for (int k = 0; k < 8; k += 2) {
+            int32x4_t i0 = vcvtnq_s32_f32(vmulq_n_f32(a[k], id)), i1 = vcvtnq_s32_f32(vmulq_n_f32(a[k + 1], id));
+            int16x8_t h = vcombine_s16(vmovn_s32(i0), vmovn_s32(i1));
+            vst1_s8(*q + b * QK + (size_t)k * 4, vmovn_s16(h));
+        }
+        (*d)[b] = db;
+    }
+}
+
+/* Block b of a row as signed weights q_w (two vectors of 16, elements 0..31). */
+INLINE void load_wq(int dt, const void *row, int b, int8x16_t *w0, int8x16_t *w1, float *dw) {
+    if (dt == FLM_Q8_0) {
+        const block_q8_0 *blk = (const block_q8_0 *)row + b;
+        *w0 = vld1q_s8(blk->qs);
+        *w1 = vld1q_s8(blk->qs + 16);
+        *dw = half_to_float(blk->d);
+    } else {
+        const block_q4_0 *blk = (const block_q4_0 *)row + b;
+        uint8x16_t v = vld1q_u8(blk->qs);
+        int8x16_t eight = vdupq_n_s8(8);
+        *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), eight);
+        *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+        *dw = half_to_float(blk->d);
+    }
+}
+
+/* Exact integer dot of 32 signed bytes, in 4 int32 lanes. */
+INLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+    int16x8_t p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+    int16x8_t p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+}
+
+INLINE void qtile(int dt, int RB, int TB, const void *W, const int8_t *xq, const float *dx, float *Y, int cols, int ldy, int r, int t) {
+    int nb = cols / QK;
+    size_t rb = row_bytes(dt, cols);
+    const char *rows[MAX_RB];
+    float32x4_t acc[MAX_RB][QB_TOK];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < nb; b++) {
+        int8x16_t w0[MAX_RB], w1[MAX_RB];
+        float dw[MAX_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) load_wq(dt, rows[i], b, &w0[i], &w1[i], &dw[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) {
+            size_t xb = (size_t)(t + j) * (size_t)nb + (size_t)b;
+            int8x16_t x0 = vld1q_s8(xq + xb * QK), x1 = vld1q_s8(xq + xb * QK + 16);
+            float d = dx[xb];
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++)
+                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(dot32(w0[i], w1[i], x0, x1)), vdupq_n_f32(dw[i] * d));
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = vaddvq_f32(acc[i][j]);
+}
+
+static void prep(int dt, const float *X, int n_tok, int cols, void *buf) {
+    (void)dt;
+    int8_t *xq;
+    float *dx;
+    quantize_x(X, n_tok, cols, &xq, &dx, buf);
+}
+
+static void run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
+    int r = r0;
+    if (n_tok == 1)
+        for (; r + 4 <= r1; r += 4) qtile(dt, 4, 1, W, xq, dx, Y, cols, ldy, r, 0);
+    for (; r + 2 <= r1; r += 2) {
+        int t = 0;
+        for (; t + QB_TOK <= n_tok; t += QB_TOK) qtile(dt, 2, QB_TOK, W, xq, dx, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) qtile(dt, 2, 1, W, xq, dx, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < n_tok; t++) qtile(dt, 1, 1, W, xq, dx, Y, cols, ldy, r, t);
+}
+
+/* One call: X prepared in this thread's scratch, then run. */
+static void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes(dt, n_tok, cols));
+    if (!buf) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    prep(dt, X, n_tok, cols, buf);
+    run(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static void qmatmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
+const flm_qact_fns *flm_qact_neon(void) { return &QACT; }
+
+/* ---- vector ops --------------------------------------------------------------- */
+
+/* Sum of squares in vector lanes, then the reference's scalar formula; the
+ * elementwise part is the reference's exact operation order. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        float32x4_t v0 = vld1q_f32(x + i), v1 = vld1q_f32(x + i + L);
+        a0 = vfmaq_f32(a0, v0, v0);
+        a1 = vfmaq_f32(a1, v1, v1);
+    }
+    for (; i < n; i += L) {
+        float32x4_t v = load_x_tail(x + i, (size_t)(n - i));
+        a0 = vfmaq_f32(a0, v, v);
+    }
+    float ss = vaddvq_f32(vaddq_f32(a0, a1));
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    float32x4_t vs = vdupq_n_f32(scale);
+    for (i = 0; i + L <= n; i += L) vst1q_f32(out + i, vmulq_f32(vld1q_f32(w + i), vmulq_f32(vld1q_f32(x + i), vs)));
+    for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        a0 = vfmaq_f32(a0, vld1q_f32(a + i), vld1q_f32(b + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(a + i + L), vld1q_f32(b + i + L));
+    }
+    for (; i < n; i += L) a0 = vfmaq_f32(a0, load_x_tail(a + i, (size_t)(n - i)), load_x_tail(b + i, (size_t)(n - i)));
+    return vaddvq_f32(vaddq_f32(a0, a1));
+}
+
+/* y += a*x with a separate multiply and add: bit-identical to the reference. */
+static void axpy(float *y, float a, const float *x, int n) {
+    float32x4_t va = vdupq_n_f32(a);
+    int i = 0;
+    for (; i + L <= n; i += L) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_f32(va, vld1q_f32(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* silu(g)*u with libm expf (bit-identical to the reference); the divide and the
+ * multiply are vectorised (IEEE-exact, so still identical). out may alias gate. */
+static void swiglu(float *out, const float *gate, const float *up, int n) {
+    float e[L];
+    int i = 0;
+    for (; i + L <= n; i += L) {
+        for (int j = 0; j < L; j++) e[j] = expf(-gate[i + j]);
+        float32x4_t g = vld1q_f32(gate + i);
+        float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), vld1q_f32(e)));
+        vst1q_f32(out + i, vmulq_f32(s, vld1q_f32(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* Attention of nq heads sharing one KV head (see kernels.h), the structure of the
+ * AVX-512 version: positions in blocks of FLM_ATT_BLOCK (flm_attend_blocked), so a
+ * block of K (then V) is read from memory once and from L1 by every head of the
+ * group; scores 4 keys at a time
+ * (pairwise adds), softmax with a vector exp, then out_h = sum_p s_hp V_p, 8
+ * vectors of out at a time in registers. Blocks and score tiles start at multiples
+ * of 4 whatever nq is, so each head's result is the same for any nq. Head sizes
+ * that are not a multiple of 32 use the composed definition. */
+#define ATT_OV 8 /* output vectors held in registers per pass */
+
+/* scale * q.K_p for p in [p0, p1) into sc[p]; p0 is a multiple of 4. */
+static void att_scores(const float *q, const float *Kc, size_t stride, int hd, int p0, int p1, float scale, float *sc) {
+    int nv = hd / L, p = p0;
+    for (; p + 4 <= p1; p += 4) {
+        const float *k0 = Kc + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int v = 0; v < nv; v++) {
+            float32x4_t qv = vld1q_f32(q + v * L);
+            a0 = vfmaq_f32(a0, qv, vld1q_f32(k0 + v * L));
+            a1 = vfmaq_f32(a1, qv, vld1q_f32(k1 + v * L));
+            a2 = vfmaq_f32(a2, qv, vld1q_f32(k2 + v * L));
+            a3 = vfmaq_f32(a3, qv, vld1q_f32(k3 + v * L));
+        }
+        float32x4_t h = vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3));
+        vst1q_f32(sc + p, vmulq_n_f32(h, scale));
+    }
+    for (; p < p1; p++) {
+        const float *kp = Kc + (size_t)p * stride;
+        float32x4_t a = vdupq_n_f32(0.0f);
+        for (int v = 0; v < nv; v++) a = vfmaq_f32(a, vld1q_f32(q + v * L), vld1q_f32(kp + v * L));
+        sc[p] = vaddvq_f32(a) * scale;
+    }
+}
+
+/* out += sum_{p in [p0, p1)} sc[p] V_p, in order of p; hd is a multiple of ATT_OV vectors. */
+static void att_values(const float *sc, const float *Vc, size_t stride, int hd, int p0, int p1, float *out) {
+    for (int v0 = 0; v0 < hd / L; v0 += ATT_OV) {
+        float32x4_t o[ATT_OV];
+        for (int v = 0; v < ATT_OV; v++) o[v] = vld1q_f32(out + (v0 + v) * L);
+        for (int p = p0; p < p1; p++) {
+            const float *vp = Vc + (size_t)p * stride + (size_t)v0 * L;
+            float s = sc[p];
+            for (int v = 0; v < ATT_OV; v++) o[v] = vfmaq_n_f32(o[v], vld1q_f32(vp + v * L), s);
+        }
+        for (int v = 0; v < ATT_OV; v++) vst1q_f32(out + (v0 + v) * L, o[v]);
+    }
+}
+
+/* exp(x) for x <= 0: 2^n * poly(r), x = n ln2 + r, |r| <= ln2/2, a degree-6 Taylor
+ * polynomial (error below 2e-7 relative); x is clamped at -87 (exp ~ 1.6e-38, so
+ * 2^n stays a normal number). */
+static float32x4_t exp_le0(float32x4_t x) {
+    x = vmaxq_f32(x, vdupq_n_f32(-87.0f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.0f / 720.0f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+/* Softmax in place as flm_softmax, with the vector exp and a vector sum. */
+static void softmax_vec(float *x, int n) {
+    float mx = -INFINITY;
+    int i = 0;
+    if (n >= L) {
+        float32x4_t vm = vld1q_f32(x);
+        for (i = L; i + L <= n; i += L) vm = vmaxq_f32(vm, vld1q_f32(x + i));
+        mx = vmaxvq_f32(vm);
+    }
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float32x4_t vmx = vdupq_n_f32(mx), sum = vdupq_n_f32(0.0f);
+    float tail = 0.0f;
+    for (i = 0; i + L <= n; i += L) {
+        float32x4_t e = exp_le0(vsubq_f32(vld1q_f32(x + i), vmx));
+        vst1q_f32(x + i, e);
+        sum = vaddq_f32(sum, e);
+    }
+    for (; i < n; i++) {
+        float e = vgetq_lane_f32(exp_le0(vdupq_n_f32(x[i] - mx)), 0);
+        x[i] = e;
+        tail += e;
+    }
+    float inv = 1.0f / (vaddvq_f32(sum) + tail);
+    for (i = 0; i < n; i++) x[i] *= inv;
+}
+
+static const flm_attend_ops ATT_OPS = {att_scores, softmax_vec, att_values};
+
+static void attend(const float *q, int nq, const float *Kc, const float *Vc, int len, size_t stride, int hd, float scale,
+                   float *scores, float *out) {
+    if (hd % (ATT_OV * L)) flm_attend_composed(dot, axpy, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+    else flm_attend_blocked(&ATT_OPS, q, nq, Kc, Vc, len, stride, hd, scale, scores, out);
+}
+
+/* rope (see kernels.h): 4 pairs per step, scalar tail; mul, mul, sub/add as the reference. */
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        int i = 0;
+        for (; i + L <= half; i += L) {
+            float32x4_t c = vld1q_f32(cs + i), s = vld1q_f32(sn + i);
+            float32x4_t x0 = vld1q_f32(x + i), x1 = vld1q_f32(x + i + half);
+            vst1q_f32(x + i, vsubq_f32(vmulq_f32(x0, c), vmulq_f32(x1, s)));
+            vst1q_f32(x + i + half, vaddq_f32(vmulq_f32(x1, c), vmulq_f32(x0, s)));
+        }
+        for (; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
+}
+
+static const flm_kernels NEON = {
+    .name = "neon",
+    .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
+               [FLM_Q8_0] = matmul_q8_0, [FLM_Q4_0] = matmul_q4_0},
+    .rmsnorm = rmsnorm,
+    .dot = dot,
+    .axpy = axpy,
+    .swiglu = swiglu,
+    .attend = attend,
+    .rope = rope,
+};
+
+const flm_kernels *flm_kernels_neon(void) { return &NEON; }

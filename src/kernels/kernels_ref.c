@@ -1,0 +1,271 @@
+/* kernels_ref.c — scalar reference kernels: straightforward float32 loops, the
+ * specification for every SIMD kernel. Accumulation is in float, in index order. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/common.h"
+#include "kernels/kernels.h"
+#include "kernels/cpu.h"
+#include "kernels/kernels_simd.h"
+
+static void matmul_f32(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const float *w = W;
+    for (int r = r0; r < r1; r++) {
+        const float *row = w + (size_t)r * (size_t)cols;
+        for (int t = 0; t < n_tok; t++) {
+            const float *x = X + (size_t)t * (size_t)cols;
+            float acc = 0.0f;
+            for (int c = 0; c < cols; c++) acc += row[c] * x[c];
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static void matmul_f16(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const uint16_t *w = W;
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *row = w + (size_t)r * (size_t)cols;
+        for (int t = 0; t < n_tok; t++) {
+            const float *x = X + (size_t)t * (size_t)cols;
+            float acc = 0.0f;
+            for (int c = 0; c < cols; c++) acc += flm_f16_to_f32(row[c]) * x[c];
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static void matmul_bf16(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const uint16_t *w = W;
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *row = w + (size_t)r * (size_t)cols;
+        for (int t = 0; t < n_tok; t++) {
+            const float *x = X + (size_t)t * (size_t)cols;
+            float acc = 0.0f;
+            for (int c = 0; c < cols; c++) acc += flm_bf16_to_f32(row[c]) * x[c];
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static void matmul_q8_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const block_q8_0 *w = W;
+    int nb = cols / QK;
+    for (int r = r0; r < r1; r++) {
+        const block_q8_0 *row = w + (size_t)r * (size_t)nb;
+        for (int t = 0; t < n_tok; t++) {
+            const float *x = X + (size_t)t * (size_t)cols;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                float s = 0.0f;
+                for (int j = 0; j < QK; j++) s += (float)row[b].qs[j] * x[b * QK + j];
+                acc += flm_f16_to_f32(row[b].d) * s;
+            }
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+static void matmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const block_q4_0 *w = W;
+    int nb = cols / QK;
+    for (int r = r0; r < r1; r++) {
+        const block_q4_0 *row = w + (size_t)r * (size_t)nb;
+        for (int t = 0; t < n_tok; t++) {
+            const float *x = X + (size_t)t * (size_t)cols;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                float s = 0.0f;
+                for (int j = 0; j < QK / 2; j++) {
+                    s += (float)((row[b].qs[j] & 0x0F) - 8) * x[b * QK + j];
+                    s += (float)((row[b].qs[j] >> 4) - 8) * x[b * QK + j + QK / 2];
+                }
+                acc += flm_f16_to_f32(row[b].d) * s;
+            }
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+/* ---- int8 activations for q8_0/q4_0 weights (the qact variants; cpu.h) ---- */
+
+/* GGML-style q8_0 quantization of activations, with a float scale: per 32 values
+ * d = max|x| / 127, q = x * (1/d) rounded to nearest, ties to even (0 when d == 0).
+ * SIMD quantizers use exactly these operations, so their q and d are identical. */
+void flm_quantize_act_ref(const float *x, int cols, int8_t *q, float *d) {
+    for (int b = 0; b < cols / QK; b++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            float v = fabsf(x[b * QK + j]);
+            if (v > amax) amax = v;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)nearbyintf(x[b * QK + j] * id);
+        d[b] = db;
+    }
+}
+
+/* Prepared X: q [n_tok, cols] int8, then d [n_tok, cols/32] float. */
+static size_t prep_bytes_ref(int dt, int n_tok, int cols) {
+    (void)dt;
+    size_t nq = (size_t)n_tok * (size_t)cols;
+    return nq + nq / QK * sizeof(float);
+}
+
+static void prep_ref(int dt, const float *X, int n_tok, int cols, void *buf) {
+    (void)dt;
+    int8_t *q = buf;
+    float *d = (float *)(void *)(q + (size_t)n_tok * (size_t)cols); /* a multiple of 32 bytes in: aligned */
+    for (int t = 0; t < n_tok; t++)
+        flm_quantize_act_ref(X + (size_t)t * (size_t)cols, cols, q + (size_t)t * (size_t)cols, d + (size_t)t * (size_t)(cols / QK));
+}
+
+/* acc = sum over blocks, in order, of (float)isum_b * (d_w * d_x). */
+static void run_ref(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
+    int nb = cols / QK;
+    for (int r = r0; r < r1; r++) {
+        for (int t = 0; t < n_tok; t++) {
+            const int8_t *q = xq + (size_t)t * (size_t)cols;
+            const float *d = dx + (size_t)t * (size_t)nb;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t s = 0;
+                float dw;
+                if (dt == FLM_Q8_0) {
+                    const block_q8_0 *blk = (const block_q8_0 *)W + (size_t)r * (size_t)nb + b;
+                    for (int j = 0; j < QK; j++) s += (int32_t)blk->qs[j] * (int32_t)q[b * QK + j];
+                    dw = flm_f16_to_f32(blk->d);
+                } else {
+                    const block_q4_0 *blk = (const block_q4_0 *)W + (size_t)r * (size_t)nb + b;
+                    for (int j = 0; j < QK / 2; j++) {
+                        s += ((int32_t)(blk->qs[j] & 0x0F) - 8) * (int32_t)q[b * QK + j];
+                        s += ((int32_t)(blk->qs[j] >> 4) - 8) * (int32_t)q[b * QK + j + QK / 2];
+                    }
+                    dw = flm_f16_to_f32(blk->d);
+                }
+                acc += (float)s * (dw * d[b]);
+            }
+            Y[(size_t)t * (size_t)ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+/* One call: X quantized into this thread's scratch, then run. */
+static void qact_ref(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes_ref(dt, n_tok, cols));
+    if (!buf) { /* out of memory: float path */
+        (dt == FLM_Q8_0 ? matmul_q8_0 : matmul_q4_0)(W, X, Y, n_tok, cols, ldy, r0, r1);
+        return;
+    }
+    prep_ref(dt, X, n_tok, cols, buf);
+    run_ref(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static void matmul_q8_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qact_ref(FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void matmul_q4_0_qact(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qact_ref(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact, prep_bytes_ref, prep_ref, run_ref};
+const flm_qact_fns *flm_qact_scalar(void) { return &SCALAR_QACT; }
+
+static void rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps) {
+    /* transformers: variance = mean(x^2) in float32; x * rsqrt(variance + eps) * w */
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+static float dot_ref(const float *a, const float *b, int n) {
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+static void axpy_ref(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void swiglu_ref(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void flm_attend_composed(flm_dot_fn dot, flm_axpy_fn axpy, const float *q, int nq, const float *K, const float *V, int len,
+                         size_t stride, int hd, float scale, float *scores, float *out) {
+    for (int h = 0; h < nq; h++) {
+        const float *qh = q + (size_t)h * (size_t)hd;
+        float *oh = out + (size_t)h * (size_t)hd;
+        for (int p = 0; p < len; p++) scores[p] = dot(qh, K + (size_t)p * stride, hd) * scale;
+        flm_softmax(scores, len);
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) axpy(oh, scores[p], V + (size_t)p * stride, hd);
+    }
+}
+
+void flm_attend_blocked(const flm_attend_ops *ops, const float *q, int nq, const float *K, const float *V, int len,
+                        size_t stride, int hd, float scale, float *scores, float *out) {
+    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
+        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
+        for (int h = 0; h < nq; h++) ops->scores(q + (size_t)h * (size_t)hd, K, stride, hd, p0, p1, scale, scores + (size_t)h * (size_t)len);
+    }
+    for (int h = 0; h < nq; h++) ops->softmax(scores + (size_t)h * (size_t)len, len);
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
+    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
+        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
+        for (int h = 0; h < nq; h++) ops->values(scores + (size_t)h * (size_t)len, V, stride, hd, p0, p1, out + (size_t)h * (size_t)hd);
+    }
+}
+
+void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
+                float scale, float *scores, float *out) {
+    if (k->attend) k->attend(q, nq, K, V, len, stride, hd, scale, scores, out);
+    else flm_attend_composed(k->dot, k->axpy, q, nq, K, V, len, stride, hd, scale, scores, out);
+}
+
+void flm_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void rope_ref(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int i = 0; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
+}
+
+static const flm_kernels SCALAR = {
+    .name = "scalar",
+    .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
+               [FLM_Q8_0] = matmul_q8_0, [FLM_Q4_0] = matmul_q4_0},
+    .rmsnorm = rmsnorm_ref,
+    .dot = dot_ref,
+    .axpy = axpy_ref,
+    .swiglu = swiglu_ref,
+    .rope = rope_ref,
+};
+
+const flm_kernels *flm_kernels_scalar(void) { return &SCALAR; }
+
+const flm_kernels *flm_kernels_best(void) {
+    /* cpu.c picks the best table this CPU runs (AVX-512, AVX2, NEON), once;
+     * FLM_KERNELS=scalar|avx2|avx512|neon forces one (unavailable: warns, best). */
+    return flm_kernels_select();
+}

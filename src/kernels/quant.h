@@ -1,0 +1,54 @@
+/* quant.h — Q8_0 / Q4_0 block quantization and the scalar reference kernels.
+ *
+ * The quantizers are bit-identical with ggml's quantize_row_q8_0_ref /
+ * quantize_row_q4_0_ref (the ones llama.cpp uses to write model files); the
+ * block layouts are block_q8_0 / block_q4_0 in tensor.h. The dot products are
+ * the reference that optimised kernels are tested against: they define the
+ * summation order exactly (see each comment). All row lengths n are element
+ * counts; for block types n must be a multiple of QK (32). Pure functions,
+ * thread-safe. */
+#ifndef FLM_QUANT_H
+#define FLM_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/tensor.h"
+
+/* x[n] -> n/32 blocks. q8_0: d = amax/127, q = roundf(x/d) (ties away from
+ * zero). q4_0: d = m/-8 where m is the element of largest magnitude (sign kept),
+ * q = min(15, trunc(x/d + 8.5)); element j in the low nibble of qs[j], element
+ * j+16 in the high nibble. The scale is stored as IEEE half, rounded to nearest
+ * even; the quants use the unrounded float scale, as ggml does. */
+void flm_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n);
+void flm_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n);
+void flm_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
+void flm_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n);
+
+/* float32 -> half / bfloat16 rows (round to nearest even; NaN stays NaN). */
+void flm_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+void flm_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n);
+
+/* True if a row of `row_len` elements can be stored as `t` (q8_0/q4_0 need a
+ * multiple of 32; plain types always can). The converter keeps other tensors
+ * in f16/f32. */
+bool flm_quant_row_ok(flm_dtype t, int64_t row_len);
+
+/* Converts n floats to dtype t (f32, f16, bf16, q8_0, q4_0) into dst, which
+ * must hold flm_dtype_bytes(t, n) bytes. FLM_ERR_ARG for other types or when n
+ * is not a multiple of the block size. */
+int flm_quantize_row(flm_dtype t, const float *x, void *dst, int64_t n);
+
+/* Reference dot products: weights in dtype x float activations, n elements.
+ * Block types: for each block b, s_b = sum_j (float)q_j * x_j accumulated in
+ * float in order j = 0..31, then acc += d_b * s_b in block order (acc float,
+ * starting at 0). For q4_0, q_j = nibble - 8. Plain types: acc += w_i * x_i in
+ * order, in float. */
+float flm_vec_dot_q8_0_f32(const block_q8_0 *w, const float *x, int n);
+float flm_vec_dot_q4_0_f32(const block_q4_0 *w, const float *x, int n);
+float flm_vec_dot_f16_f32(const uint16_t *w, const float *x, int n);
+float flm_vec_dot_bf16_f32(const uint16_t *w, const float *x, int n);
+float flm_vec_dot_f32_f32(const float *w, const float *x, int n);
+
+#endif
