@@ -8,6 +8,7 @@
 #   make examples   programs in examples/ that use only include/fieldlm.h
 #   make install    CLI, libfieldlm.a, libfieldlm.so, fieldlm.h, fieldlm.pc under PREFIX
 #   make test-install  install into a temporary prefix, check exports, build an example via pkg-config
+#   make check-layers  the layer rules of docs/DESIGN.md (src/LAYERS): no upward include, no cycle
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -176,6 +177,12 @@ uninstall:
 # Installs into a temporary prefix and checks it as a user would (tools/install-test.sh).
 test-install: all $(BUILD)/libfieldlm.so
 	sh tools/install-test.sh
+
+# The layer rules of docs/DESIGN.md (src/LAYERS): no upward include, no include or call
+# cycle between the library's files, user-facing commands on fieldlm.h only.
+.PHONY: check-layers
+check-layers: $(LIB_OBJ) $(DEV_OBJ)
+	sh tools/check-layers.sh $(BUILD)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -1,0 +1,83 @@
+#!/bin/sh
+# check-layers.sh — enforces docs/DESIGN.md's picture of the library:
+#  1. every src/ file lives in a layer folder listed in src/LAYERS and includes only
+#     headers of its own layer, of the layers LAYERS lets it use, or include/fieldlm.h;
+#  2. no include cycle between the library's files;
+#  3. no call cycle between the library's source files: from the built objects' symbol
+#     tables (nm), a.c depends on b.c when a.o uses a symbol b.o defines; any cycle is listed.
+#  4. the user-facing commands in app/ (APP_PUBLIC below) include only fieldlm.h and app/ headers.
+# Usage: tools/check-layers.sh [BUILD_DIR]   (step 3 runs when BUILD_DIR/src has objects)
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+APP_PUBLIC="run chat tokenize template convert"   # detokenize lives in cmd_tokenize.c
+status=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# -- 1. layers and includes --------------------------------------------------------
+grep -v '^[[:space:]]*#' src/LAYERS | awk 'NF' >"$tmp/layers"
+find src -name '*.[ch]' | sort >"$tmp/files"
+for f in $(cat "$tmp/files"); do
+  grep -o '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"]*"' "$f" | sed 's/.*"\(.*\)"/\1/' | while read -r inc; do
+    echo "$f $inc"
+  done
+done >"$tmp/includes"
+awk -v LAYERS="$tmp/layers" '
+  BEGIN { while ((getline line < LAYERS) > 0) { n = split(line, w, /[[:space:]]+/); L[w[1]] = 1
+          for (i = 2; i <= n; i++) if (w[i] != "") A[w[1] SUBSEP w[i]] = 1 } }
+  { file = $1; inc = $2; split(file, p, "/")
+    if (!(p[2] in L) || p[3] == "") { printf "layers: %s is not in a layer folder listed in src/LAYERS\n", file; bad = 1; next }
+    if (inc == "fieldlm.h") next
+    if (index(inc, "/") == 0) { printf "layers: %s includes \"%s\": name the layer (\"LAYER/%s\")\n", file, inc, inc; bad = 1; next }
+    split(inc, q, "/")
+    if (!(q[1] in L)) { printf "layers: %s includes \"%s\": no layer %s\n", file, inc, q[1]; bad = 1; next }
+    if (q[1] != p[2] && !((p[2] SUBSEP q[1]) in A)) {
+      printf "layers: %s (layer %s) includes %s: layer %s may not use %s (src/LAYERS)\n", file, p[2], inc, p[2], q[1]; bad = 1 }
+  }
+  END { exit bad }' "$tmp/includes" || status=1
+
+# -- 2. include cycles between files ---------------------------------------------
+awk '$2 != "fieldlm.h" { from = $1; sub(/^src\//, "", from); print from, $2 }' "$tmp/includes" | sort -u >"$tmp/inc_edges"
+find_cycles() { # edges file, what
+  awk -v WHAT="$2" '
+    { adj[$1] = adj[$1] " " $2; nodes[$1] = 1; nodes[$2] = 1 }
+    function dfs(v,   i, n, w, k, cyc) {
+      state[v] = 1; stack[++sp] = v
+      n = split(adj[v], w, " ")
+      for (i = 1; i <= n; i++) {
+        if (state[w[i]] == 1) {
+          cyc = w[i]; for (k = sp; k >= 1 && stack[k] != w[i]; k--) ; for (k = k + 1; k <= sp; k++) cyc = cyc " -> " stack[k]
+          cyc = cyc " -> " w[i]; printf "%s cycle: %s\n", WHAT, cyc; found = 1
+        } else if (!state[w[i]]) dfs(w[i])
+      }
+      sp--; state[v] = 2
+    }
+    END { for (v in nodes) if (!state[v]) dfs(v); exit found }' "$1"
+}
+find_cycles "$tmp/inc_edges" include || status=1
+
+# -- 3. call cycles between modules (from the objects) -------------------------------
+if ls "$BUILD"/src/*/*.o >/dev/null 2>&1; then
+  for o in "$BUILD"/src/*/*.o; do
+    m=${o#"$BUILD"/src/}; m=${m%.o}
+    nm "$o" | awk -v M="$m" '$1 == "U" { print "U", M, $2 } NF == 3 && $2 ~ /^[TDBRVW]$/ { print "D", M, $3 }'
+  done >"$tmp/syms"
+  awk '$1 == "D" { def[$3] = $2 } $1 == "U" { use[++n] = $2 " " $3 }
+       END { for (i = 1; i <= n; i++) { split(use[i], u, " "); if ((u[2] in def) && def[u[2]] != u[1]) print u[1], def[u[2]] } }' \
+    "$tmp/syms" | sort -u >"$tmp/call_edges"
+  find_cycles "$tmp/call_edges" call || status=1
+else
+  echo "layers: no objects under $BUILD/src: call cycles not checked (build first)"
+fi
+
+# -- 4. user-facing commands on the public API only -----------------------------------
+for c in $APP_PUBLIC; do
+  f=app/cmd_$c.c
+  [ -f "$f" ] || { echo "layers: $f missing"; status=1; continue; }
+  grep -o '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"]*"' "$f" | sed 's/.*"\(.*\)"/\1/' | while read -r inc; do
+    case "$inc" in fieldlm.h|cli.h|cli_*.h) ;; *) echo "layers: $f includes $inc (user-facing commands use only fieldlm.h and app/ headers)"; exit 1 ;; esac
+  done || status=1
+done
+
+[ "$status" = 0 ] && echo "layers: ok ($(wc -l <"$tmp/files") files, $(wc -l <"$tmp/inc_edges") include edges, no upward include, no cycle)"
+exit $status
