@@ -20,7 +20,7 @@
 #define JINJA_MAX_RENDER_MEM   (256u << 20) /* values made while rendering */
 #define JINJA_MAX_RANGE        (1u << 20)  /* elements of one range() / list */
 
-/* ---- arena: chunks of malloc'ed memory freed together, with a byte limit ---- */
+/* ---- arena (jinja_arena.c): chunks of malloc'ed memory freed together, with a byte limit ---- */
 typedef struct jarena_chunk jarena_chunk;
 typedef struct {
     jarena_chunk *head;
@@ -176,7 +176,7 @@ int flm_jinja_method(jctx *cx, const jvalue *self, const char *name, const jargs
 enum { JF_RAISE_EXCEPTION = 1, JF_RANGE, JF_NAMESPACE, JF_STRFTIME_NOW, JF_DICT };
 int flm_jinja_call_global(jctx *cx, int func, const jargs *a, int line, jvalue *out);
 
-/* Records "template line N: message" with status `code` and returns it. */
+/* Records "template line N: message" with status `code` and returns it (jinja_arena.c). */
 int flm_jinja_fail(int code, int line, const char *fmt, ...) FLM_PRINTF(3, 4);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/json.h"
+#include "base/utf8.h"
 
 #define MAX_TOKEN_ID (1 << 24) /* ids beyond this are treated as a corrupt file */
 
@@ -479,10 +480,10 @@ int flm_tokenizer_from_spec(const flm_tokenizer_spec *spec, flm_tokenizer **out)
         if (t->text_off[id] == UINT32_MAX) continue;
         const uint8_t *s = (const uint8_t *)t->text_arena + t->text_off[id];
         size_t n = t->text_len[id], start = bpos;
-        bool ok = flm_tok_utf8_valid_prefix(s, n) == n;
+        bool ok = flm_utf8_valid_prefix(s, n) == n;
         for (size_t k = 0; ok && k < n;) {
             uint32_t cp;
-            k += flm_tok_utf8_next(s + k, n - k, &cp);
+            k += flm_utf8_next(s + k, n - k, &cp);
             int b = flm_tok_char_byte(cp);
             if (b < 0) ok = false;
             else t->bytes_arena[bpos++] = (uint8_t)b;

@@ -1,5 +1,5 @@
 /* tokenizer_encode.c — text -> ids, in the order Hugging Face tokenizers applies it:
- * added tokens split out of the raw text (normalized=false ones), normalizer (utf8proc),
+ * added tokens split out of the raw text (normalized=false ones), normalizer (tokenizer_normalize.c),
  * added tokens with normalized=true split out of the normalized text, pre-tokenizer
  * steps (PCRE2 Split, ByteLevel), then BPE per word (rank-ordered merges with a heap over
  * a linked list of symbols) with a per-call word cache. */
@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+
+#include "base/utf8.h"
 
 #define CACHE_MAX_ENTRIES (1u << 16) /* per call; cleared when full */
 #define CACHE_MAX_WORD 256           /* longer words are not cached */
@@ -27,41 +29,6 @@
 #define RE_BUDGET_PER_BYTE 256u
 #define RE_DEPTH_LIMIT 100000u      /* interpreter backtracking depth (the JIT has its stack) */
 #define RE_HEAP_LIMIT_KIB (64u * 1024u)
-
-/* ---- normalizer ----------------------------------------------------------------- */
-
-int flm_tok_normalize(const flm_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len) {
-    *out = NULL;
-    *out_len = 0;
-    if (!t->n_norm) return FLM_OK;
-    size_t i = 0;
-    while (i < n && (uint8_t)s[i] < 0x80) i++;
-    if (i == n) return FLM_OK; /* ASCII is invariant under NFC/NFD/NFKC/NFKD */
-    char *cur = NULL;
-    size_t cur_len = n;
-    for (size_t k = 0; k < t->n_norm; k++) {
-        static const utf8proc_option_t opts[] = {
-            [NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE,
-            [NORM_NFD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
-            [NORM_NFKC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
-            [NORM_NFKD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
-        };
-        utf8proc_uint8_t *dst = NULL;
-        const char *src = cur ? cur : s;
-        utf8proc_ssize_t r = cur_len ? utf8proc_map((const utf8proc_uint8_t *)src, (utf8proc_ssize_t)cur_len, &dst, opts[t->norm[k]]) : 0;
-        if (r < 0) {
-            free(cur);
-            return flm_fail(r == UTF8PROC_ERROR_NOMEM ? FLM_ERR_NOMEM : FLM_ERR_ARG, "normalizing text: %s",
-                            utf8proc_errmsg(r));
-        }
-        free(cur);
-        cur = (char *)dst;
-        cur_len = (size_t)r;
-    }
-    *out = cur;
-    *out_len = cur_len;
-    return FLM_OK;
-}
 
 /* ---- per-call state --------------------------------------------------------------- */
 
@@ -285,7 +252,7 @@ static void pattern_excerpt(const char *p, strbuf *out) {
     flm_sb_putc(out, '"');
     for (size_t chars = 0; i < n && chars < 40; chars++) {
         uint32_t cp;
-        size_t l = flm_tok_utf8_next((const uint8_t *)p + i, n - i, &cp);
+        size_t l = flm_utf8_next((const uint8_t *)p + i, n - i, &cp);
         if (cp < 0x20 || cp == 0x7F) flm_sb_printf(out, "\\x%02X", (unsigned)cp);
         else flm_sb_append(out, p + i, l);
         i += l;
@@ -389,7 +356,7 @@ static int regex_split(enc_ctx *c, size_t step, const char *s, size_t n, bool to
         uint32_t cp;
         if (!found) { /* no match here: the next start position is one character on */
             if (pos >= n) break;
-            pos += flm_tok_utf8_next((const uint8_t *)s + pos, n - pos, &cp);
+            pos += flm_utf8_next((const uint8_t *)s + pos, n - pos, &cp);
             continue;
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md[step]);
@@ -408,7 +375,7 @@ static int regex_split(enc_ctx *c, size_t step, const char *s, size_t n, bool to
         prev = me;
         if (me > ms) pos = me;
         else if (ms >= n) break;
-        else pos = ms + flm_tok_utf8_next((const uint8_t *)s + ms, n - ms, &cp); /* empty match: step over one character */
+        else pos = ms + flm_utf8_next((const uint8_t *)s + ms, n - ms, &cp); /* empty match: step over one character */
     }
     if (prev < n) {
         bool is_match = ps->invert;
@@ -488,15 +455,15 @@ static void split_added(enc_ctx *c, const tok_added_set *set, const char *s, siz
             if ((c->flags & FLM_ENCODE_SPECIAL_AS_TEXT) && a->special) continue;
             uint32_t cp;
             if (a->single_word) {
-                bool word_before = ms > 0 && (flm_tok_utf8_next((const uint8_t *)s + char_start_before(s, ms), n, &cp), is_word(cp));
-                bool word_after = me < n && (flm_tok_utf8_next((const uint8_t *)s + me, n - me, &cp), is_word(cp));
+                bool word_before = ms > 0 && (flm_utf8_next((const uint8_t *)s + char_start_before(s, ms), n, &cp), is_word(cp));
+                bool word_after = me < n && (flm_utf8_next((const uint8_t *)s + me, n - me, &cp), is_word(cp));
                 if (word_before || word_after) continue;
             }
             if (a->lstrip) {
                 size_t ns = ms;
                 while (ns > 0) {
                     size_t p = char_start_before(s, ns);
-                    flm_tok_utf8_next((const uint8_t *)s + p, n - p, &cp);
+                    flm_utf8_next((const uint8_t *)s + p, n - p, &cp);
                     if (!is_ws(cp)) break;
                     ns = p;
                 }
@@ -504,7 +471,7 @@ static void split_added(enc_ctx *c, const tok_added_set *set, const char *s, siz
             }
             if (a->rstrip) {
                 while (me < n) {
-                    size_t l = flm_tok_utf8_next((const uint8_t *)s + me, n - me, &cp);
+                    size_t l = flm_utf8_next((const uint8_t *)s + me, n - me, &cp);
                     if (!is_ws(cp)) break;
                     me += l;
                 }
@@ -535,7 +502,7 @@ int flm_tokenizer_encode_ex(const flm_tokenizer *t, const char *text, size_t len
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return flm_fail(FLM_ERR_ARG, "encode: NULL text");
-    size_t valid = flm_tok_utf8_valid_prefix((const uint8_t *)text, len);
+    size_t valid = flm_utf8_valid_prefix((const uint8_t *)text, len);
     if (valid != len) return flm_fail(FLM_ERR_ARG, "encode: the text is not valid UTF-8 (byte %zu)", valid);
     enc_ctx c;
     memset(&c, 0, sizeof c);

@@ -86,15 +86,7 @@ struct flm_tokenizer {
 uint32_t flm_tok_byte_char(uint8_t b);
 /* Inverse: the byte of a code point, or -1 if cp is not in the alphabet. */
 int flm_tok_char_byte(uint32_t cp);
-/* Decodes one UTF-8 character of a valid string; returns its length. */
-size_t flm_tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
-/* Length of the longest valid UTF-8 prefix of s (== n when valid). */
-size_t flm_tok_utf8_valid_prefix(const uint8_t *s, size_t n);
-/* Appends s[0..n) to out with invalid UTF-8 replaced like Python's "replace". When
- * `final` is false an unfinished character at the end is not consumed; returns the
- * number of bytes consumed. */
-size_t flm_tok_utf8_repair(const uint8_t *s, size_t n, bool final, strbuf *out);
-/* Normalizes s with the tokenizer's normalizer into *out (malloc'ed) or returns
+/* tokenizer_normalize.c: normalizes s with the tokenizer's normalizer into *out (malloc'ed) or returns
  * FLM_OK with *out = NULL when the text is unchanged. */
 int flm_tok_normalize(const flm_tokenizer *tok, const char *s, size_t n, char **out, size_t *out_len);
 uint64_t flm_tok_hash(const void *s, size_t n);
