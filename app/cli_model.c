@@ -10,6 +10,7 @@
 #include "base/common.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "package/source.h"
 
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd) {
     if (cli_is(argv[*i], "-m", "--model")) {
@@ -115,7 +116,7 @@ struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd) {
     if (!cli_lora_parse(a, &l, cmd)) return NULL;
     flm_model_options opt = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)a->weights};
     flm_model *m = NULL;
-    int rc = flm_model_open(a->model, &opt, &m);
+    int rc = flm_load_model(a->model, &opt, &m);
     cli_lora_free(&l);
     if (rc) { cli_error(cmd); return NULL; }
     return m;

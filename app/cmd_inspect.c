@@ -563,7 +563,7 @@ static int inspect_folder(const char *dir, const inspect_opts *o, strbuf *sb) {
     const char *cfg_name = strrchr(cfg_path, '/') + 1;
     bool is_adapter = !strcmp(cfg_name, "adapter_config.json"); /* no generation config of its own */
     flm_gen_config gen;
-    int rc = flm_gen_config_load(dir, &gen);
+    int rc = flm_gen_config_load_hf(dir, &gen);
     char **files = NULL;
     size_t n_files = 0;
     if (!rc) rc = folder_files(dir, &files, &n_files);

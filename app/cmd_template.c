@@ -9,6 +9,7 @@
 #include "base/common.h"
 #include "base/json.h"
 #include "text/template.h"
+#include "package/source.h"
 
 static void help(FILE *f) {
     fprintf(f,
@@ -143,7 +144,7 @@ static int cmd_template(int argc, char **argv) {
     flm_sb_init(&out);
     if (!(msgs = read_json(msgs_path)) || !array_of_objects(flm_json_root(msgs), msgs_path, "messages")) goto fail;
     if (tools_path && (!(tools = read_json(tools_path)) || !array_of_objects(flm_json_root(tools), tools_path, "tools"))) goto fail;
-    if (flm_template_source_load(model, &src)) goto fail;
+    if (flm_load_template(model, &src)) goto fail;
     const flm_named_template *nt = flm_template_source_pick(&src, tools != NULL, name);
     if (!nt) goto fail;
     if (flm_template_compile_n(nt->text, nt->len, &t)) {

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "base/common.h"
 #include "text/tokenizer.h"
+#include "package/source.h"
 
 static void tokenize_help(FILE *f) {
     fprintf(f,
@@ -73,7 +74,7 @@ static int cmd_tokenize(int argc, char **argv) {
         return EXIT_USAGE;
     }
     flm_tokenizer *tok;
-    if (flm_tokenizer_load(model, &tok)) {
+    if (flm_load_tokenizer(model, &tok)) {
         cli_error("tokenize");
         cli_adapter_hint(model, false, "tokenize");
         return EXIT_FAIL;
@@ -123,7 +124,7 @@ static int cmd_detokenize(int argc, char **argv) {
     int n = cli_parse_ids(list, &ids, "detokenize");
     if (n < 0) return EXIT_USAGE;
     flm_tokenizer *tok;
-    if (flm_tokenizer_load(model, &tok)) {
+    if (flm_load_tokenizer(model, &tok)) {
         free(ids);
         cli_error("detokenize");
         cli_adapter_hint(model, false, "detokenize");

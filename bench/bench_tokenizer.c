@@ -7,6 +7,7 @@
 
 #include "base/common.h"
 #include "text/tokenizer.h"
+#include "package/source.h"
 
 #define LOAD_RUNS 5
 #define ENCODE_RUNS 3
@@ -18,7 +19,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < LOAD_RUNS; r++) {
         flm_tokenizer_free(tok);
         double t0 = flm_now_seconds();
-        if (flm_tokenizer_load(model, &tok)) { fprintf(stderr, "load: %s\n", flm_last_error()); return 1; }
+        if (flm_load_tokenizer(model, &tok)) { fprintf(stderr, "load: %s\n", flm_last_error()); return 1; }
         double dt = flm_now_seconds() - t0;
         if (dt < best_load) best_load = dt;
     }

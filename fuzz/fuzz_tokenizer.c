@@ -12,6 +12,7 @@
 #include <utf8proc.h>
 
 #include "text/tokenizer.h"
+#include "package/source.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,7 +22,7 @@ static flm_tokenizer *tokenizer(void) {
     if (!g_tok) {
         const char *dir = getenv("FLM_FUZZ_MODEL");
         if (!dir || !*dir) dir = "models/kcc-advisor";
-        if (flm_tokenizer_load(dir, &g_tok)) {
+        if (flm_load_tokenizer(dir, &g_tok)) {
             fprintf(stderr, "fuzz_tokenizer: %s (run from the repository root or set FLM_FUZZ_MODEL)\n", flm_last_error());
             abort();
         }

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "test.h"
 #include "base/threadpool.h"
+#include "package/source.h"
 
 #define MICRO TEST_DATA "/micro-qwen2"
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
@@ -103,7 +104,7 @@ TEST(bench_micro_json) {
     for (size_t i = 0; i < sizeof positive / sizeof *positive; i++)
         CHECK_MSG(num(r, positive[i]) > 0, "%s should be positive", positive[i]);
     flm_model *m;
-    REQUIRE(flm_model_open(MICRO, NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(MICRO, NULL, &m) == FLM_OK);
     CHECK_EQ_INT(num(r, "weight_bytes_per_token"), (long long)flm_model_weight_bytes(m));
     /* decode GB/s is (weights + KV) bytes per token times tokens per second */
     double want = (num(r, "weight_bytes_per_token") + num(r, "kv_bytes_per_token")) * num(r, "decode_tok_s") / 1e9;

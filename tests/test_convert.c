@@ -24,6 +24,7 @@
 #include "test.h"
 #include "text/tokenizer.h"
 #include "dev/verify.h"
+#include "package/source.h"
 
 /* issue 4's bar for q8_0 packages of kcc-advisor */
 #define Q8_MIN_TOP1 0.97
@@ -58,7 +59,7 @@ static char *convert(const char *src, const char *name, const char *type, const 
 
 static void verify_all(const char *model, const char *ref, double tol, double min_top1, double max_kl, bool greedy_exact) {
     flm_model *m;
-    int rc = flm_model_open(model, NULL, &m);
+    int rc = flm_load_model(model, NULL, &m);
     CHECK_MSG(rc == FLM_OK, "%s: %s", model, flm_last_error());
     if (rc) return;
     flm_verify_options opt = {.tol = tol};
@@ -157,8 +158,8 @@ TEST(convert_q8_0_meets_the_fidelity_bar) {
 TEST(convert_package_carries_tokenizer_template_and_generation) {
     char *p = convert(BUNDLED_MODEL, "kcc-assets.gguf", "q4_0", NULL);
     flm_tokenizer *a, *b;
-    REQUIRE(flm_tokenizer_load(BUNDLED_MODEL, &a) == FLM_OK);
-    REQUIRE(flm_tokenizer_load(p, &b) == FLM_OK);
+    REQUIRE(flm_load_tokenizer(BUNDLED_MODEL, &a) == FLM_OK);
+    REQUIRE(flm_load_tokenizer(p, &b) == FLM_OK);
     CHECK_EQ_INT(flm_tokenizer_vocab_size(a), flm_tokenizer_vocab_size(b));
     char *text;
     size_t len;
@@ -184,15 +185,15 @@ TEST(convert_package_carries_tokenizer_template_and_generation) {
     flm_tokenizer_free(b);
     /* the chat template renders identically */
     flm_template_source sa, sb;
-    REQUIRE(flm_template_source_load(BUNDLED_MODEL, &sa) == FLM_OK);
-    REQUIRE(flm_template_source_load(p, &sb) == FLM_OK);
+    REQUIRE(flm_load_template(BUNDLED_MODEL, &sa) == FLM_OK);
+    REQUIRE(flm_load_template(p, &sb) == FLM_OK);
     CHECK_STR(flm_template_source_pick(&sa, false, NULL)->text, flm_template_source_pick(&sb, false, NULL)->text);
     flm_template_source_free(&sa);
     flm_template_source_free(&sb);
     /* generation defaults and both stop ids */
     flm_gen_config ga, gb;
-    REQUIRE(flm_gen_config_load(BUNDLED_MODEL, &ga) == FLM_OK);
-    REQUIRE(flm_gen_config_load(p, &gb) == FLM_OK);
+    REQUIRE(flm_load_gen_config(BUNDLED_MODEL, &ga) == FLM_OK);
+    REQUIRE(flm_load_gen_config(p, &gb) == FLM_OK);
     CHECK(gb.file_found && gb.do_sample == ga.do_sample);
     CHECK_NEAR(gb.temperature, 0.7, 0);
     CHECK_NEAR(gb.top_p, 0.8, 0);
@@ -206,7 +207,7 @@ TEST(convert_package_carries_tokenizer_template_and_generation) {
     CHECK(has645 && has643);
     /* a llama.cpp file has no fieldlm generation keys: transformers' defaults */
     flm_gen_config gp;
-    REQUIRE(flm_gen_config_load(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &gp) == FLM_OK);
+    REQUIRE(flm_load_gen_config(TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf", &gp) == FLM_OK);
     CHECK(!gp.file_found && !gp.do_sample && gp.top_k == 50);
     CHECK(gp.n_eos >= 1);
     free(p);

@@ -18,6 +18,7 @@
 #include "format/gguf.h"
 #include "model/model.h"
 #include "runtime/session.h"
+#include "package/source.h"
 
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
 #define MICRO TEST_DATA "/micro-qwen2"
@@ -78,10 +79,10 @@ static char *micro_with(const char *name, const char *from, const char *to) {
     return dir;
 }
 
-/* flm_model_open(dir) must fail with FLM_ERR_FORMAT and a message holding every needle. */
+/* flm_load_model(dir) must fail with FLM_ERR_FORMAT and a message holding every needle. */
 static void expect_model_refused(const char *dir, const char *const *needles, size_t n) {
     flm_model *m = NULL;
-    int rc = flm_model_open(dir, NULL, &m);
+    int rc = flm_load_model(dir, NULL, &m);
     CHECK_MSG(rc == FLM_ERR_FORMAT, "%s: status %d, expected FLM_ERR_FORMAT (%s)", dir, rc, rc ? flm_last_error() : "accepted");
     for (size_t i = 0; i < n; i++)
         CHECK_MSG(has(flm_last_error(), needles[i]), "%s: message \"%s\" lacks \"%s\"", dir, flm_last_error(), needles[i]);
@@ -152,7 +153,7 @@ TEST(hostile_package_parsed_once_per_load) {
     /* the path-taking loaders still work on their own (one parse each) */
     before = flm_gguf_parse_count();
     flm_model *m = NULL;
-    REQUIRE(flm_model_open(PEER_GGUF, NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(PEER_GGUF, NULL, &m) == FLM_OK);
     flm_model_close(m);
     CHECK_EQ_INT(flm_gguf_parse_count() - before, 1);
 }

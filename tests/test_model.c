@@ -11,6 +11,7 @@
 #include "format/safetensors.h"
 #include "test.h"
 #include "dev/verify.h"
+#include "package/source.h"
 
 /* Largest allowed difference between one n-token prefill and n decode steps. */
 #define PREFILL_DECODE_TOL 1e-5
@@ -18,7 +19,7 @@
 static void verify_fixture_lora(const char *model_dir, const char *lora, const char *ref) {
     flm_model *m = NULL;
     flm_model_options mo = {.lora_dirs = &lora, .n_lora = lora ? 1 : 0};
-    int rc = flm_model_open(model_dir, &mo, &m);
+    int rc = flm_load_model(model_dir, &mo, &m);
     CHECK_MSG(rc == FLM_OK, "open %s: %s", model_dir, flm_last_error());
     if (rc) return;
     flm_verify_options opt = {.tol = FLM_VERIFY_DEFAULT_TOL};
@@ -56,7 +57,7 @@ TEST(model_lora_for_another_base_is_refused) {
 
 TEST(model_prefill_equals_decode_steps) {
     flm_model *m;
-    REQUIRE(flm_model_open(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
     enum { N = 150 }; /* crosses the 64-token prefill chunks and the first cache growth */
     int V = m->cfg.vocab_size;
     int32_t ids[N];
@@ -96,7 +97,7 @@ TEST(model_prefill_equals_decode_steps) {
 
 TEST(model_context_limits_are_enforced) {
     flm_model *m;
-    REQUIRE(flm_model_open(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
     flm_forward_state *st;
     CHECK(flm_forward_new(m, m->cfg.max_position_embeddings + 1, &st) == FLM_ERR_ARG);
     REQUIRE(flm_forward_new(m, 8, &st) == FLM_OK);
@@ -291,8 +292,8 @@ TEST(model_loads_sharded_checkpoints) {
     write_bytes(ip, idx.data, idx.len);
     /* the sharded copy computes the same logits as the original */
     flm_model *a, *b;
-    REQUIRE(flm_model_open(TEST_DATA "/micro-qwen2", NULL, &a) == FLM_OK);
-    CHECK_MSG(flm_model_open(dir, NULL, &b) == FLM_OK, "%s", flm_last_error());
+    REQUIRE(flm_load_model(TEST_DATA "/micro-qwen2", NULL, &a) == FLM_OK);
+    CHECK_MSG(flm_load_model(dir, NULL, &b) == FLM_OK, "%s", flm_last_error());
     if (b) {
         int32_t ids[5] = {5, 17, 300, 2047, 9};
         int V = a->cfg.vocab_size;
@@ -309,7 +310,7 @@ TEST(model_loads_sharded_checkpoints) {
     /* an index that names a tensor its shard lacks is an error naming it */
     const char *bogus = "{\"weight_map\": {\"model.bogus\": \"model-00001-of-00002.safetensors\"}}";
     write_bytes(ip, bogus, strlen(bogus));
-    CHECK(flm_model_open(dir, NULL, &b) == FLM_ERR_FORMAT);
+    CHECK(flm_load_model(dir, NULL, &b) == FLM_ERR_FORMAT);
     CHECK(strstr(flm_last_error(), "model.bogus") != NULL);
     free(p1); free(p2); free(ip); free(dir);
     flm_sb_free(&idx);
@@ -318,7 +319,7 @@ TEST(model_loads_sharded_checkpoints) {
 
 TEST(model_threads_give_identical_logits) {
     flm_model *m;
-    REQUIRE(flm_model_open(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(TEST_DATA "/micro-qwen2", NULL, &m) == FLM_OK);
     enum { N = 70 };
     int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
@@ -356,7 +357,7 @@ TEST(model_threads_give_identical_logits) {
 TEST(model_qwen25_shape_sharded_matches_transformers) {
     verify_fixture(TEST_DATA "/qwen2.5-shape", TEST_DATA "/qwen2.5-shape/reference.safetensors");
     flm_model *m;
-    REQUIRE(flm_model_open(TEST_DATA "/qwen2.5-shape", NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(TEST_DATA "/qwen2.5-shape", NULL, &m) == FLM_OK);
     CHECK_EQ_INT(m->cfg.head_dim, 128);
     CHECK_EQ_INT(m->cfg.n_heads / m->cfg.n_kv_heads, 6);
     CHECK_EQ_INT(m->source->n_shards, 2);

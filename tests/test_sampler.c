@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "format/safetensors.h"
 #include "runtime/sampler.h"
+#include "package/source.h"
 
 #define SAMPLING_DIR TEST_DATA "/sampling"
 #define MAX_PROB_ERR 1e-6  /* |ours - transformers| per token, fp32 */
@@ -533,7 +534,7 @@ static const char *write_tmp(const char *name, const char *text) {
 
 TEST(gen_config_real_qwen_file) {
     flm_gen_config gc;
-    REQUIRE(flm_gen_config_load(BUNDLED_MODEL, &gc) == FLM_OK); /* the folder */
+    REQUIRE(flm_load_gen_config(BUNDLED_MODEL, &gc) == FLM_OK); /* the folder */
     CHECK(gc.file_found);
     CHECK(gc.do_sample);
     CHECK_NEAR(gc.temperature, 0.7, 0);
@@ -557,7 +558,7 @@ TEST(gen_config_real_qwen_file) {
     CHECK_EQ_INT(flm_gen_config_eos_ids(&gc, QWEN_IM_END, eos, 4), 2);
 
     flm_gen_config byfile;
-    REQUIRE(flm_gen_config_load(BUNDLED_MODEL "/generation_config.json", &byfile) == FLM_OK);
+    REQUIRE(flm_load_gen_config(BUNDLED_MODEL "/generation_config.json", &byfile) == FLM_OK);
     CHECK(memcmp(&gc, &byfile, sizeof gc) == 0);
 
     flm_sampler_params sp = flm_gen_config_sampler_params(&gc, 9);
@@ -567,7 +568,7 @@ TEST(gen_config_real_qwen_file) {
 
 TEST(gen_config_missing_file_gives_defaults) {
     flm_gen_config gc;
-    CHECK_EQ_INT(flm_gen_config_load(test_tmpdir(), &gc), FLM_OK); /* folder without the file */
+    CHECK_EQ_INT(flm_load_gen_config(test_tmpdir(), &gc), FLM_OK); /* folder without the file */
     CHECK(!gc.file_found);
     CHECK(!gc.do_sample);
     CHECK(gc.temperature == 1.0 && gc.top_k == 50 && gc.top_p == 1.0 && gc.min_p == 0 &&
@@ -575,7 +576,7 @@ TEST(gen_config_missing_file_gives_defaults) {
     CHECK_EQ_INT(gc.n_eos, 0);
     CHECK_EQ_INT(gc.from_file, 0);
     CHECK_EQ_INT(flm_gen_config_source(&gc, FLM_GEN_TEMPERATURE), FLM_GEN_SRC_DEFAULT);
-    CHECK_EQ_INT(flm_gen_config_load("/nonexistent/generation_config.json", &gc), FLM_OK);
+    CHECK_EQ_INT(flm_load_gen_config("/nonexistent/generation_config.json", &gc), FLM_OK);
     CHECK(!gc.file_found);
     int32_t eos[4];
     CHECK_EQ_INT(flm_gen_config_eos_ids(&gc, QWEN_ENDOFTEXT, eos, 4), 1);
@@ -588,7 +589,7 @@ TEST(gen_config_scalar_eos_4x) {
                                                "  \"transformers_version\": \"4.37.0\"\n}\n");
     REQUIRE(path);
     flm_gen_config gc;
-    REQUIRE(flm_gen_config_load(path, &gc) == FLM_OK);
+    REQUIRE(flm_load_gen_config(path, &gc) == FLM_OK);
     CHECK(gc.file_found);
     CHECK_EQ_INT(gc.n_eos, 1);
     CHECK_EQ_INT(gc.eos_ids[0], QWEN_ENDOFTEXT);
@@ -622,7 +623,7 @@ TEST(gen_config_errors_name_file_and_field) {
         const char *path = write_tmp(name, bad[i].text);
         REQUIRE(path);
         flm_gen_config gc;
-        int rc = flm_gen_config_load(path, &gc);
+        int rc = flm_load_gen_config(path, &gc);
         CHECK_MSG(rc == FLM_ERR_FORMAT, "case %zu accepted: %s", i, bad[i].text);
         const char *msg = flm_last_error();
         CHECK_MSG(strstr(msg, name) != NULL, "case %zu: message does not name the file: %s", i, msg);
@@ -635,7 +636,7 @@ TEST(gen_config_errors_name_file_and_field) {
 
 TEST(gen_config_user_overrides_win) {
     flm_gen_config gc, user;
-    REQUIRE(flm_gen_config_load(BUNDLED_MODEL, &gc) == FLM_OK);
+    REQUIRE(flm_load_gen_config(BUNDLED_MODEL, &gc) == FLM_OK);
     flm_gen_config_defaults(&user);
     flm_gen_config_set_temperature(&user, 0.2);
     flm_gen_config_set_do_sample(&user, false);

@@ -10,6 +10,7 @@
 #include "format/safetensors.h"
 #include "base/sha256.h"
 #include "test.h"
+#include "package/source.h"
 
 /* Entries of dir whose name ends in ".tmp" (the writers' temporary files). */
 static int count_tmp(const char *dir) {
@@ -81,7 +82,7 @@ TEST(synth_tiny_folder_loads_and_runs) {
     REQUIRE(test_run(cmd, &out, &err) == 0);
     free(out); free(err);
     flm_model *m;
-    REQUIRE(flm_model_open(dir, NULL, &m) == FLM_OK);
+    REQUIRE(flm_load_model(dir, NULL, &m) == FLM_OK);
     CHECK_EQ_INT(m->cfg.hidden_size, 32);
     CHECK_EQ_INT(m->cfg.vocab_size, 151936);
     CHECK_EQ_INT(m->embed.dtype, FLM_BF16);
@@ -119,7 +120,7 @@ TEST(synth_refuses_a_folder_that_holds_a_model) {
     snprintf(cmd, sizeof cmd, "%s synth --preset tiny -o %s --force", test_bin(), m);
     CHECK_EQ_INT(test_run(cmd, &out, &err), 0);
     flm_model *mod;
-    CHECK(flm_model_open(m, NULL, &mod) == FLM_OK && mod->cfg.hidden_size == 32);
+    CHECK(flm_load_model(m, NULL, &mod) == FLM_OK && mod->cfg.hidden_size == 32);
     if (mod) flm_model_close(mod);
     free(out); free(err);
     /* even with --force, never over the tokenizer files it copies from */

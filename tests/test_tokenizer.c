@@ -12,6 +12,7 @@
 
 #include "base/json.h"
 #include "text/tokenizer.h"
+#include "package/source.h"
 
 #define CASES TEST_DATA "/tokenizer-cases"
 #define RESAVED_DIR TEST_DATA "/qwen2.5-resaved-lora-dir"
@@ -22,7 +23,7 @@
 static flm_tokenizer *g_tok;
 
 static flm_tokenizer *bundled(void) {
-    if (!g_tok && flm_tokenizer_load(BUNDLED_MODEL, &g_tok) != FLM_OK) {
+    if (!g_tok && flm_load_tokenizer(BUNDLED_MODEL, &g_tok) != FLM_OK) {
         fprintf(stderr, "loading %s: %s\n", BUNDLED_MODEL, flm_last_error());
         g_tok = NULL;
     }
@@ -225,7 +226,7 @@ TEST(tokenizer_special_tokens_split_or_not) {
 
 TEST(tokenizer_resaved_dir_matches) {
     flm_tokenizer *tok;
-    int rc = flm_tokenizer_load(RESAVED_DIR, &tok);
+    int rc = flm_load_tokenizer(RESAVED_DIR, &tok);
     CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
     REQUIRE(rc == FLM_OK);
     CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
@@ -254,7 +255,7 @@ TEST(tokenizer_vocab_merges_layout_matches) {
     REQUIRE(copy_file(BUNDLED_MODEL "/merges.txt", dir, "merges.txt"));
     REQUIRE(copy_file(BUNDLED_MODEL "/tokenizer_config.json", dir, "tokenizer_config.json"));
     flm_tokenizer *tok;
-    int rc = flm_tokenizer_load(dir, &tok);
+    int rc = flm_load_tokenizer(dir, &tok);
     CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
     REQUIRE(rc == FLM_OK);
     CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
@@ -267,7 +268,7 @@ TEST(tokenizer_vocab_merges_layout_matches) {
     REQUIRE(copy_file(RESAVED_DIR "/vocab.json", dir, "vocab.json"));
     REQUIRE(copy_file(RESAVED_DIR "/merges.txt", dir, "merges.txt"));
     REQUIRE(copy_file(RESAVED_DIR "/added_tokens.json", dir, "added_tokens.json"));
-    rc = flm_tokenizer_load(dir, &tok);
+    rc = flm_load_tokenizer(dir, &tok);
     CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
     REQUIRE(rc == FLM_OK);
     CHECK_EQ_INT(flm_tokenizer_vocab_size(tok), QWEN25_VOCAB_SIZE);
@@ -502,9 +503,9 @@ TEST(tokenizer_round_trip_random_text) {
 
 TEST(tokenizer_load_errors) {
     flm_tokenizer *tok;
-    CHECK(flm_tokenizer_load("/nonexistent/model", &tok) == FLM_ERR_IO && !tok);
+    CHECK(flm_load_tokenizer("/nonexistent/model", &tok) == FLM_ERR_IO && !tok);
     CHECK(strstr(flm_last_error(), "/nonexistent/model") != NULL);
-    CHECK(flm_tokenizer_load(TEST_DATA "/micro-qwen2", &tok) == FLM_ERR_IO);
+    CHECK(flm_load_tokenizer(TEST_DATA "/micro-qwen2", &tok) == FLM_ERR_IO);
     CHECK(strstr(flm_last_error(), "no tokenizer files") != NULL);
     const char *bad[] = {
         "{", "{\"model\": 3}", "{\"model\": {\"vocab\": {\"a\": -1}, \"merges\": []}}",
@@ -800,7 +801,7 @@ TEST(tokenizer_regex_limits_stop_catastrophic_backtracking) {
     snprintf(dir, sizeof dir, "%s/hostile-json", test_tmpdir());
     REQUIRE(write_hostile_tokenizer_json(dir, HOSTILE_22));
     flm_tokenizer *tok;
-    REQUIRE(flm_tokenizer_load(dir, &tok) == FLM_OK);
+    REQUIRE(flm_load_tokenizer(dir, &tok) == FLM_OK);
     const char *want22[] = {"tokenizer: pre-tokenizer pattern 1 \"" HOSTILE_22 "\" exceeded its matching budget on a 100000-byte input",
                             "catastrophic backtracking", NULL};
     CHECK_EQ_INT(encode_fails_fast(tok, a100k, 100000, 1.0, want22), 0);

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/model_source.h"
 #include "test.h"
+#include "package/source.h"
 
 #define MICRO TEST_DATA "/micro-qwen2"
 #define PEER_GGUF TEST_DATA "/gguf-peer/kcc-advisor-q8_0.gguf"
@@ -19,7 +20,7 @@
 static float *logits_of(const char *path, const char *lora, flm_weights_mode mode, flm_model **keep) {
     flm_model_options mo = {.lora_dirs = &lora, .n_lora = lora ? 1 : 0, .weights = mode};
     flm_model *m = NULL;
-    if (flm_model_open(path, &mo, &m) != FLM_OK) {
+    if (flm_load_model(path, &mo, &m) != FLM_OK) {
         test_fail(__FILE__, __LINE__, "open %s: %s", path, flm_last_error());
         return NULL;
     }
@@ -70,7 +71,7 @@ TEST(weights_loaded_equal_mapped_with_lora) { check_same(MICRO, TEST_DATA "/micr
 TEST(weights_loaded_bytes_cover_every_matrix) {
     flm_model_options mo = {.weights = FLM_WEIGHTS_LOAD};
     flm_model *m = NULL;
-    REQUIRE(flm_model_open(MICRO, &mo, &m) == FLM_OK);
+    REQUIRE(flm_load_model(MICRO, &mo, &m) == FLM_OK);
     size_t want = m->embed.nbytes + (m->lm_head.data != m->embed.data ? m->lm_head.nbytes : 0);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const flm_layer *L = &m->layers[l];

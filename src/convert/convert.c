@@ -306,14 +306,14 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     int rc;
 
     flm_model_options mo = {.weights = FLM_WEIGHTS_MAP}; /* streamed from the files, one tensor at a time */
-    if ((rc = flm_model_open(hf_dir, &mo, &m))) goto done;
+    if ((rc = flm_model_open_dir(hf_dir, &mo, &m))) goto done;
     if (flm_has_tokenizer_files(hf_dir)) {
         if ((rc = flm_tokenizer_load_dir(hf_dir, &tok))) goto done;
     } else {
         stats->no_tokenizer = true; /* runs on token ids only; said in the summary */
     }
     if (flm_template_source_load_dir(hf_dir, &tmpl) == FLM_OK) have_tmpl = true; /* a base model may have none */
-    if ((rc = flm_gen_config_load(hf_dir, &gen))) goto done;
+    if ((rc = flm_gen_config_load_hf(hf_dir, &gen))) goto done;
     if ((rc = flm_pool_new(opt->n_threads, &pool))) goto done;
 
     /* adapters: open and check every one against the base before any work */

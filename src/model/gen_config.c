@@ -7,7 +7,6 @@
 
 #include "base/common.h"
 #include "model/gen_config.h"
-#include "package/package.h"
 #include "base/json.h"
 
 #define GEN_CONFIG_NAME "generation_config.json"
@@ -197,16 +196,9 @@ int flm_gen_config_parse(const char *text, size_t len, const char *what, flm_gen
     return FLM_OK;
 }
 
-int flm_gen_config_load(const char *path, flm_gen_config *gc) {
+int flm_gen_config_load_hf(const char *path, flm_gen_config *gc) {
     flm_gen_config_defaults(gc);
     if (!path) return flm_fail(FLM_ERR_ARG, "generation config: no path");
-    if (flm_is_package_path(path)) {
-        flm_source src;
-        int rc = flm_source_open(path, &src);
-        if (!rc) rc = flm_source_gen_config(&src, gc);
-        flm_source_close(&src);
-        return rc;
-    }
     char *file = flm_is_dir(path) ? flm_path_join(path, GEN_CONFIG_NAME) : flm_strdup(path);
     if (!file) return FLM_ERR_NOMEM;
     if (!flm_file_exists(file)) {
@@ -285,16 +277,4 @@ int flm_gen_config_eos_ids(const flm_gen_config *gc, int32_t tokenizer_eos, int3
     if (tokenizer_eos >= 0) n = add_unique(tokenizer_eos, all, FLM_GEN_MAX_EOS + 1, n, all, n);
     for (int i = 0; i < n && i < cap; i++) out[i] = all[i];
     return n;
-}
-
-flm_sampler_params flm_gen_config_sampler_params(const flm_gen_config *gc, uint64_t seed) {
-    flm_sampler_params p = flm_sampler_default_params();
-    p.do_sample = gc->do_sample;
-    p.temperature = gc->temperature;
-    p.top_k = gc->top_k;
-    p.top_p = gc->top_p;
-    p.min_p = gc->min_p;
-    p.repetition_penalty = gc->repetition_penalty;
-    p.seed = seed;
-    return p;
 }

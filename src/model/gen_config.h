@@ -14,8 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/sampler.h"
-
 /* One bit per field, for flm_gen_config.from_file / from_user. */
 typedef enum {
     FLM_GEN_DO_SAMPLE = 1u << 0,
@@ -57,10 +55,12 @@ typedef struct {
 /* transformers' defaults, every field marked as default, file_found false. */
 void flm_gen_config_defaults(flm_gen_config *gc);
 
-/* Loads `path`: a generation_config.json file, or a folder that may contain one.
+/* Loads `path`: a generation_config.json file, or a Hugging Face folder that may
+ * contain one (a .gguf package's keys are read by src/package: flm_source_gen_config,
+ * flm_load_gen_config for any model path).
  * No such file → defaults and FLM_OK (file_found false). Malformed JSON or a bad
  * field → FLM_ERR_FORMAT naming the file and field; *gc then holds defaults. */
-int flm_gen_config_load(const char *path, flm_gen_config *gc);
+int flm_gen_config_load_hf(const char *path, flm_gen_config *gc);
 /* The same from text in memory; `what` names the source in messages. */
 int flm_gen_config_parse(const char *text, size_t len, const char *what, flm_gen_config *gc);
 
@@ -88,8 +88,5 @@ const char *flm_gen_field_name(flm_gen_field f);
  * < 0), without duplicates. Writes up to cap ids; returns how many there are in all
  * (may exceed cap). For Qwen2.5: {151645, 151643}. */
 int flm_gen_config_eos_ids(const flm_gen_config *gc, int32_t tokenizer_eos, int32_t *out, int cap);
-
-/* Sampler parameters from the config (min_p unset → 0, i.e. off). */
-flm_sampler_params flm_gen_config_sampler_params(const flm_gen_config *gc, uint64_t seed);
 
 #endif

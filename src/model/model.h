@@ -85,13 +85,15 @@ typedef struct {
     flm_weights_mode weights; /* FLM_WEIGHTS_AUTO (0), _MAP or _LOAD: see model_resident.c */
 } flm_model_options;
 
-/* Opens a Hugging Face folder or a .gguf package (flm_source_open, then
- * flm_model_open_source). */
-int flm_model_open(const char *path, const flm_model_options *opt, flm_model **out);
-/* The same from an opened source (package.h): a package's parse is shared, the
- * model keeps its own reference to it. */
-struct flm_source;
-int flm_model_open_source(const struct flm_source *src, const flm_model_options *opt, flm_model **out);
+/* Opens a Hugging Face folder (config.json + safetensors), merging opt's LoRA
+ * adapters. Any model path, folder or .gguf package, is opened by src/package
+ * (source.h: flm_source_model, flm_load_model). */
+int flm_model_open_dir(const char *dir, const flm_model_options *opt, flm_model **out);
+/* Binds the tensors of an opened GGUF file under cfg (the hyper-parameters src/package
+ * read from its keys); the model keeps its own reference to g. Adapters are merged
+ * into a package when it is made (fieldlm convert --lora), so none are taken here. */
+struct flm_gguf_file;
+int flm_model_open_gguf(struct flm_gguf_file *g, const flm_config *cfg, flm_weights_mode weights, flm_model **out);
 void flm_model_close(flm_model *m);
 
 /* model_resident.c: loads the matrices still in a file mapping into memory (or,

@@ -1,12 +1,12 @@
-/* model_gguf.c — binds a GGUF package's tensors (llama.cpp names) to the model slots
- * and reads the hyper-parameters from its qwen2.* keys. Weights stay in the map. */
+/* model_gguf.c — binds a GGUF file's tensors (llama.cpp names) to the model slots,
+ * under the hyper-parameters src/package read from its keys. Uses only the GGUF
+ * reader (format/gguf.h); weights stay in the file's mapping. */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/common.h"
 #include "format/gguf.h"
 #include "model/model_source.h"
-#include "package/package.h"
 
 static int bind(flm_model *m, const char *name, const int64_t *shape, int ndim, flm_tensor *slot, bool optional) {
     flm_gguf_file *g = m->source->gguf;
@@ -33,11 +33,10 @@ static int bind(flm_model *m, const char *name, const int64_t *shape, int ndim, 
     return FLM_OK;
 }
 
-int flm_model_bind_gguf(flm_model *m, flm_gguf_file *g) {
+/* Binds every tensor of g under m->cfg. */
+static int bind_all(flm_model *m, flm_gguf_file *g) {
     const char *path = m->path;
-    m->source->gguf = flm_gguf_retain(g);
     int rc;
-    if ((rc = flm_package_config(g, &m->cfg))) return rc;
     const flm_config *c = &m->cfg;
 
     /* every tensor must be one we know */
@@ -72,7 +71,19 @@ int flm_model_bind_gguf(flm_model *m, flm_gguf_file *g) {
     return FLM_OK;
 }
 
-void flm_model_source_close_gguf(flm_model_source *src) {
-    flm_gguf_close(src->gguf);
-    src->gguf = NULL;
+int flm_model_open_gguf(flm_gguf_file *g, const flm_config *cfg, flm_weights_mode weights, flm_model **out) {
+    *out = NULL;
+    flm_model *m;
+    int rc = flm_model_new(flm_gguf_name(g), &m);
+    if (rc) return rc;
+    m->cfg = *cfg;
+    m->source->gguf = flm_gguf_retain(g);
+    flm_model_options opt = {.weights = weights};
+    if (!(rc = bind_all(m, g))) rc = flm_model_finish(m, &opt);
+    if (rc) {
+        flm_model_close(m);
+        return rc;
+    }
+    *out = m;
+    return FLM_OK;
 }

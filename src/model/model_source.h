@@ -1,4 +1,5 @@
-/* model_source.h — the open files behind a model (internal to model_*.c). */
+/* model_source.h — the open files behind a model, and what the binders share
+ * (internal to model_*.c and the converter). */
 #ifndef FLM_MODEL_SOURCE_H
 #define FLM_MODEL_SOURCE_H
 
@@ -31,8 +32,12 @@ bool flm_model_is_mapped(const flm_model *m, const void *p);
  * before anything proportional to it is allocated. `key` names the setting. */
 int flm_check_layer_count(const flm_config *c, size_t n_tensors, const char *file, const char *key);
 
-/* model_gguf.c: binds an opened package (the model takes a reference to g). */
-int flm_model_bind_gguf(flm_model *m, struct flm_gguf_file *g);
-void flm_model_source_close_gguf(flm_model_source *src);
+/* model_load.c, for the binders (model_hf.c, model_gguf.c): a model with no weights
+ * yet (path kept for messages), and the steps after binding: LoRA merge (opt->lora_*),
+ * small tensors to f32, weight placement (opt->weights). opt may be NULL. */
+int flm_model_new(const char *path, flm_model **out);
+int flm_model_finish(flm_model *m, const flm_model_options *opt);
+/* The Hugging Face name of a layer weight after "model.layers.N." */
+const char *flm_hf_layer_suffix(flm_layer_weight w);
 
 #endif

@@ -1,7 +1,6 @@
 /* package.c — package metadata: writing every asset a model needs into GGUF keys,
- * and reading the config, tokenizer, chat template and generation defaults back.
- * Also flm_source: the one place that tells a Hugging Face folder from a package
- * and opens the package once for every loader. */
+ * and reading them back as the neutral inputs of the layers below: a flm_config, a
+ * flm_tokenizer_spec, template sources, generation_config.json fields. */
 #include "package/package.h"
 
 #include <math.h>
@@ -24,43 +23,6 @@ static int file_type_id(const char *t) {
     if (!strcmp(t, "q8_0")) return 7;
     if (!strcmp(t, "bf16")) return 32;
     return -1;
-}
-
-bool flm_is_package_path(const char *path) { return flm_file_exists(path) && flm_gguf_is_gguf_file(path); }
-
-/* ---- a model path, opened once ---- */
-
-int flm_source_open(const char *path, flm_source *out) {
-    memset(out, 0, sizeof *out);
-    if (!path) return flm_fail(FLM_ERR_ARG, "no model path given");
-    bool dir = flm_is_dir(path);
-    if (!dir && !flm_file_exists(path)) return flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
-    if (!(out->path = flm_strdup(path))) return FLM_ERR_NOMEM;
-    int rc = dir ? FLM_OK : flm_gguf_open(path, &out->gguf);
-    if (rc) flm_source_close(out);
-    return rc;
-}
-
-void flm_source_close(flm_source *src) {
-    flm_gguf_close(src->gguf);
-    free(src->path);
-    memset(src, 0, sizeof *src);
-}
-
-int flm_source_tokenizer(const flm_source *src, flm_tokenizer **out) {
-    return src->gguf ? flm_package_tokenizer(src->gguf, out) : flm_tokenizer_load_dir(src->path, out);
-}
-
-int flm_source_template(const flm_source *src, flm_template_source *out) {
-    return src->gguf ? flm_package_template(src->gguf, out) : flm_template_source_load_dir(src->path, out);
-}
-
-int flm_source_gen_config(const flm_source *src, flm_gen_config *out) {
-    if (src->gguf) {
-        flm_gen_config_defaults(out);
-        return flm_package_gen_config(src->gguf, out);
-    }
-    return flm_gen_config_load(src->path, out);
 }
 
 /* ---- writing ---- */

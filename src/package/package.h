@@ -11,9 +11,7 @@
  * Files made by llama.cpp's converter lack the fieldlm.* keys: the tokenizer then
  * uses the preset named by tokenizer.ggml.pre, generation uses transformers' defaults.
  *
- * Also the one place that decides whether a model path is a Hugging Face folder or
- * a package (flm_source): a package is mapped and parsed once, and that one parse
- * feeds the model, the tokenizer, the chat template and the generation config. */
+ * Opening a model path (folder or package) is source.h's. */
 #ifndef FLM_PACKAGE_H
 #define FLM_PACKAGE_H
 
@@ -38,34 +36,14 @@ int flm_package_write_metadata(flm_gguf_writer *w, const flm_config *cfg, const 
                                const flm_template_source *tmpl, const flm_gen_config *gen,
                                const flm_package_provenance *prov);
 
-/* Reading back. */
+/* Reading back, each into what the layer below parses: the model's hyper-parameters
+ * (then flm_model_open_gguf binds the tensors), a tokenizer spec, the template
+ * sources, the generation config (rebuilt as generation_config.json fields). */
 int flm_package_config(const flm_gguf_file *g, flm_config *cfg);
 int flm_package_tokenizer(const flm_gguf_file *g, flm_tokenizer **out);
 int flm_package_template(const flm_gguf_file *g, flm_template_source *out);
 int flm_package_gen_config(const flm_gguf_file *g, flm_gen_config *out);
 /* True when the file carries fieldlm's generation defaults. */
 bool flm_package_has_generation(const flm_gguf_file *g);
-
-/* Convenience for loaders that take a path: true if path names a GGUF file. */
-bool flm_is_package_path(const char *path);
-
-/* ---- a model path, opened once ---- */
-
-struct flm_source {
-    char *path;       /* as given */
-    flm_gguf_file *gguf;  /* the package, parsed once; NULL for a Hugging Face folder */
-};
-typedef struct flm_source flm_source;
-
-/* A folder becomes a folder source (its files are read by each loader); an existing
- * file is opened and validated as a GGUF package (flm_gguf_open's errors); a path with
- * nothing there is FLM_ERR_IO. */
-int flm_source_open(const char *path, flm_source *out);
-void flm_source_close(flm_source *src);
-
-/* The assets of an opened source; the model is flm_model_open_source (model.h). */
-int flm_source_tokenizer(const flm_source *src, flm_tokenizer **out);
-int flm_source_template(const flm_source *src, flm_template_source *out);
-int flm_source_gen_config(const flm_source *src, flm_gen_config *out);
 
 #endif

@@ -80,6 +80,18 @@ flm_sampler_params flm_sampler_default_params(void) {
     return p;
 }
 
+flm_sampler_params flm_gen_config_sampler_params(const flm_gen_config *gc, uint64_t seed) {
+    flm_sampler_params p = flm_sampler_default_params();
+    p.do_sample = gc->do_sample;
+    p.temperature = gc->temperature;
+    p.top_k = gc->top_k;
+    p.top_p = gc->top_p;
+    p.min_p = gc->min_p;
+    p.repetition_penalty = gc->repetition_penalty;
+    p.seed = seed;
+    return p;
+}
+
 int flm_sampler_validate(const flm_sampler_params *p) {
     if (!p) return flm_fail(FLM_ERR_ARG, "sampler: no parameters");
     if (!(p->temperature >= 0) || isinf(p->temperature))

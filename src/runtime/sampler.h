@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/gen_config.h"
+
 typedef struct {
     bool do_sample;            /* false: greedy (argmax after the repetition penalty) */
     /* The real-valued knobs are doubles, like Python floats in transformers, and are
@@ -36,6 +38,8 @@ typedef struct flm_sampler flm_sampler;
 /* transformers' defaults: do_sample false, temperature 1, top_k 50, top_p 1,
  * min_p 0 (off), repetition_penalty 1, seed 0. */
 flm_sampler_params flm_sampler_default_params(void);
+/* The sampling fields of a model's generation config (min_p unset → 0, i.e. off). */
+flm_sampler_params flm_gen_config_sampler_params(const flm_gen_config *gc, uint64_t seed);
 
 /* Checks the parameters (FLM_ERR_ARG naming the bad field). */
 int flm_sampler_validate(const flm_sampler_params *p);

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base/json.h"
-#include "package/package.h"
+#include "package/source.h"
 #include "runtime/sampler.h"
 
 /* ================================ assets ================================ */
@@ -96,7 +96,7 @@ int flm_assets_load(const char *path, const flm_model_options *mopt, flm_assets 
     if (rc) { free(a); return rc; }
     rc = FLM_ERR_NOMEM;
     if (!(a->path = flm_strdup(path))) goto fail;
-    if ((rc = flm_model_open_source(&src, mopt, &a->model))) goto fail;
+    if ((rc = flm_source_model(&src, mopt, &a->model))) goto fail;
     if ((rc = flm_source_tokenizer(&src, &a->tok))) { flm_fail_context(rc, "%s: tokenizer", path); goto fail; }
     if ((rc = flm_source_gen_config(&src, &a->gen))) goto fail;
     load_template(a, &src);

@@ -22,6 +22,7 @@
 
 #include "base/common.h"
 #include "runtime/forward.h"
+#include "runtime/sampler.h"
 #include "model/gen_config.h"
 #include "model/model.h"
 #include "text/template.h"

@@ -2,7 +2,6 @@
  * model's template source and special-token variables, and compiling / rendering
  * through the Jinja engine in jinja_*.c. */
 #include "text/template.h"
-#include "package/package.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -177,20 +176,6 @@ done:
     free(jinja_path);
     if (r) flm_template_source_free(out);
     return r;
-}
-
-int flm_template_source_load(const char *model_path, flm_template_source *out) {
-    memset(out, 0, sizeof *out);
-    if (flm_is_dir(model_path)) return flm_template_source_load_dir(model_path, out);
-    if (!flm_file_exists(model_path)) return flm_fail(FLM_ERR_IO, "%s: no such file or directory", model_path);
-    if (flm_is_package_path(model_path)) {
-        flm_source src;
-        int rc = flm_source_open(model_path, &src);
-        if (!rc) rc = flm_source_template(&src, out);
-        flm_source_close(&src);
-        return rc;
-    }
-    return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a Hugging Face model folder or a .gguf package", model_path);
 }
 
 int flm_template_load_dir(const char *dir, char **source_out) {

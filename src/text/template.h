@@ -36,10 +36,9 @@ typedef struct {
  * {"name", "template"}. Special tokens come from tokenizer_config.json.
  * FLM_ERR_IO / FLM_ERR_FORMAT when there is no template or a file is bad. */
 int flm_template_source_load_dir(const char *dir, flm_template_source *out);
-/* For a model path: a Hugging Face folder or a .gguf package (through flm_source,
- * package.h; "tokenizer.chat_template[.NAME]" go through flm_template_source_add).
- * Code that loads several assets of one path uses flm_source_template instead. */
-int flm_template_source_load(const char *model_path, flm_template_source *out);
+/* A .gguf package's templates are read by src/package/source.h (flm_source_template,
+ * flm_load_template: any model path), which adds each "tokenizer.chat_template[.NAME]"
+ * key with flm_template_source_add. */
 /* Adds (or replaces) a named template, copying text[0..len). For other containers. */
 int flm_template_source_add(flm_template_source *src, const char *name, const char *text, size_t len);
 /* The template transformers would use: `name` if given; otherwise "tool_use" when

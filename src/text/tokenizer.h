@@ -21,14 +21,15 @@
 typedef struct flm_tokenizer flm_tokenizer;
 
 /* ---- loading ---------------------------------------------------------------- */
+/* Hugging Face files only; any model path (a folder or a .gguf package) is opened by
+ * src/package/source.h (flm_source_tokenizer, flm_load_tokenizer). */
 
-/* Loads from `path`: a Hugging Face model folder (see flm_tokenizer_load_dir) or a
- * tokenizer.json file. The one entry point that container formats extend. */
-int flm_tokenizer_load(const char *path, flm_tokenizer **out);
 /* A folder with tokenizer.json, or else vocab.json + merges.txt (added tokens from
  * tokenizer_config.json "added_tokens_decoder" and added_tokens.json; normalizer and
  * pre-tokenizer from the preset of its tokenizer_class, see flm_tokenizer_preset). */
 int flm_tokenizer_load_dir(const char *dir, flm_tokenizer **out);
+/* A tokenizer.json file (FLM_ERR_IO when it cannot be read, FLM_ERR_FORMAT when bad). */
+int flm_tokenizer_load_file(const char *path, flm_tokenizer **out);
 /* Parses tokenizer.json text; `what` names the source in error messages. */
 int flm_tokenizer_load_json(const char *text, size_t len, const char *what, flm_tokenizer **out);
 void flm_tokenizer_free(flm_tokenizer *tok);

@@ -1,16 +1,15 @@
 /* tokenizer_load.c — reads Hugging Face tokenizer files into a flm_tokenizer_spec and
  * builds the tokenizer: tokenizer.json (merges as "a b" or ["a","b"]), or
  * vocab.json + merges.txt with added tokens from tokenizer_config.json
- * ("added_tokens_decoder") and added_tokens.json. flm_tokenizer_load() takes any
- * path; a .gguf package goes through flm_source (package.h), which decides folder or
- * package once for every loader. */
+ * ("added_tokens_decoder") and added_tokens.json. A .gguf package is
+ * read by src/package (its keys become a flm_tokenizer_spec); this file knows only
+ * Hugging Face files. */
 #include "text/tokenizer_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/json.h"
-#include "package/package.h"
 
 #define MAX_TOKEN_ID (1 << 24)
 
@@ -170,7 +169,7 @@ int flm_tokenizer_load_json(const char *text, size_t len, const char *what, flm_
     return rc;
 }
 
-static int load_json_file(const char *path, flm_tokenizer **out) {
+int flm_tokenizer_load_file(const char *path, flm_tokenizer **out) {
     *out = NULL;
     flm_json_doc *d = flm_json_parse_file(path);
     if (!d) return flm_last_error()[0] && flm_file_exists(path) ? FLM_ERR_FORMAT : FLM_ERR_IO;
@@ -275,7 +274,7 @@ int flm_tokenizer_load_dir(const char *dir, flm_tokenizer **out) {
     if (!tj) return FLM_ERR_NOMEM;
     int rc;
     if (flm_file_exists(tj)) {
-        rc = load_json_file(tj, out);
+        rc = flm_tokenizer_load_file(tj, out);
     } else {
         char *v = flm_path_join(dir, "vocab.json"), *m = flm_path_join(dir, "merges.txt");
         bool have = v && m && flm_file_exists(v) && flm_file_exists(m);
@@ -285,21 +284,4 @@ int flm_tokenizer_load_dir(const char *dir, flm_tokenizer **out) {
     }
     free(tj);
     return rc;
-}
-
-int flm_tokenizer_load(const char *path, flm_tokenizer **out) {
-    *out = NULL;
-    if (!path) return flm_fail(FLM_ERR_ARG, "no tokenizer path given");
-    if (flm_is_dir(path)) return flm_tokenizer_load_dir(path, out);
-    if (!flm_file_exists(path)) return flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
-    size_t n = strlen(path);
-    if (n >= 5 && !strcmp(path + n - 5, ".json")) return load_json_file(path, out);
-    if (flm_is_package_path(path)) {
-        flm_source src;
-        int rc = flm_source_open(path, &src);
-        if (!rc) rc = flm_source_tokenizer(&src, out);
-        flm_source_close(&src);
-        return rc;
-    }
-    return flm_fail(FLM_ERR_UNSUPPORTED, "%s: not a model folder or tokenizer.json", path);
 }
