@@ -4,13 +4,11 @@
  * The weights are bound by model_hf.c (a Hugging Face folder) or model_gguf.c (a
  * GGUF package); neither is called from here. Which of the two a path is, only
  * src/package decides (flm_source). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/common.h"
-#include "base/json.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/model_source.h"

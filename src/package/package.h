@@ -36,9 +36,10 @@ int flm_package_write_metadata(flm_gguf_writer *w, const flm_config *cfg, const 
                                const flm_template_source *tmpl, const flm_gen_config *gen,
                                const flm_package_provenance *prov);
 
-/* Reading back, each into what the layer below parses: the model's hyper-parameters
- * (then flm_model_open_gguf binds the tensors), a tokenizer spec, the template
- * sources, the generation config (rebuilt as generation_config.json fields). */
+/* Reading back. Each turns the keys into the neutral input of the layer that owns the
+ * asset: the hyper-parameters (flm_model_open_gguf then binds the tensors), a
+ * flm_tokenizer_spec (flm_tokenizer_from_spec), named template sources
+ * (flm_template_source_add), generation_config.json fields (flm_gen_config_parse). */
 int flm_package_config(const flm_gguf_file *g, flm_config *cfg);
 int flm_package_tokenizer(const flm_gguf_file *g, flm_tokenizer **out);
 int flm_package_template(const flm_gguf_file *g, flm_template_source *out);
