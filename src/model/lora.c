@@ -761,8 +761,10 @@ static int to_f32(const flm_lora *l, const lora_module *m, const flm_tensor *t, 
  * fmaf is correctly rounded by IEEE 754, so every table (scalar, avx2, avx512,
  * neon) gives the same bits; only the speed differs. flm_lora_apply uses the table
  * the dispatcher selects (flm_kernels_best(), so FLM_KERNELS reaches the merge). */
+const flm_kernels *flm_lora_kernels(void) { return flm_kernels_best(); }
+
 int flm_lora_apply(const flm_lora *l, const char *name, float *W, int64_t rows, int64_t cols) {
-    return flm_lora_apply_with(l, flm_kernels_best(), name, W, rows, cols);
+    return flm_lora_apply_with(l, flm_lora_kernels(), name, W, rows, cols);
 }
 
 int flm_lora_apply_with(const flm_lora *l, const flm_kernels *k, const char *name, float *W, int64_t rows, int64_t cols) {
