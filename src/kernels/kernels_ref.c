@@ -4,8 +4,6 @@
  * float32 loops, accumulation in float, in index order (q4_0: element j then element
  * j+16 of each byte, j = 0..15; the forward pass' order). Calls only drivers.c and base. */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "base/common.h"
 #include "kernels/drivers.h"
