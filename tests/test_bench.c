@@ -1,11 +1,13 @@
 /* test_bench.c — the memory-bandwidth measurement (src/dev/membw.c) and `fieldlm bench`:
  * well-formed JSON with positive numbers on the micro fixture and the peer GGUF,
- * the text report, --membw, and usage errors. Buffers are kept small (hidden
- * --membw-mib) so the tests stay fast; the numbers are not judged here. */
+ * the text report, --membw, its load loop following FLM_KERNELS, and usage errors.
+ * Buffers are kept small (hidden --membw-mib) so the tests stay fast; the numbers
+ * are not judged here. */
 #include <stdlib.h>
 
 #include "base/common.h"
 #include "base/json.h"
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 #include "dev/membw.h"
 #include "model/model.h"
@@ -87,6 +89,31 @@ TEST(bench_membw_every_isa) {
     o.isa = "sse9";
     CHECK_EQ_INT(flm_membw_measure(&o, &r), FLM_ERR_ARG);
     CHECK(strstr(flm_last_error(), "sse9"));
+}
+
+/* FLM_KERNELS reaches the probe: its load loop is the selected kernel table's
+ * (stream_read), and the report names it. */
+TEST(bench_membw_follows_flm_kernels) {
+    static const char *const tables[] = {"scalar", "avx2", "avx512", "neon"};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        if (!flm_kernels_variant(tables[i], false)) continue;
+        strbuf cmd;
+        flm_sb_init(&cmd);
+        flm_sb_printf(&cmd, "FLM_KERNELS=%s %s bench --membw --membw-mib 8 -t 1 --json", tables[i], test_bin());
+        char *out = NULL, *err = NULL;
+        int rc = test_run(flm_sb_cstr(&cmd), &out, &err);
+        flm_sb_free(&cmd);
+        flm_json_doc *d = rc == 0 ? flm_json_parse(out, strlen(out), "bench --json") : NULL;
+        CHECK_MSG(d != NULL, "FLM_KERNELS=%s bench --membw: exit %d %s", tables[i], rc, err ? err : "");
+        if (d) CHECK_STR(flm_json_string(flm_json_get(flm_json_root(d), "isa"), NULL), tables[i]);
+        flm_json_free(d);
+        free(out);
+        free(err);
+        ran++;
+    }
+    CHECK(ran >= 1);
+    CHECK_STR(flm_membw_isa(), flm_kernels_best()->name);
 }
 
 TEST(bench_micro_json) {

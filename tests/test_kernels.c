@@ -5,7 +5,9 @@
  * itself checked against the float reference within the activation quantization
  * error); bit-identical
  * results for any [r0, r1) split and any token batching; rmsnorm/dot within a
- * reassociation tolerance; axpy/swiglu bit-identical. Also the table selection.
+ * reassociation tolerance; axpy/swiglu bit-identical; the LoRA merge row bit-identical
+ * to its fma-chain specification; the bandwidth probe's load loop reads exactly its
+ * bytes. Also the table selection.
  * Builds standalone with tests/main.c + the kernels + common.c + tensor.c (see
  * tools/neon-test.sh), so it must not use other modules. */
 #include "test.h"
@@ -13,6 +15,8 @@
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/common.h"
 #include "kernels/cpu.h"
@@ -350,7 +354,7 @@ TEST(kernels_selection) {
     CHECK(flm_kernels_by_name("no-such-isa") == NULL);
     CHECK(flm_kernels_by_name(NULL) == NULL);
     for (int d = 0; d < (int)(sizeof MATMUL_DTYPES / sizeof *MATMUL_DTYPES); d++) CHECK(best->matmul[MATMUL_DTYPES[d]] != NULL);
-    CHECK(best->rmsnorm && best->dot && best->axpy && best->swiglu);
+    CHECK(best->rmsnorm && best->dot && best->axpy && best->swiglu && best->rope && best->lora_row && best->stream_read);
     const char *env = getenv("FLM_KERNELS");
     if (env && flm_kernels_by_name(env)) CHECK_STR(best->name, env);
     else {
@@ -487,4 +491,99 @@ TEST(kernels_qact_prepared_equals_matmul) {
             }
         }
     }
+}
+
+/* lora_row, every table (float and qact variants) against the specification computed
+ * here: per column an fmaf chain over the rank from 0, then W + (float)(acc * scale).
+ * Rank and column counts on and off every vector width, misaligned rows, nothing
+ * written past the row. The fixture is sensitive: somewhere a multiply-then-add
+ * chain gives other bits than the fused one. */
+TEST(kernels_lora_row) {
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    static const int RANK[] = {1, 2, 3, 4, 7, 16, 64};
+    static const int COLS[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257};
+    enum { MAXR = 64, MAXC = 257 };
+    float *u = malloc((MAXR + 1) * sizeof(float)), *V = malloc(((size_t)MAXR * MAXC + 1) * sizeof(float));
+    float *W0 = malloc((MAXC + 2) * sizeof(float)), *want = malloc((MAXC + 2) * sizeof(float)), *got = malloc((MAXC + 2) * sizeof(float));
+    float *acc = malloc((MAXC + 1) * sizeof(float));
+    REQUIRE(u && V && W0 && want && got && acc);
+    size_t unfused_differs = 0, compared = 0;
+    for (size_t ri = 0; ri < sizeof RANK / sizeof RANK[0]; ri++)
+        for (size_t ci = 0; ci < sizeof COLS / sizeof COLS[0]; ci++)
+            for (int mis = 0; mis < 2; mis++) {
+                int r = RANK[ri], cols = COLS[ci];
+                float scale = mis ? 0.37f : 2.0f;
+                for (int i = 0; i <= r; i++) u[i] = rnd_f() * 3.0f;
+                for (size_t i = 0; i < (size_t)r * (size_t)cols + 1; i++) V[i] = rnd_f() * (i % 7 == 0 ? 40.0f : 1.0f);
+                for (int i = 0; i < cols + 2; i++) W0[i] = rnd_f();
+                const float *vm = V + mis; /* rows start misaligned */
+                memcpy(want, W0, (size_t)(cols + 2) * sizeof(float));
+                for (int c = 0; c < cols; c++) {
+                    float s = 0.0f, s2 = 0.0f;
+                    for (int k = 0; k < r; k++) {
+                        s = fmaf(u[k], vm[(size_t)k * (size_t)cols + (size_t)c], s);
+                        float p = u[k] * vm[(size_t)k * (size_t)cols + (size_t)c];
+                        s2 = s2 + p;
+                    }
+                    const float d = s * scale;
+                    want[mis + c] = want[mis + c] + d;
+                    unfused_differs += s != s2;
+                }
+                for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++)
+                    for (int qact = 0; qact < 2; qact++) {
+                        const flm_kernels *k = flm_kernels_variant(ALL[ti], qact);
+                        if (!k) continue;
+                        REQUIRE(k->lora_row);
+                        memcpy(got, W0, (size_t)(cols + 2) * sizeof(float));
+                        k->lora_row(u, vm, r, cols, scale, acc, got + mis);
+                        compared++;
+                        CHECK_MSG(memcmp(got, want, (size_t)(cols + 2) * sizeof(float)) == 0,
+                                  "%s%s lora_row r=%d cols=%d mis=%d differs from the fma chain (or wrote outside the row)", k->name,
+                                  qact ? " (qact)" : "", r, cols, mis);
+                    }
+            }
+    CHECK(compared > 0);
+    CHECK_MSG(unfused_differs > 0, "fixture cannot tell a fused chain from multiply-then-add");
+    printf("    lora_row: %zu table runs bit-identical to the fma chain; %zu columns where multiply-then-add differs\n", compared,
+           unfused_differs);
+    free(u); free(V); free(W0); free(want); free(got); free(acc);
+}
+
+/* stream_read, every table: reads exactly [p, p + n) (the buffer ends at an
+ * inaccessible page, and a byte past n does not change the value), and its value
+ * depends on every byte (one byte changed anywhere changes it; restored, it is back). */
+TEST(kernels_stream_read) {
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 16 * (size_t)FLM_STREAM_CHUNK;
+    size_t span = (n + page - 1) / page * page;
+    unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(map != MAP_FAILED);
+    REQUIRE(mprotect(map + span, page, PROT_NONE) == 0); /* a guard page right after the buffer */
+    unsigned char *p = map + span - n;                    /* page-aligned end, 64-byte aligned start */
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)rnd_u32();
+    int ran = 0;
+    for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++) {
+        const flm_kernels *k = flm_kernels_variant(ALL[ti], false);
+        if (!k) continue;
+        REQUIRE(k->stream_read);
+        CHECK(flm_kernels_variant(ALL[ti], true)->stream_read == k->stream_read);
+        ran++;
+        uint64_t v0 = k->stream_read(p, n);
+        CHECK_MSG(k->stream_read(p, n) == v0, "%s stream_read is not deterministic", k->name);
+        size_t at[] = {0, 1, 7, 8, 63, 64, 200, 255, 256, 511, 512, 1000, n - 65, n - 64, n - 1, rnd_u32() % n, rnd_u32() % n};
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+            p[at[i]] ^= 0x5A;
+            CHECK_MSG(k->stream_read(p, n) != v0, "%s stream_read ignores byte %zu", k->name, at[i]);
+            p[at[i]] ^= 0x5A;
+        }
+        CHECK(k->stream_read(p, n) == v0);
+        /* a shorter read does not look at the bytes after it */
+        uint64_t v1 = k->stream_read(p, n - FLM_STREAM_CHUNK);
+        p[n - FLM_STREAM_CHUNK] ^= 0x5A;
+        CHECK_MSG(k->stream_read(p, n - FLM_STREAM_CHUNK) == v1, "%s stream_read reads past n", k->name);
+        p[n - FLM_STREAM_CHUNK] ^= 0x5A;
+        CHECK(k->stream_read(p + n - FLM_STREAM_CHUNK, FLM_STREAM_CHUNK) == k->stream_read(p + n - FLM_STREAM_CHUNK, FLM_STREAM_CHUNK));
+    }
+    CHECK(ran >= 1);
+    munmap(map, span + page);
 }

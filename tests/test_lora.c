@@ -1,7 +1,7 @@
 /* test_lora.c — PEFT LoRA adapters: the merge against peft's merged weights, the
  * fixture adapters against their bases, refusals, scale rules (rsLoRA, patterns),
- * target matching, fan_in_fan_out, several adapters, the same adapter twice, and
- * ADAPTER_DIR[:SCALE]. */
+ * target matching, fan_in_fan_out, several adapters, the same adapter twice,
+ * ADAPTER_DIR[:SCALE], and the merge going through the kernel table FLM_KERNELS selects. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +9,8 @@
 #include "test.h"
 #include "base/common.h"
 #include "fieldlm.h"
+#include "kernels/cpu.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "format/safetensors.h"
 
@@ -215,6 +217,108 @@ TEST(lora_micro_merge_matches_peft) {
     flm_st_close(base);
     flm_st_close(merged);
     flm_lora_free(l);
+}
+
+/* The merge goes through a kernel table's lora_row: flm_lora_apply uses
+ * flm_lora_kernels(), the dispatcher's table (FLM_KERNELS when set and available);
+ * flm_lora_apply_with calls the given table's row once per output row; every table
+ * this build and CPU runs gives the same bits on the peft fixture. Prints the table
+ * (lora_merge_follows_flm_kernels runs this test under each FLM_KERNELS). */
+static const flm_kernels *g_counted;
+static size_t g_counted_rows;
+static void counting_lora_row(const float *u, const float *V, int r, int64_t cols, float scale, float *acc, float *W) {
+    g_counted_rows++;
+    g_counted->lora_row(u, V, r, cols, scale, acc, W);
+}
+
+TEST(lora_merge_goes_through_the_kernel_table) {
+    static const char *const TABLES[] = {"scalar", "avx2", "avx512", "neon"};
+    const flm_kernels *k = flm_lora_kernels();
+    REQUIRE(k && k->lora_row);
+    CHECK(k == flm_kernels_best());
+    const char *env = getenv("FLM_KERNELS");
+    if (env && *env) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof TABLES / sizeof *TABLES; i++) known |= !strcmp(env, TABLES[i]) && flm_kernels_variant(env, false);
+        if (known) CHECK_STR(k->name, env);
+    }
+    printf("    lora merge table: %s\n", k->name);
+    flm_lora *l = NULL;
+    REQUIRE(flm_lora_open(MICRO_LORA, 1.0f, &l) == FLM_OK);
+    flm_st_file *base = NULL;
+    REQUIRE(flm_st_open(MICRO_BASE, &base) == FLM_OK);
+    flm_kernels counting = *k;
+    counting.lora_row = counting_lora_row;
+    g_counted = k;
+    size_t merged = 0;
+    for (size_t i = 0; i < flm_st_count(base); i++) {
+        const flm_tensor *t = flm_st_tensor_at(base, i);
+        if (!flm_lora_targets(l, t->name)) continue;
+        int64_t rows = t->shape[0], cols = t->shape[1];
+        size_t n = (size_t)flm_tensor_numel(t);
+        float *w0 = tensor_f32(t), *w1 = tensor_f32(t), *w2 = tensor_f32(t);
+        REQUIRE(w0 && w1 && w2);
+        CHECK_EQ_INT(flm_lora_apply(l, t->name, w1, rows, cols), FLM_OK);
+        CHECK(memcmp(w0, w1, n * sizeof(float)) != 0);
+        g_counted_rows = 0;
+        CHECK_EQ_INT(flm_lora_apply_with(l, &counting, t->name, w2, rows, cols), FLM_OK);
+        CHECK_EQ_INT(g_counted_rows, rows);
+        CHECK_MSG(memcmp(w1, w2, n * sizeof(float)) == 0, "%s: merge through the table differs from flm_lora_apply", t->name);
+        for (size_t ti = 0; ti < sizeof TABLES / sizeof *TABLES; ti++) {
+            const flm_kernels *kt = flm_kernels_variant(TABLES[ti], false);
+            if (!kt) continue;
+            memcpy(w2, w0, n * sizeof(float));
+            CHECK_EQ_INT(flm_lora_apply_with(l, kt, t->name, w2, rows, cols), FLM_OK);
+            CHECK_MSG(memcmp(w1, w2, n * sizeof(float)) == 0, "%s: the %s table merges other bits than %s", t->name, kt->name, k->name);
+        }
+        /* no table, or one without a merge row: refused, W untouched */
+        memcpy(w2, w0, n * sizeof(float));
+        CHECK_EQ_INT(flm_lora_apply_with(l, NULL, t->name, w2, rows, cols), FLM_ERR_ARG);
+        counting.lora_row = NULL;
+        CHECK_EQ_INT(flm_lora_apply_with(l, &counting, t->name, w2, rows, cols), FLM_ERR_ARG);
+        counting.lora_row = counting_lora_row;
+        CHECK(memcmp(w0, w2, n * sizeof(float)) == 0);
+        free(w0);
+        free(w1);
+        free(w2);
+        merged++;
+    }
+    CHECK_EQ_INT(merged, 6);
+    flm_st_close(base);
+    flm_lora_free(l);
+}
+
+/* FLM_KERNELS reaches the merge: the test above, run in a child process under each
+ * table this CPU runs, merges with that table (and says so); a convert with the
+ * adapter under FLM_KERNELS=scalar writes the same file as with the default table. */
+TEST(lora_merge_follows_flm_kernels) {
+    static const char *const TABLES[] = {"scalar", "avx2", "avx512", "neon"};
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    REQUIRE(len > 0);
+    self[len] = 0;
+    char cmd[8192], want[64];
+    for (size_t i = 0; i < sizeof TABLES / sizeof *TABLES; i++) {
+        if (!flm_kernels_variant(TABLES[i], false)) continue;
+        snprintf(cmd, sizeof cmd, "FLM_KERNELS=%s '%s' lora_merge_goes_through_the_kernel_table", TABLES[i], self);
+        char *out = NULL, *err = NULL;
+        int rc = test_run(cmd, &out, &err);
+        snprintf(want, sizeof want, "lora merge table: %s\n", TABLES[i]);
+        CHECK_MSG(rc == 0 && has(out, want) && has(out, "1 passed, 0 failed"), "FLM_KERNELS=%s: exit %d, output:\n%s%s", TABLES[i], rc,
+                  out ? out : "", err ? err : "");
+        free(out);
+        free(err);
+    }
+    const char *tmp = test_tmpdir();
+    char *o1 = NULL, *o2 = NULL;
+    snprintf(cmd, sizeof cmd, "env -u FLM_KERNELS %s convert %s --lora %s -o %s/default.gguf --type f32 -q && FLM_KERNELS=scalar %s convert %s --lora %s -o "
+             "%s/scalar.gguf --type f32 -q && cmp %s/default.gguf %s/scalar.gguf && echo same",
+             test_bin(), "tests/data/micro-qwen2", MICRO_LORA, tmp, test_bin(), "tests/data/micro-qwen2", MICRO_LORA, tmp, tmp, tmp);
+    int rc = test_run(cmd, &o1, &o2);
+    CHECK_MSG(rc == 0 && has(o1, "same"), "convert with the adapter under FLM_KERNELS=scalar vs default: exit %d\n%s%s", rc, o1 ? o1 : "",
+              o2 ? o2 : "");
+    free(o1);
+    free(o2);
 }
 
 TEST(lora_tiny_and_kcc_check_clean) {

@@ -1,5 +1,5 @@
-/* test_quant.c — Q8_0 / Q4_0 reference quantizers, row converters and the
- * reference dot products. Bit-compatibility with ggml on real weights is
+/* test_quant.c — Q8_0 / Q4_0 reference quantizers, row converters, and the
+ * scalar reference table's dot products (one row of its matmul) on quantized rows. Bit-compatibility with ggml on real weights is
  * checked in test_gguf.c (gguf_reads_llama_cpp_file). */
 #include "test.h"
 
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "base/common.h"
+#include "kernels/kernels.h"
 #include "kernels/quant.h"
 
 /* Quantization error bounds, as fractions of the block's max |x|: half a step
@@ -14,7 +15,7 @@
  * steps). q4_0 can be a full step off for -max (its code 16 clamps to 15). */
 #define Q8_MAX_ERR (0.5f / 127.0f + 1.0f / 2048.0f)
 #define Q4_MAX_ERR (1.0f / 8.0f + 1.0f / 2048.0f)
-/* Dot products: |ref - dequant dot| relative to sum |w_i x_i|. */
+/* Dot products: |reference - dequant dot| relative to sum |w_i x_i|. */
 #define DOT_REL_ERR 1e-5f
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -147,7 +148,15 @@ static double dot_via_dequant(flm_dtype t, const void *w, const float *x, int n,
     return s;
 }
 
-TEST(quant_vec_dot_references) {
+/* One row times x with the scalar reference table (kernels_ref.c): the one reference
+ * dot product for every stored type. */
+static float ref_dot(flm_dtype dt, const void *w, const float *x, int n) {
+    float y = -1.0f;
+    flm_kernels_scalar()->matmul[dt](w, x, &y, 1, n, 1, 0, 1);
+    return y;
+}
+
+TEST(quant_reference_dots) {
     static const int sizes[] = {32, 64, 96, 4096 + 32};
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         int n = sizes[k];
@@ -163,15 +172,15 @@ TEST(quant_vec_dot_references) {
         REQUIRE(!flm_quantize_row(FLM_F16, w, h, n) && !flm_quantize_row(FLM_BF16, w, bf, n));
         double abs_sum, want;
         want = dot_via_dequant(FLM_Q8_0, q8, x, n, &abs_sum);
-        CHECK_NEAR(flm_vec_dot_q8_0_f32(q8, x, n), want, abs_sum * DOT_REL_ERR);
+        CHECK_NEAR(ref_dot(FLM_Q8_0, q8, x, n), want, abs_sum * DOT_REL_ERR);
         want = dot_via_dequant(FLM_Q4_0, q4, x, n, &abs_sum);
-        CHECK_NEAR(flm_vec_dot_q4_0_f32(q4, x, n), want, abs_sum * DOT_REL_ERR);
+        CHECK_NEAR(ref_dot(FLM_Q4_0, q4, x, n), want, abs_sum * DOT_REL_ERR);
         want = dot_via_dequant(FLM_F16, h, x, n, &abs_sum);
-        CHECK_NEAR(flm_vec_dot_f16_f32(h, x, n), want, abs_sum * DOT_REL_ERR);
+        CHECK_NEAR(ref_dot(FLM_F16, h, x, n), want, abs_sum * DOT_REL_ERR);
         want = dot_via_dequant(FLM_BF16, bf, x, n, &abs_sum);
-        CHECK_NEAR(flm_vec_dot_bf16_f32(bf, x, n), want, abs_sum * DOT_REL_ERR);
+        CHECK_NEAR(ref_dot(FLM_BF16, bf, x, n), want, abs_sum * DOT_REL_ERR);
         want = dot_via_dequant(FLM_F32, w, x, n, &abs_sum);
-        CHECK_NEAR(flm_vec_dot_f32_f32(w, x, n), want, abs_sum * DOT_REL_ERR);
+        CHECK_NEAR(ref_dot(FLM_F32, w, x, n), want, abs_sum * DOT_REL_ERR);
         free(w), free(x), free(q8), free(q4), free(h), free(bf);
     }
 }

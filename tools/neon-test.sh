@@ -15,6 +15,6 @@ mkdir -p "$OUT"
 $CC -std=c11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude -Isrc \
   -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wpointer-arith ${WERROR:-} \
   -o "$OUT/kernel_tests" tests/main.c tests/test_kernels.c \
-  src/kernels/kernels_ref.c src/kernels/kernels_neon.c src/kernels/cpu.c src/base/common.c src/base/tensor.c -lm
+  src/kernels/kernels_ref.c src/kernels/kernels_neon.c src/kernels/drivers.c src/kernels/cpu.c src/base/common.c src/base/tensor.c -lm
 [ $# -gt 0 ] || set -- kernels
 exec "$QEMU" -L "$SYSROOT" "$OUT/kernel_tests" "$@"

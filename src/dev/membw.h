@@ -4,9 +4,10 @@
  *
  * Method: one buffer much larger than the caches (default 1 GiB) is written once
  * (so every page is resident), then read start to end several times by T threads
- * of the project's pool, each streaming its own contiguous slice with the widest
- * loads this CPU has (AVX-512, AVX2, NEON, or plain 64-bit loads) into several
- * independent accumulators, so the loop is bound by loads, not by adds. The
+ * of the project's pool, each streaming its own contiguous slice with a kernel
+ * table's load loop (flm_kernels.stream_read: AVX-512, AVX2, NEON, or plain 64-bit
+ * loads; the table the kernels' dispatcher selects, so FLM_KERNELS applies) into
+ * several independent accumulators, so the loop is bound by loads, not by adds. The
  * result is the best repeat, in GB/s (1e9 bytes per second). Nothing is printed;
  * the buffer is freed before returning. */
 #ifndef FLM_MEMBW_H
@@ -21,7 +22,8 @@ typedef struct {
     size_t bytes;   /* buffer size; 0 = FLM_MEMBW_DEFAULT_BYTES (rounded down to 4 KiB, >= 1 MiB) */
     int n_threads;  /* <= 0: the number of physical cores */
     int repeats;    /* <= 0: FLM_MEMBW_DEFAULT_REPEATS */
-    const char *isa;/* NULL: the widest loads this CPU has; or "avx512", "avx2", "neon", "scalar" */
+    const char *isa;/* NULL: the selected kernel table's loads (flm_kernels_best(): the widest this
+                     * CPU has, or FLM_KERNELS); or a table: "avx512", "avx2", "neon", "scalar" */
 } flm_membw_options;
 
 typedef struct {
@@ -39,7 +41,8 @@ typedef struct {
  * FLM_ERR_ARG for a buffer under 1 MiB or a load loop this CPU cannot run. */
 int flm_membw_measure(const flm_membw_options *opt, flm_membw_result *out);
 
-/* The load loop this CPU uses (what flm_membw_result.isa will say). */
+/* The load loop used without opt->isa: the selected kernel table's name (what
+ * flm_membw_result.isa will say). */
 const char *flm_membw_isa(void);
 
 #endif

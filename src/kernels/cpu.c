@@ -1,8 +1,10 @@
-/* cpu.c — CPU feature detection (cpuid + xgetbv on x86-64) done once; the kernel
- * tables composed from the ISA files (float-activation tables, with the int8-
- * activation q8_0/q4_0 matmuls patched in for the qact variants); the choice of
- * table (the best the CPU runs, or the one FLM_KERNELS names); and the per-thread
- * kernel scratch. */
+/* cpu.c — the one kernel dispatcher: CPU feature detection (cpuid + xgetbv on
+ * x86-64) done once; the kernel tables composed from the ISA files (float-activation
+ * tables, with the int8-activation q8_0/q4_0 matmuls patched in for the qact
+ * variants); and the choice of table (the best the CPU runs, or the one FLM_KERNELS
+ * names), which every SIMD caller of the library gets through flm_kernels_best()
+ * (the forward pass, the LoRA merge, the bandwidth probe). The top of src/kernels:
+ * it calls the ISA files and kernels_ref.c; nothing in src/kernels calls it. */
 #include "kernels/cpu.h"
 
 #include <pthread.h>
@@ -159,42 +161,4 @@ const flm_kernels *flm_kernels_select(void) {
     return g_selected;
 }
 
-/* ---- per-thread scratch ---- */
-
-typedef struct {
-    void *p[FLM_SCRATCH_SLOTS];
-    size_t n[FLM_SCRATCH_SLOTS];
-} scratch_set;
-
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-static _Thread_local scratch_set *t_scratch;
-
-static void scratch_free(void *v) {
-    scratch_set *s = v;
-    for (int i = 0; i < FLM_SCRATCH_SLOTS; i++) free(s->p[i]);
-    free(s);
-}
-static void scratch_key_init(void) { (void)pthread_key_create(&g_scratch_key, scratch_free); }
-
-void *flm_kernel_scratch(int slot, size_t bytes) {
-    scratch_set *s = t_scratch;
-    if (slot < 0 || slot >= FLM_SCRATCH_SLOTS) return NULL;
-    if (!s) {
-        pthread_once(&g_scratch_once, scratch_key_init);
-        s = calloc(1, sizeof *s);
-        if (!s) return NULL;
-        /* the key's destructor frees the set when this thread exits */
-        (void)pthread_setspecific(g_scratch_key, s);
-        t_scratch = s;
-    }
-    if (s->n[slot] < bytes) {
-        size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
-        void *p = aligned_alloc(64, cap);
-        if (!p) return NULL;
-        free(s->p[slot]);
-        s->p[slot] = p;
-        s->n[slot] = cap;
-    }
-    return s->p[slot];
-}
+const flm_kernels *flm_kernels_best(void) { return flm_kernels_select(); }

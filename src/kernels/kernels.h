@@ -1,11 +1,14 @@
-/* kernels.h — the kernel table. The model code calls kernels only through an
- * flm_kernels table, so SIMD (AVX2, AVX-512, NEON) and quantized kernels slot in
- * without touching forward.c. kernels_ref.c holds the scalar references: they are
- * the specification every other implementation is tested against. */
+/* kernels.h — the kernel table. Every SIMD path of the library goes through an
+ * flm_kernels table (the forward pass, the LoRA merge, the bandwidth probe), so SIMD
+ * (AVX2, AVX-512, NEON) and quantized kernels slot in without touching their callers,
+ * and FLM_KERNELS reaches all of them. kernels_ref.c holds the scalar reference, the
+ * one specification every other implementation is tested against; cpu.c is the one
+ * dispatcher (cpu.h). */
 #ifndef FLM_KERNELS_H
 #define FLM_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "base/tensor.h"
 
 /* Y[t*ldy + r] = sum_c W[r, c] * X[t*cols + c]   for t in [0, n_tok), r in [r0, r1).
@@ -43,16 +46,34 @@ typedef struct {
      * across threads gives the same logits). */
     void (*attend)(const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd, float scale,
                    float *scores, float *out);
+    /* One output row of a LoRA merge (src/model/lora.c), specified exactly:
+     *   acc[c] = fma(u[k], V[k*cols + c], acc[c])   for k = 0..r-1, from acc[c] = 0,
+     *            each step one correctly rounded float32 fused multiply-add
+     *   W[c]   = W[c] + (float)(acc[c] * scale)     (a multiply, then an add)
+     * for c in [0, cols). acc is scratch for cols floats (a table may leave it unused).
+     * fma is correctly rounded and the columns are independent, so every table gives
+     * the same bits as the reference. */
+    void (*lora_row)(const float *u, const float *V, int r, int64_t cols, float scale, float *acc, float *W);
+    /* The bandwidth probe's load loop (src/dev/membw.c): reads [p, p + n), p 64-byte
+     * aligned and n a multiple of FLM_STREAM_CHUNK, with this ISA's widest loads into
+     * independent accumulators (bound by loads, not adds), and returns a value that
+     * depends on every byte read, so the loads cannot be dropped. Values differ between
+     * tables; only the bytes read are specified. */
+    uint64_t (*stream_read)(const void *p, size_t n);
 } flm_kernels;
+
+#define FLM_STREAM_CHUNK 512 /* bytes: stream_read's n is a multiple of this */
 
 /* k->attend, or its definition from k's dot, flm_softmax and axpy (head by head)
  * when k has none. */
 void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
                 float scale, float *scores, float *out);
 
-/* The table for this CPU, chosen once from cpuid. FLM_KERNELS=scalar in the
- * environment forces the reference path. */
+/* The table for this CPU, chosen once from cpuid by the dispatcher (cpu.c; the same
+ * as flm_kernels_select in cpu.h). FLM_KERNELS=scalar in the environment forces the
+ * reference path. */
 const flm_kernels *flm_kernels_best(void);
+/* The scalar reference table (kernels_ref.c; float activations). */
 const flm_kernels *flm_kernels_scalar(void);
 
 /* Numerically careful softmax in place over n entries (max-subtracted). */

@@ -16,13 +16,17 @@
  * nibble n = q_w + 8 by q_x and subtracts the token's 8 * (lane sums of q_x). The
  * lanes are converted to float and accumulated with FMA, scaled by d_w * d_x.
  *
- * Only called after cpu.c has confirmed the CPU and OS support AVX2/FMA/F16C. */
+ * Also the LoRA merge row and the bandwidth probe's load loop with ymm registers.
+ *
+ * Only called after cpu.c has confirmed the CPU and OS support AVX2/FMA/F16C; calls
+ * only drivers.c (attention drivers, scratch). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/drivers.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_simd.h"
 
@@ -534,6 +538,48 @@ static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn
     }
 }
 
+/* lora_row (see kernels.h): 8 columns at a time, the rank's FMA chain in a register
+ * per lane; every lane does exactly the reference's steps, so the bits are the same. */
+static void lora_row(const float *restrict u, const float *restrict Vw, int r, int64_t cols, float scale, float *restrict acc,
+                     float *restrict W) {
+    (void)acc;
+    const __m256 vs = _mm256_set1_ps(scale);
+    int64_t c0 = 0;
+    for (; c0 + L <= cols; c0 += L) {
+        __m256 s = _mm256_setzero_ps();
+        for (int k = 0; k < r; k++) s = _mm256_fmadd_ps(_mm256_set1_ps(u[k]), _mm256_loadu_ps(Vw + (size_t)k * (size_t)cols + (size_t)c0), s);
+        _mm256_storeu_ps(W + c0, _mm256_add_ps(_mm256_loadu_ps(W + c0), _mm256_mul_ps(s, vs)));
+    }
+    for (int64_t c = c0; c < cols; c++) {
+        float s = 0.0f;
+        for (int k = 0; k < r; k++) s = fmaf(u[k], Vw[(size_t)k * (size_t)cols + (size_t)c], s);
+        const float d = s * scale;
+        W[c] = W[c] + d;
+    }
+}
+
+/* stream_read (see kernels.h): 256 bytes per step into eight ymm accumulators. */
+static uint64_t stream_read(const void *p, size_t n) {
+    const unsigned char *b = p;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t off = 0; off < n; off += 256) {
+        const __m256i *v = (const __m256i *)(const void *)(b + off);
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256(v + 0));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
+        a4 = _mm256_add_epi64(a4, _mm256_load_si256(v + 4));
+        a5 = _mm256_add_epi64(a5, _mm256_load_si256(v + 5));
+        a6 = _mm256_add_epi64(a6, _mm256_load_si256(v + 6));
+        a7 = _mm256_add_epi64(a7, _mm256_load_si256(v + 7));
+    }
+    __m256i s = _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3)),
+                                 _mm256_xor_si256(_mm256_xor_si256(a4, a5), _mm256_xor_si256(a6, a7)));
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, s);
+    return lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
+}
+
 static const flm_kernels AVX2 = {
     .name = "avx2",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -544,6 +590,8 @@ static const flm_kernels AVX2 = {
     .swiglu = swiglu,
     .attend = attend,
     .rope = rope,
+    .lora_row = lora_row,
+    .stream_read = stream_read,
 };
 
 const flm_kernels *flm_kernels_avx2(void) { return &AVX2; }

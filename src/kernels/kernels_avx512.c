@@ -22,13 +22,15 @@
  * the same sequence of operations whatever the tile shape or path (direct or panel),
  * so a row's result does not depend on its neighbours, on n_tok, or on how [r0, r1)
  * is split across threads. Results differ from kernels_ref.c only by summation order
- * (and FMA rounding). Only called after cpu.c has confirmed the CPU and OS support
- * AVX-512 (and AVX512_VNNI for the int8 functions). */
+ * (and FMA rounding). Also the LoRA merge row and the bandwidth probe's load loop
+ * with zmm registers. Only called after cpu.c has confirmed the CPU and OS support
+ * AVX-512 (and AVX512_VNNI for the int8 functions); calls only drivers.c. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/drivers.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_simd.h"
 
@@ -870,6 +872,49 @@ static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn
     }
 }
 
+/* lora_row (see kernels.h): 16 columns at a time (a masked tail), the rank's FMA
+ * chain in a register per lane; every lane does exactly the reference's steps. */
+static void lora_row(const float *restrict u, const float *restrict Vw, int r, int64_t cols, float scale, float *restrict acc,
+                     float *restrict W) {
+    (void)acc;
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t c0 = 0; c0 < cols; c0 += L) {
+        __mmask16 m = cols - c0 >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - c0)) - 1u);
+        __m512 s = _mm512_setzero_ps();
+        for (int k = 0; k < r; k++)
+            s = _mm512_fmadd_ps(_mm512_set1_ps(u[k]), _mm512_maskz_loadu_ps(m, Vw + (size_t)k * (size_t)cols + (size_t)c0), s);
+        _mm512_mask_storeu_ps(W + c0, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, W + c0), _mm512_mul_ps(s, vs)));
+    }
+}
+
+/* stream_read (see kernels.h): 512 bytes per step into eight zmm accumulators, with a
+ * software prefetch STREAM_AHEAD bytes ahead: one core's hardware prefetchers alone
+ * do not keep enough lines in flight to reach the memory's bandwidth. */
+#define STREAM_AHEAD 4096
+static uint64_t stream_read(const void *p, size_t n) {
+    const unsigned char *b = p;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t off = 0; off < n; off += FLM_STREAM_CHUNK) {
+        const __m512i *v = (const __m512i *)(const void *)(b + off);
+        for (int k = 0; k < FLM_STREAM_CHUNK; k += 64) _mm_prefetch((const char *)(b + off + STREAM_AHEAD + (size_t)k), _MM_HINT_T0);
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512(v + 0));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512(v + 1));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512(v + 2));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512(v + 3));
+        a4 = _mm512_add_epi64(a4, _mm512_load_si512(v + 4));
+        a5 = _mm512_add_epi64(a5, _mm512_load_si512(v + 5));
+        a6 = _mm512_add_epi64(a6, _mm512_load_si512(v + 6));
+        a7 = _mm512_add_epi64(a7, _mm512_load_si512(v + 7));
+    }
+    __m512i s = _mm512_xor_si512(_mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3)),
+                                 _mm512_xor_si512(_mm512_xor_si512(a4, a5), _mm512_xor_si512(a6, a7)));
+    uint64_t lanes[8];
+    _mm512_storeu_si512((void *)lanes, s);
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) x ^= lanes[i];
+    return x;
+}
+
 static const flm_kernels AVX512 = {
     .name = "avx512",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -880,6 +925,8 @@ static const flm_kernels AVX512 = {
     .swiglu = swiglu,
     .attend = attend,
     .rope = rope,
+    .lora_row = lora_row,
+    .stream_read = stream_read,
 };
 
 const flm_kernels *flm_kernels_avx512(void) { return &AVX512; }

@@ -13,13 +13,16 @@
  * reference does (vcvtnq rounds to nearest even, like nearbyintf); per block the
  * integer sum of q_w * q_x is exact (vmull_s8/vmlal_high_s8 pair sums fit int16 since
  * |q_x| <= 127, then vpadalq_s16 into 4 int32 lanes); lanes are converted to float
- * and accumulated with FMA, scaled by d_w * d_x (the reference's product). */
+ * and accumulated with FMA, scaled by d_w * d_x (the reference's product).
+ *
+ * Also the LoRA merge row and the bandwidth probe's load loop. Calls only drivers.c. */
 #include <arm_neon.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/drivers.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_simd.h"
 
@@ -501,6 +504,45 @@ static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn
     }
 }
 
+/* lora_row (see kernels.h): 4 columns at a time, the rank's FMA chain (vfmaq_f32 is
+ * fused) in a register per lane; every lane does exactly the reference's steps. */
+static void lora_row(const float *restrict u, const float *restrict Vw, int r, int64_t cols, float scale, float *restrict acc,
+                     float *restrict W) {
+    (void)acc;
+    const float32x4_t vs = vdupq_n_f32(scale);
+    int64_t c0 = 0;
+    for (; c0 + L <= cols; c0 += L) {
+        float32x4_t s = vdupq_n_f32(0.0f);
+        for (int k = 0; k < r; k++) s = vfmaq_f32(s, vdupq_n_f32(u[k]), vld1q_f32(Vw + (size_t)k * (size_t)cols + (size_t)c0));
+        vst1q_f32(W + c0, vaddq_f32(vld1q_f32(W + c0), vmulq_f32(s, vs)));
+    }
+    for (int64_t c = c0; c < cols; c++) {
+        float s = 0.0f;
+        for (int k = 0; k < r; k++) s = fmaf(u[k], Vw[(size_t)k * (size_t)cols + (size_t)c], s);
+        const float d = s * scale;
+        W[c] = W[c] + d;
+    }
+}
+
+/* stream_read (see kernels.h): 128 bytes per step into eight q-register accumulators. */
+static uint64_t stream_read(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64x2_t a0 = vdupq_n_u64(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t off = 0; off < n; off += 128) {
+        const uint64_t *w = (const uint64_t *)(const void *)(b + off);
+        a0 = vaddq_u64(a0, vld1q_u64(w + 0));
+        a1 = vaddq_u64(a1, vld1q_u64(w + 2));
+        a2 = vaddq_u64(a2, vld1q_u64(w + 4));
+        a3 = vaddq_u64(a3, vld1q_u64(w + 6));
+        a4 = vaddq_u64(a4, vld1q_u64(w + 8));
+        a5 = vaddq_u64(a5, vld1q_u64(w + 10));
+        a6 = vaddq_u64(a6, vld1q_u64(w + 12));
+        a7 = vaddq_u64(a7, vld1q_u64(w + 14));
+    }
+    uint64x2_t x = veorq_u64(veorq_u64(veorq_u64(a0, a1), veorq_u64(a2, a3)), veorq_u64(veorq_u64(a4, a5), veorq_u64(a6, a7)));
+    return vgetq_lane_u64(x, 0) ^ vgetq_lane_u64(x, 1);
+}
+
 static const flm_kernels NEON = {
     .name = "neon",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -511,6 +553,8 @@ static const flm_kernels NEON = {
     .swiglu = swiglu,
     .attend = attend,
     .rope = rope,
+    .lora_row = lora_row,
+    .stream_read = stream_read,
 };
 
 const flm_kernels *flm_kernels_neon(void) { return &NEON; }

@@ -1,12 +1,13 @@
-/* kernels_ref.c — scalar reference kernels: straightforward float32 loops, the
- * specification for every SIMD kernel. Accumulation is in float, in index order. */
+/* kernels_ref.c — the scalar reference kernels, the one specification of the
+ * library's arithmetic: every SIMD kernel is tested against these (tests/
+ * test_kernels.c), and the scalar table is what FLM_KERNELS=scalar runs. Straightforward
+ * float32 loops, accumulation in float, in index order (q4_0: element j then element
+ * j+16 of each byte, j = 0..15; the forward pass' order). Calls only drivers.c and base. */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "base/common.h"
+#include "kernels/drivers.h"
 #include "kernels/kernels.h"
-#include "kernels/cpu.h"
 #include "kernels/kernels_simd.h"
 
 static void matmul_f32(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
@@ -198,47 +199,6 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int n) {
     }
 }
 
-void flm_attend_composed(flm_dot_fn dot, flm_axpy_fn axpy, const float *q, int nq, const float *K, const float *V, int len,
-                         size_t stride, int hd, float scale, float *scores, float *out) {
-    for (int h = 0; h < nq; h++) {
-        const float *qh = q + (size_t)h * (size_t)hd;
-        float *oh = out + (size_t)h * (size_t)hd;
-        for (int p = 0; p < len; p++) scores[p] = dot(qh, K + (size_t)p * stride, hd) * scale;
-        flm_softmax(scores, len);
-        memset(oh, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) axpy(oh, scores[p], V + (size_t)p * stride, hd);
-    }
-}
-
-void flm_attend_blocked(const flm_attend_ops *ops, const float *q, int nq, const float *K, const float *V, int len,
-                        size_t stride, int hd, float scale, float *scores, float *out) {
-    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
-        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
-        for (int h = 0; h < nq; h++) ops->scores(q + (size_t)h * (size_t)hd, K, stride, hd, p0, p1, scale, scores + (size_t)h * (size_t)len);
-    }
-    for (int h = 0; h < nq; h++) ops->softmax(scores + (size_t)h * (size_t)len, len);
-    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
-    for (int p0 = 0; p0 < len; p0 += FLM_ATT_BLOCK) {
-        int p1 = p0 + FLM_ATT_BLOCK < len ? p0 + FLM_ATT_BLOCK : len;
-        for (int h = 0; h < nq; h++) ops->values(scores + (size_t)h * (size_t)len, V, stride, hd, p0, p1, out + (size_t)h * (size_t)hd);
-    }
-}
-
-void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
-                float scale, float *scores, float *out) {
-    if (k->attend) k->attend(q, nq, K, V, len, stride, hd, scale, scores, out);
-    else flm_attend_composed(k->dot, k->axpy, q, nq, K, V, len, stride, hd, scale, scores, out);
-}
-
-void flm_softmax(float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-
 static void rope_ref(float *v, int n_heads, int hd, const float *cs, const float *sn) {
     int half = hd / 2;
     for (int h = 0; h < n_heads; h++) {
@@ -251,6 +211,36 @@ static void rope_ref(float *v, int n_heads, int hd, const float *cs, const float
     }
 }
 
+/* lora_row (see kernels.h): row by row over the rank, so V is read in order. fmaf is
+ * correctly rounded (IEEE 754), so this is the same on every machine, with or without
+ * an FMA instruction. */
+static void lora_row_ref(const float *restrict u, const float *restrict V, int r, int64_t cols, float scale, float *restrict acc,
+                         float *restrict W) {
+    for (int64_t c = 0; c < cols; c++) acc[c] = 0.0f;
+    for (int k = 0; k < r; k++) {
+        const float uk = u[k];
+        const float *v = V + (size_t)k * (size_t)cols;
+        for (int64_t c = 0; c < cols; c++) acc[c] = fmaf(uk, v[c], acc[c]);
+    }
+    for (int64_t c = 0; c < cols; c++) {
+        const float d = acc[c] * scale;
+        W[c] = W[c] + d;
+    }
+}
+
+/* stream_read (see kernels.h) with plain 64-bit loads: eight independent
+ * accumulators, one per 8-byte word of a 64-byte line. */
+static uint64_t stream_read_ref(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (size_t off = 0; off < n; off += 64) {
+        const uint64_t *w = (const uint64_t *)(const void *)(b + off);
+        a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
+        a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
+    }
+    return a0 ^ a1 ^ a2 ^ a3 ^ a4 ^ a5 ^ a6 ^ a7;
+}
+
 static const flm_kernels SCALAR = {
     .name = "scalar",
     .matmul = {[FLM_F32] = matmul_f32, [FLM_F16] = matmul_f16, [FLM_BF16] = matmul_bf16,
@@ -260,12 +250,8 @@ static const flm_kernels SCALAR = {
     .axpy = axpy_ref,
     .swiglu = swiglu_ref,
     .rope = rope_ref,
+    .lora_row = lora_row_ref,
+    .stream_read = stream_read_ref,
 };
 
 const flm_kernels *flm_kernels_scalar(void) { return &SCALAR; }
-
-const flm_kernels *flm_kernels_best(void) {
-    /* cpu.c picks the best table this CPU runs (AVX-512, AVX2, NEON), once;
-     * FLM_KERNELS=scalar|avx2|avx512|neon forces one (unavailable: warns, best). */
-    return flm_kernels_select();
-}

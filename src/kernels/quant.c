@@ -1,6 +1,7 @@
 /* quant.c — Q8_0 / Q4_0 reference quantizers (bit-identical with ggml's
- * quantize_row_*_ref), row converters for the GGUF converter, and the scalar
- * reference dot products every optimised kernel is tested against. */
+ * quantize_row_*_ref) and row converters for the GGUF converter: format knowledge
+ * only. The arithmetic on these blocks (dot products, matmuls) is in the kernel
+ * tables; kernels_ref.c holds its one scalar reference. */
 #include "kernels/quant.h"
 
 #include <math.h>
@@ -88,43 +89,4 @@ int flm_quantize_row(flm_dtype t, const float *x, void *dst, int64_t n) {
     case FLM_Q4_0: flm_quantize_row_q4_0(x, dst, n); return FLM_OK;
     default: return flm_fail(FLM_ERR_ARG, "cannot quantize to %s", flm_dtype_get(t)->name);
     }
-}
-
-float flm_vec_dot_q8_0_f32(const block_q8_0 *w, const float *x, int n) {
-    float acc = 0.0f;
-    for (int b = 0; b < n / QK; b++, x += QK) {
-        float s = 0.0f;
-        for (int j = 0; j < QK; j++) s += (float)w[b].qs[j] * x[j];
-        acc += flm_f16_to_f32(w[b].d) * s;
-    }
-    return acc;
-}
-
-float flm_vec_dot_q4_0_f32(const block_q4_0 *w, const float *x, int n) {
-    float acc = 0.0f;
-    for (int b = 0; b < n / QK; b++, x += QK) {
-        float s = 0.0f;
-        for (int j = 0; j < QK / 2; j++) s += (float)((w[b].qs[j] & 0x0F) - 8) * x[j];
-        for (int j = 0; j < QK / 2; j++) s += (float)((w[b].qs[j] >> 4) - 8) * x[j + QK / 2];
-        acc += flm_f16_to_f32(w[b].d) * s;
-    }
-    return acc;
-}
-
-float flm_vec_dot_f16_f32(const uint16_t *w, const float *x, int n) {
-    float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += flm_f16_to_f32(w[i]) * x[i];
-    return acc;
-}
-
-float flm_vec_dot_bf16_f32(const uint16_t *w, const float *x, int n) {
-    float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += flm_bf16_to_f32(w[i]) * x[i];
-    return acc;
-}
-
-float flm_vec_dot_f32_f32(const float *w, const float *x, int n) {
-    float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += w[i] * x[i];
-    return acc;
 }

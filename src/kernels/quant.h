@@ -1,12 +1,12 @@
-/* quant.h — Q8_0 / Q4_0 block quantization and the scalar reference kernels.
+/* quant.h — Q8_0 / Q4_0 block quantization and row conversion (format knowledge).
  *
  * The quantizers are bit-identical with ggml's quantize_row_q8_0_ref /
  * quantize_row_q4_0_ref (the ones llama.cpp uses to write model files); the
- * block layouts are block_q8_0 / block_q4_0 in tensor.h. The dot products are
- * the reference that optimised kernels are tested against: they define the
- * summation order exactly (see each comment). All row lengths n are element
- * counts; for block types n must be a multiple of QK (32). Pure functions,
- * thread-safe. */
+ * block layouts are block_q8_0 / block_q4_0 in tensor.h. Products with these
+ * blocks are kernels: flm_kernels_scalar()->matmul[dtype] (kernels_ref.c) is the
+ * one reference, with its summation order spelled out there. All row lengths n
+ * are element counts; for block types n must be a multiple of QK (32). Pure
+ * functions, thread-safe. */
 #ifndef FLM_QUANT_H
 #define FLM_QUANT_H
 
@@ -39,16 +39,5 @@ bool flm_quant_row_ok(flm_dtype t, int64_t row_len);
  * must hold flm_dtype_bytes(t, n) bytes. FLM_ERR_ARG for other types or when n
  * is not a multiple of the block size. */
 int flm_quantize_row(flm_dtype t, const float *x, void *dst, int64_t n);
-
-/* Reference dot products: weights in dtype x float activations, n elements.
- * Block types: for each block b, s_b = sum_j (float)q_j * x_j accumulated in
- * float in order j = 0..31, then acc += d_b * s_b in block order (acc float,
- * starting at 0). For q4_0, q_j = nibble - 8. Plain types: acc += w_i * x_i in
- * order, in float. */
-float flm_vec_dot_q8_0_f32(const block_q8_0 *w, const float *x, int n);
-float flm_vec_dot_q4_0_f32(const block_q4_0 *w, const float *x, int n);
-float flm_vec_dot_f16_f32(const uint16_t *w, const float *x, int n);
-float flm_vec_dot_bf16_f32(const uint16_t *w, const float *x, int n);
-float flm_vec_dot_f32_f32(const float *w, const float *x, int n);
 
 #endif

@@ -12,14 +12,12 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
 #include "base/common.h"
 #include "base/json.h"
+#include "kernels/kernels.h"
 
 #define ADAPTER_CONFIG "adapter_config.json"
 #define ADAPTER_WEIGHTS "adapter_model.safetensors"
@@ -751,7 +749,8 @@ static int to_f32(const flm_lora *l, const lora_module *m, const flm_tensor *t, 
     return FLM_OK;
 }
 
-/* The merge of one output row, the reference and the spec:
+/* The merge of one output row is the kernel table's lora_row (kernels.h: the spec;
+ * kernels_ref.c: the reference):
  *   acc[c] = fma(u[k], V[k][c], acc[c])   for k = 0..r-1, acc starting at 0,
  *            each step one correctly rounded float32 fused multiply-add
  *   W[c]   = W[c] + (float)(acc[c] · scale)
@@ -759,62 +758,18 @@ static int to_f32(const flm_lora *l, const lora_module *m, const flm_tensor *t, 
  * column and Bᵀ with it). This reproduces torch's CPU float32 B @ A (an FMA
  * chain over the rank) bit for bit on the micro fixture, where plain float32
  * multiply-then-add and a double sum each miss by up to 7.5e-9 (docs/LORA.md).
- * fmaf is correctly rounded by IEEE 754, so the result is the same on every
- * machine whether or not it has an FMA instruction; only the speed differs. */
-#define MERGE_ROW_BODY(FMA)                                                   \
-    for (int64_t c = 0; c < cols; c++) acc[c] = 0.0f;                         \
-    for (int k = 0; k < r; k++) {                                             \
-        const float uk = u[k];                                                \
-        const float *v = V + (size_t)k * (size_t)cols;                        \
-        for (int64_t c = 0; c < cols; c++) acc[c] = FMA(uk, v[c], acc[c]);    \
-    }                                                                         \
-    for (int64_t c = 0; c < cols; c++) {                                      \
-        const float d = acc[c] * scale;                                       \
-        W[c] = W[c] + d;                                                      \
-    }
-
-static void merge_row_ref(const float *restrict u, const float *restrict V, int r, int64_t cols, float scale, float *restrict acc,
-                          float *restrict W) {
-    MERGE_ROW_BODY(fmaf)
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(FLM_LORA_FORCE_REF)
-/* The same arithmetic, 8 lanes at a time with the FMA instruction (chosen at run
- * time from cpuid): every lane does exactly the scalar steps above. */
-__attribute__((target("avx2,fma"))) static void merge_row_fma(const float *restrict u, const float *restrict V, int r, int64_t cols, float scale,
-                                                               float *restrict acc, float *restrict W) {
-    const __m256 vs = _mm256_set1_ps(scale);
-    int64_t c0 = 0;
-    for (; c0 + 8 <= cols; c0 += 8) {
-        __m256 s = _mm256_setzero_ps();
-        for (int k = 0; k < r; k++)
-            s = _mm256_fmadd_ps(_mm256_set1_ps(u[k]), _mm256_loadu_ps(V + (size_t)k * (size_t)cols + c0), s);
-        __m256 d = _mm256_mul_ps(s, vs);
-        _mm256_storeu_ps(W + c0, _mm256_add_ps(_mm256_loadu_ps(W + c0), d));
-    }
-    for (int64_t c = c0; c < cols; c++) {
-        float s = 0.0f;
-        for (int k = 0; k < r; k++) s = __builtin_fmaf(u[k], V[(size_t)k * (size_t)cols + c], s);
-        const float d = s * scale;
-        W[c] = W[c] + d;
-    }
-    (void)acc;
-}
-#define HAVE_MERGE_ROW_FMA 1
-#endif
-
-typedef void (*merge_row_fn)(const float *, const float *, int, int64_t, float, float *, float *);
-
-static merge_row_fn pick_merge_row(void) {
-#ifdef HAVE_MERGE_ROW_FMA
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return merge_row_fma;
-#endif
-    return merge_row_ref;
-}
+ * fmaf is correctly rounded by IEEE 754, so every table (scalar, avx2, avx512,
+ * neon) gives the same bits; only the speed differs. flm_lora_apply uses the table
+ * the dispatcher selects (flm_kernels_best(), so FLM_KERNELS reaches the merge). */
+const flm_kernels *flm_lora_kernels(void) { return flm_kernels_best(); }
 
 int flm_lora_apply(const flm_lora *l, const char *name, float *W, int64_t rows, int64_t cols) {
+    return flm_lora_apply_with(l, flm_lora_kernels(), name, W, rows, cols);
+}
+
+int flm_lora_apply_with(const flm_lora *l, const flm_kernels *k, const char *name, float *W, int64_t rows, int64_t cols) {
     if (!l || !name) return flm_fail(FLM_ERR_ARG, "flm_lora_apply: NULL argument");
+    if (!k || !k->lora_row) return flm_fail(FLM_ERR_ARG, "flm_lora_apply: no kernel table with a LoRA merge row");
     const lora_module *m = find_module(l, name);
     if (!m) return FLM_OK;
     int64_t want[2], got[2] = {rows, cols};
@@ -835,8 +790,7 @@ int flm_lora_apply(const flm_lora *l, const char *name, float *W, int64_t rows, 
         /* W [in, out] = (B·A)ᵀ: row j += scale · Σ_k A[k][j] · Bᵀ[k][:] */
         if ((rc = to_f32(l, m, m->B, true, V)) || (rc = to_f32(l, m, m->A, true, U))) goto done;
     }
-    const merge_row_fn merge_row = pick_merge_row();
-    for (int64_t i = 0; i < rows; i++) merge_row(U + (size_t)i * (size_t)r, V, r, cols, m->scale, acc, W + (size_t)i * (size_t)cols);
+    for (int64_t i = 0; i < rows; i++) k->lora_row(U + (size_t)i * (size_t)r, V, r, cols, m->scale, acc, W + (size_t)i * (size_t)cols);
 done:
     free(V);
     free(U);

@@ -24,6 +24,7 @@
 
 #include "format/safetensors.h"
 #include "base/tensor.h"
+#include "kernels/kernels.h"
 
 typedef struct flm_lora flm_lora;
 
@@ -85,6 +86,14 @@ bool flm_lora_targets(const flm_lora *lora, const char *base_weight_name);
  * handle may be shared between threads, W may not. To merge several adapters call
  * this for each, in order, on the same float32 W. */
 int flm_lora_apply(const flm_lora *lora, const char *base_weight_name, float *W, int64_t rows, int64_t cols);
+/* The same with the merge row of kernel table k (flm_kernels.lora_row). flm_lora_apply
+ * passes flm_lora_kernels(); every table gives the same bits (kernels.h), so only the
+ * speed depends on k. FLM_ERR_ARG if k is NULL or has no lora_row. */
+int flm_lora_apply_with(const flm_lora *lora, const flm_kernels *k, const char *base_weight_name, float *W, int64_t rows,
+                        int64_t cols);
+/* The kernel table flm_lora_apply merges with: the dispatcher's choice
+ * (flm_kernels_best(): the best this CPU runs, or the one FLM_KERNELS names). */
+const flm_kernels *flm_lora_kernels(void);
 
 /* ---- information for provenance (all borrowed, valid until flm_lora_free) ---- */
 const char *flm_lora_dir(const flm_lora *lora);
