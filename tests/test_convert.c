@@ -589,3 +589,57 @@ TEST(convert_cancel_while_hashing_returns_promptly) {
     free(out);
     free(d);
 }
+
+/* Seconds the library's SHA-256 takes over the whole file, read as the hasher reads
+ * it (1 MiB blocks): its first `sample` bytes are timed and the time scaled to the
+ * file's size (the hash is linear; this keeps the sanitizer build's run short). */
+static double time_hash_file(const char *path, uint64_t sample) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
+        if (f) fclose(f);
+        return 0;
+    }
+    unsigned char *buf = malloc(1u << 20), d[32];
+    flm_sha256 s;
+    flm_sha256_init(&s);
+    uint64_t done = 0;
+    double t0 = flm_now_seconds();
+    for (size_t n; buf && done < sample && (n = fread(buf, 1, 1u << 20, f)) > 0; done += n) flm_sha256_update(&s, buf, n);
+    flm_sha256_final(&s, d);
+    double dt = flm_now_seconds() - t0;
+    fclose(f);
+    free(buf);
+    return done ? dt * (double)st.st_size / (double)done : 0;
+}
+
+TEST(convert_error_while_hashing_returns_promptly) {
+    /* An error in the conversion itself (the output hits the file size limit at its
+     * first tensor) while the 1 GiB source is still being hashed: convert stops the
+     * hashing thread and returns, instead of finishing the SHA-256 first (the tensor
+     * data used to wait for the hashes), and leaves nothing behind. The bound is
+     * relative: a third of what hashing the shard alone takes on this machine. */
+    char *d = make_sparse_model("sparse-model");
+    char *src = flm_path_join(d, "model.safetensors");
+    char *out = flm_path_join(test_tmpdir(), "sparse-efbig.gguf");
+    double hash_s = time_hash_file(src, 256u << 20);
+    if (hash_s < 0.3) { /* the bound below would be noise */
+        test_fail(__FILE__, __LINE__, "hashing the sparse shard took only %.2f s: too fast to time against", hash_s);
+        free(out); free(src); free(d);
+        return;
+    }
+    char cmd[2048], *o, *e;
+    snprintf(cmd, sizeof cmd, "sh -c 'ulimit -f 1024; exec %s convert %s -o %s --type f16 -t 1'", test_bin(), d, out);
+    double t0 = flm_now_seconds();
+    int rc = test_run(cmd, &o, &e);
+    double dt = flm_now_seconds() - t0;
+    CHECK_MSG(rc == 1 && strstr(e, "file size limit reached") && strstr(e, "no output written"), "exit %d: %s", rc, e);
+    CHECK_MSG(dt < hash_s / 3, "convert took %.2f s to fail; hashing the shard alone takes %.2f s", dt, hash_s);
+    CHECK(!flm_file_exists(out));
+    CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
+    free(o);
+    free(e);
+    free(out);
+    free(src);
+    free(d);
+}

@@ -795,3 +795,62 @@ TEST(gguf_accepts_tensors_out_of_offset_order) {
     pad_to(&o, 32, 96);
     expect_bad(&o, FLM_ERR_FORMAT, "tensor late: data at offset 32 overlaps tensor early", "overlap, reversed");
 }
+
+/* Reads back element i of a string array: "" when anything is off. */
+static const char *array_item(const flm_gguf_file *f, const char *key, uint64_t i) {
+    const flm_gguf_value *a;
+    const char *s;
+    uint64_t len;
+    if (flm_gguf_get_array(f, key, GGUF_TYPE_STRING, &a) || flm_gguf_array_str(a, i, &s, &len)) return "";
+    return s;
+}
+
+TEST(gguf_writer_replaces_a_string_before_and_after_the_header) {
+    /* The converter's source hashes: placeholders of the final length go out with
+     * the header, the real values replace them once known. */
+    static const char *const before[] = {"aaaa  x", "bbbb  yy", "cccc  z"};
+    for (int late = 0; late < 2; late++) {
+        char *p = tmp_path(late ? "replace-late.gguf" : "replace-early.gguf");
+        flm_gguf_writer *w;
+        REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+        float data[32] = {1, 2, 3};
+        int64_t s1[1] = {32};
+        CHECK_EQ_INT(flm_gguf_writer_add_str(w, "general.architecture", "qwen2"), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_add_str_array(w, "x.files", before, 3), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_add_u32(w, "x.after", 7), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_add_tensor(w, "a", FLM_F32, 1, s1), FLM_OK);
+        if (late) CHECK_EQ_INT(flm_gguf_writer_write_tensor(w, "a", data, sizeof data), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_replace_str(w, "x.files", 1, "1234  yy"), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_replace_str(w, "x.files", 2, "5678  z"), FLM_OK);
+        if (!late) CHECK_EQ_INT(flm_gguf_writer_write_tensor(w, "a", data, sizeof data), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_finish(w), FLM_OK);
+        flm_gguf_file *f;
+        REQUIRE(flm_gguf_open(p, &f) == FLM_OK);
+        CHECK_STR(array_item(f, "x.files", 0), "aaaa  x");
+        CHECK_STR(array_item(f, "x.files", 1), "1234  yy");
+        CHECK_STR(array_item(f, "x.files", 2), "5678  z");
+        uint32_t u = 0;
+        CHECK(flm_gguf_get_u32(f, "x.after", &u) == FLM_OK && u == 7);
+        flm_tensor t;
+        CHECK(flm_gguf_get_tensor(f, "a", &t) == FLM_OK && ((const float *)t.data)[2] == 3.0f);
+        flm_gguf_close(f);
+        free(p);
+    }
+    /* misuse: another length, a missing key, a key that is not a string array, an
+     * index past the end; each fails the writer and leaves nothing */
+    static const struct { const char *key; size_t i; const char *s, *needle; } bad[] = {
+        {"x.files", 0, "aaaaa  x", "bytes"}, {"x.nope", 0, "aaaa  x", "no metadata key"},
+        {"x.after", 0, "aaaa  x", "not a string array"}, {"x.files", 3, "aaaa  x", "has 3 elements"}};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char *p = tmp_path("replace-bad.gguf");
+        flm_gguf_writer *w;
+        REQUIRE(flm_gguf_writer_open(p, 0, &w) == FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_add_str_array(w, "x.files", before, 3), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_add_u32(w, "x.after", 7), FLM_OK);
+        CHECK_EQ_INT(flm_gguf_writer_replace_str(w, bad[k].key, bad[k].i, bad[k].s), FLM_ERR_ARG);
+        CHECK_MSG(strstr(flm_last_error(), bad[k].needle), "case %zu: %s", k, flm_last_error());
+        CHECK(flm_gguf_writer_finish(w) != FLM_OK);
+        CHECK(!exists(p) && !tmp_exists(p));
+        free(p);
+    }
+}

@@ -10,7 +10,13 @@
  * read with pread (a truncated shard is a short read, where the mapping would raise
  * SIGBUS), and every source file's size is checked against its size at open before
  * each tensor. The output follows src/base/outfile.h: checked before any work, written
- * to a temporary file of its own, removed on any error or cancel. */
+ * to a temporary file of its own, removed on any error or cancel.
+ *
+ * Provenance: a thread hashes every source file (SHA-256) while the tensors are
+ * converted. The metadata goes out with placeholders of the hashes' length, which
+ * are replaced in the written header once the hashing ends (before the rename). Any
+ * error or cancel, on either side, stops the other: the converter sets the hasher's
+ * stop flag, and looks at the hasher's result before each tensor. */
 #include "convert/convert.h"
 
 #include <errno.h>
@@ -88,6 +94,7 @@ typedef struct {
     char msg[512];                 /* the hashing thread's error message */
     volatile sig_atomic_t *cancel; /* the caller's flag */
     atomic_int stop;               /* set by the converter on any error */
+    atomic_int done;               /* set by the hasher when rc and msg are final */
 } hash_job;
 
 static bool hash_stopped(hash_job *h) { return atomic_load(&h->stop) || (h->cancel && *h->cancel); }
@@ -124,7 +131,14 @@ static void *hash_thread(void *arg) {
     }
     /* messages are per thread: hand this one to the converter's thread */
     if (h->rc && h->rc != FLM_ERR_CANCELLED) snprintf(h->msg, sizeof h->msg, "%s", flm_last_error());
+    atomic_store(&h->done, 1);
     return NULL;
+}
+
+/* The hasher's failure as this thread's error. */
+static int hash_error(const hash_job *h) {
+    if (h->rc == FLM_ERR_CANCELLED) return flm_fail(FLM_ERR_CANCELLED, "conversion interrupted");
+    return flm_fail(h->rc, "%s", h->msg);
 }
 
 static int add_hash_file(hash_job *h, const char *dir, const char *name) {
@@ -296,6 +310,7 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     flm_pool *pool = NULL;
     hash_job hj = {.cancel = opt->cancel};
     atomic_init(&hj.stop, 0);
+    atomic_init(&hj.done, 0);
     watched_file *watch = NULL; /* the shards, then the adapters' weights */
     size_t n_watch = 0;
     pthread_t hasher;
@@ -399,19 +414,14 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     }
 
     if ((rc = flm_gguf_writer_open(out_path, 64, &w))) goto done;
-    /* metadata needs the hashes: wait for them (they run while the plan was built;
-     * on a large model most of the hashing overlaps with this wait's neighbours) */
-    pthread_join(hasher, NULL);
-    hashing = false;
-    if (opt->cancel && *opt->cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); goto done; }
-    if (hj.rc) { rc = flm_fail(hj.rc, "%s", hj.msg); goto done; }
+    /* the hashes are not known yet: "0"×64 stands for each until the hashing ends */
     prov_files = flm_calloc(hj.n ? hj.n : 1, sizeof *prov_files);
     prov_adapters = flm_calloc(opt->n_lora ? (size_t)opt->n_lora : 1, sizeof *prov_adapters);
     if (!prov_files || !prov_adapters) { rc = FLM_ERR_NOMEM; goto done; }
     for (size_t i = 0; i < hj.n; i++) {
         strbuf sb;
         flm_sb_init(&sb);
-        flm_sb_printf(&sb, "%s  %s", hj.hex[i], hj.names[i]);
+        flm_sb_printf(&sb, "%064d  %s", 0, hj.names[i]);
         prov_files[i] = flm_sb_take(&sb);
         if (!prov_files[i]) { rc = FLM_ERR_NOMEM; goto done; }
     }
@@ -439,7 +449,9 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     for (size_t i = 0; i < n_plan; i++) total += plan[i].src->nbytes;
     for (size_t i = 0; i < n_plan && !rc; i++) {
         if (opt->progress) opt->progress(opt->progress_ctx, (int)i, (int)n_plan, plan[i].gguf_name, done_bytes, total);
-        /* every source (shards, adapters) still has the size its header promised */
+        /* the hashing has not failed, and every source (shards, adapters) still has
+         * the size its header promised */
+        if (atomic_load(&hj.done) && hj.rc) rc = hash_error(&hj);
         for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
         size_t s = 0;
         while (s < m->source->n_shards && !flm_st_contains(m->source->shards[s], plan[i].src->data)) s++;
@@ -450,6 +462,16 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
         done_bytes += plan[i].src->nbytes;
     }
     for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
+    if (rc) goto done;
+    /* the data is written: wait for the rest of the hashing, put the hashes in the header */
+    pthread_join(hasher, NULL);
+    hashing = false;
+    if (opt->cancel && *opt->cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); goto done; }
+    if (hj.rc) { rc = hash_error(&hj); goto done; }
+    for (size_t i = 0; i < hj.n && !rc; i++) {
+        memcpy(prov_files[i], hj.hex[i], 64);
+        rc = flm_gguf_writer_replace_str(w, "fieldlm.source.files", i, prov_files[i]);
+    }
     if (rc) goto done;
     if (opt->progress) opt->progress(opt->progress_ctx, (int)n_plan, (int)n_plan, "", total, total);
     stats->bytes_written = flm_gguf_writer_bytes(w); /* this writer's own file, whoever renames last */

@@ -240,6 +240,14 @@ int flm_gguf_writer_write_tensor(flm_gguf_writer *w, const char *name, const voi
  * when it is complete). */
 int flm_gguf_writer_write_part(flm_gguf_writer *w, const void *data, size_t nbytes);
 
+/* Replaces element `index` of the string array `key` with s, which must have the
+ * length of the string it replaces: the file's layout is fixed once the header is
+ * out. Before the first tensor data it edits the metadata held in memory; after,
+ * it rewrites those bytes of the temporary file. For values known only at the end
+ * (the converter's source hashes): add a placeholder of the final length, write
+ * the data, replace it, finish. */
+int flm_gguf_writer_replace_str(flm_gguf_writer *w, const char *key, size_t index, const char *s);
+
 /* Bytes written so far (the file's size once every tensor is written). */
 uint64_t flm_gguf_writer_bytes(const flm_gguf_writer *w);
 /* Checks that every tensor was written, then fsync + rename + fsync(dir). Frees w

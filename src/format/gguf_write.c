@@ -5,10 +5,12 @@
  * declaration order to a temporary file unique to this writer (PATH.XXXXXX.tmp,
  * src/base/outfile.c), so the caller needs memory for one tensor only. Offsets are
  * known when a tensor is declared, so the header goes out before the first data
- * byte. Every write is checked; the first failure (or any misuse) removes the
- * temporary file and makes every later call fail, so a failed conversion leaves
- * nothing behind. finish() fsyncs the file, renames it over PATH and fsyncs the
- * directory. */
+ * byte; a string-array element can still be replaced by one of the same length
+ * until finish (flm_gguf_writer_replace_str: the converter's source hashes, which
+ * are computed while the data is written). Every write is checked; the first
+ * failure (or any misuse) removes the temporary file and makes every later call
+ * fail, so a failed conversion leaves nothing behind. finish() fsyncs the file,
+ * renames it over PATH and fsyncs the directory. */
 #include "format/gguf.h"
 
 #include <errno.h>
@@ -35,6 +37,7 @@ struct flm_gguf_writer {
     char errmsg[512];        /* its message, repeated by later calls */
     strbuf kv;               /* serialised KV pairs */
     char **keys;             /* for the duplicate check */
+    uint64_t *key_off;       /* where each key's entry starts in kv (and, + 24, in the file) */
     size_t n_kv, cap_kv;
     strbuf ti;               /* serialised tensor infos */
     wtensor *tensors;
@@ -190,9 +193,13 @@ static int begin_kv(flm_gguf_writer *w, const char *key, gguf_type t, bool *skip
         char **k = flm_realloc(w->keys, cap * sizeof *k);
         if (!k) return wfail(w, FLM_ERR_NOMEM, "%s: out of memory", w->path);
         w->keys = k;
+        uint64_t *o = flm_realloc(w->key_off, cap * sizeof *o);
+        if (!o) return wfail(w, FLM_ERR_NOMEM, "%s: out of memory", w->path);
+        w->key_off = o;
         w->cap_kv = cap;
     }
     if (!(w->keys[w->n_kv] = flm_strdup(key))) return wfail(w, FLM_ERR_NOMEM, "%s: out of memory", w->path);
+    w->key_off[w->n_kv] = w->kv.len;
     w->n_kv++;
     put_str(&w->kv, key, len);
     put_u32(&w->kv, (uint32_t)t);
@@ -427,6 +434,72 @@ int flm_gguf_writer_write_tensor(flm_gguf_writer *w, const char *name, const voi
     return flm_gguf_writer_write_part(w, data, nbytes);
 }
 
+/* ------------------------------------------------------------------ late values */
+
+#define HEADER_FIXED 24 /* magic, version, tensor count, KV count: kv starts here in the file */
+
+/* n bytes of the serialised metadata at kv offset `at`: from memory before the
+ * header is written, from the temporary file after. */
+static int kv_read(flm_gguf_writer *w, uint64_t at, void *buf, size_t n) {
+    if (!w->header_written) {
+        if (at > w->kv.len || n > w->kv.len - at) return wfail(w, FLM_ERR_ARG, "%s: metadata read past its end", w->path);
+        memcpy(buf, w->kv.data + at, n);
+        return FLM_OK;
+    }
+    for (char *p = buf; n;) {
+        ssize_t r = pread(w->out.fd, p, n, (off_t)(HEADER_FIXED + at));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return wfail(w, FLM_ERR_IO, "%s: reading back the header: %s", w->path, r < 0 ? strerror(errno) : "end of file");
+        p += r;
+        n -= (size_t)r;
+        at += (uint64_t)r;
+    }
+    return FLM_OK;
+}
+
+static int kv_write(flm_gguf_writer *w, uint64_t at, const char *s, size_t n) {
+    if (!w->header_written) {
+        memcpy(w->kv.data + at, s, n);
+        return FLM_OK;
+    }
+    while (n) {
+        ssize_t r = pwrite(w->out.fd, s, n, (off_t)(HEADER_FIXED + at));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return wfail(w, FLM_ERR_IO, "%s: rewriting the header: %s", w->path, r < 0 ? flm_outfile_strerror(errno) : "no progress");
+        s += r;
+        n -= (size_t)r;
+        at += (uint64_t)r;
+    }
+    return FLM_OK;
+}
+
+int flm_gguf_writer_replace_str(flm_gguf_writer *w, const char *key, size_t index, const char *s) {
+    int rc = check_live(w);
+    if (rc) return rc;
+    size_t k = 0;
+    while (key && k < w->n_kv && strcmp(w->keys[k], key)) k++;
+    if (!key || !s || k == w->n_kv) return wfail(w, FLM_ERR_ARG, "%s: replace: no metadata key '%s'", w->path, key ? key : "(null)");
+    uint64_t at = w->key_off[k] + 8 + strlen(key), n, len;
+    uint32_t type, elem = 0;
+    if ((rc = kv_read(w, at, &type, 4)) || (type == GGUF_TYPE_ARRAY && (rc = kv_read(w, at + 4, &elem, 4)))) return rc;
+    if (type != GGUF_TYPE_ARRAY || elem != GGUF_TYPE_STRING)
+        return wfail(w, FLM_ERR_ARG, "%s: replace: metadata key '%s' is not a string array", w->path, key);
+    if ((rc = kv_read(w, at + 8, &n, 8))) return rc;
+    if (index >= n)
+        return wfail(w, FLM_ERR_ARG, "%s: replace: '%s' has %" PRIu64 " elements, not %zu", w->path, key, n, index + 1);
+    at += 16;
+    for (size_t i = 0;; i++) {
+        if ((rc = kv_read(w, at, &len, 8))) return rc;
+        if (i == index) break;
+        at += 8 + len;
+    }
+    if (strlen(s) != len)
+        return wfail(w, FLM_ERR_ARG, "%s: replace: '%s'[%zu] is %" PRIu64 " bytes, the new value %zu", w->path, key, index, len,
+                     strlen(s));
+    return kv_write(w, at + 8, s, (size_t)len);
+}
+
 uint64_t flm_gguf_writer_bytes(const flm_gguf_writer *w) { return w ? w->file_pos : 0; }
 
 static void writer_free(flm_gguf_writer *w) {
@@ -434,6 +507,7 @@ static void writer_free(flm_gguf_writer *w) {
     for (size_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
     for (size_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->keys);
+    free(w->key_off);
     free(w->tensors);
     flm_sb_free(&w->kv);
     flm_sb_free(&w->ti);
