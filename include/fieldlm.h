@@ -4,7 +4,8 @@
  * single-file package (GGUF), with every step verified against transformers.
  * Every exported name starts with flm_ / FLM_. Functions return an flm_status
  * (0 = success, negative = error); the library never exits or prints.
- * examples/simple.c shows the whole API in use; docs/GENERATION.md describes it. */
+ * examples/simple.c shows the API in use; docs/API.md describes all of it (ownership,
+ * threads, the "unset" convention, errors) and docs/GENERATION.md generation. */
 #ifndef FIELDLM_H
 #define FIELDLM_H
 
