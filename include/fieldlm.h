@@ -106,8 +106,8 @@ typedef struct {
 FLM_API int flm_open(const char *path, const flm_open_options *opt, flm_handle **out);
 /* Releases the model. Every session made from it must be freed first. NULL is a no-op. */
 FLM_API void flm_close(flm_handle *h);
-/* The message of the last failed call on h (flm_render, flm_session_new; borrowed,
- * valid until the next such call on h); "" if none. When several threads use h at
+/* The message of the last failed call on h (flm_tokenize, flm_render*,
+ * flm_session_new, ...; borrowed, valid until the next such call on h); "" if none. When several threads use h at
  * once their messages may overwrite each other: flm_errmsg(NULL), the calling
  * thread's last message, is exact right after a failed call on any handle. */
 FLM_API const char *flm_errmsg(const flm_handle *h);
