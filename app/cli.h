@@ -1,8 +1,15 @@
 /* cli.h — shared declarations of the CLI. Each app/cmd_*.c registers its
- * subcommands with CLI_COMMAND; main.c lists them in `order`. */
+ * subcommands with CLI_COMMAND; main.c lists them in `order`. Public-API only: it
+ * includes nothing but fieldlm.h and system headers (the user-facing commands
+ * include it; tools/check-layers.sh checks). What needs the library's internals
+ * is in cli_dev.h, for the developer commands. */
 #ifndef FLM_CLI_H
 #define FLM_CLI_H
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "fieldlm.h"
 
 typedef struct {
     const char *name, *summary;
@@ -21,7 +28,8 @@ void cli_register(const cli_command *cmd);
 /* Exit codes used by every subcommand. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
-/* Prints "fieldlm CMD: <library error message>" to stderr and returns EXIT_FAIL. */
+/* Prints "fieldlm CMD: <library error message>" (the calling thread's last one,
+ * flm_errmsg(NULL)) to stderr and returns EXIT_FAIL. */
 int cli_error(const char *cmd);
 /* Returns true if argv[i] equals a or b (b may be NULL). */
 bool cli_is(const char *arg, const char *a, const char *b);
@@ -45,22 +53,18 @@ typedef struct {
 /* If argv[*i] is -m/--model, --lora, --mmap or --no-mmap, consumes it (and its value) and returns 1;
  * returns -1 on a usage error (message printed), 0 if not a model option. */
 int cli_model_arg(cli_model_args *a, int argc, char **argv, int *i, const char *cmd);
-/* The --lora specs split into folders and scales (flm_lora_parse_spec: only a
- * trailing ":number" is a scale). */
+/* The --lora specs split into folders and scales (flm_lora_spec_parse: only a
+ * trailing ":number" is a scale); `adapters` is the same list for the public API. */
 typedef struct {
     const char *dirs[CLI_MAX_LORA];
     float scales[CLI_MAX_LORA];
+    flm_lora_adapter adapters[CLI_MAX_LORA];
     char *owned[CLI_MAX_LORA];
     int n;
 } cli_lora_list;
 /* Returns false (message printed) on a bad spec. Free with cli_lora_free. */
 bool cli_lora_parse(const cli_model_args *a, cli_lora_list *l, const char *cmd);
 void cli_lora_free(cli_lora_list *l);
-
-struct flm_model;
-/* Opens the model with its adapters; prints the error and returns NULL on failure
- * (an adapter folder given as MODEL gets cli_adapter_hint's message). */
-struct flm_model *cli_open_model(const cli_model_args *a, const char *cmd);
 
 /* When `model` is a folder with adapter_config.json and no config.json (a PEFT
  * adapter given as the model), prints what to give instead ("-m BASE --lora DIR"
@@ -74,4 +78,13 @@ char *cli_find_bundled(const char *rel);
 /* The same as a default option value: the path found, in static storage valid
  * until the next call, or `rel` itself when not found (errors then name it). */
 const char *cli_bundled_or(const char *rel);
+/* s[0..n) as a JSON string in quotes; with ensure_ascii every non-ASCII character
+ * is escaped (\uXXXX, surrogate pairs above U+FFFF, as Python's json.dumps), else
+ * it is kept; bytes that are not UTF-8 become \ufffd. Malloc'ed, or NULL when out
+ * of memory. */
+char *cli_json_quote(const char *s, size_t n, bool ensure_ascii);
+/* Reads f to its end: malloc'ed, NUL-terminated (*len bytes before the NUL), or
+ * NULL when out of memory; *read_error (may be NULL) is set when reading failed
+ * (what was read is still returned). */
+char *cli_read_all(FILE *f, size_t *len, bool *read_error);
 #endif

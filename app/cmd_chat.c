@@ -10,16 +10,14 @@
 #include <unistd.h>
 
 #include "cmd_run.h"
-#include "base/common.h"
-#include "runtime/session.h"
 
-static flm_gen_session *volatile g_generating;
+static flm_session *volatile g_generating;
 static volatile sig_atomic_t g_quit;
 
 static void on_sigint(int sig) {
     (void)sig;
-    flm_gen_session *s = g_generating;
-    if (s) flm_gen_cancel(s);
+    flm_session *s = g_generating;
+    if (s) flm_cancel(s);
     else g_quit = 1;
 }
 
@@ -97,8 +95,8 @@ static int cmd_chat(int argc, char **argv) {
     bool system_checked = false; /* warned, if need be, that the template drops the system message */
     char *line = NULL;
     size_t line_cap = 0;
-    flm_assets *a = gen_cli_open_assets(&g, "chat");
-    flm_gen_session *s = a ? gen_cli_new_session(&g, a, "chat") : NULL;
+    flm_handle *hd = gen_cli_open(&g, "chat");
+    flm_session *s = hd ? gen_cli_new_session(&g, hd, "chat") : NULL;
     if (!s) goto done;
     bool tty = isatty(STDIN_FILENO), err_tty = isatty(STDERR_FILENO);
     struct sigaction sa;
@@ -108,7 +106,7 @@ static int cmd_chat(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     if (tty) {
         fprintf(stderr, "fieldlm chat on %s: ", g.ma.model);
-        gen_cli_print_load(stderr, &g, a);
+        gen_cli_print_load(stderr, &g, hd);
         fputs("\n/system TEXT, /reset, /quit; Ctrl-C stops an answer\n", stderr);
     }
     status = EXIT_OK;
@@ -127,7 +125,7 @@ static int cmd_chat(int argc, char **argv) {
             if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
             if (!strcmp(line, "/reset")) {
                 hist_clear(&h);
-                flm_gen_session_reset(s);
+                flm_session_reset(s);
                 if (tty) fprintf(stderr, "(conversation reset)\n");
                 continue;
             }
@@ -144,21 +142,20 @@ static int cmd_chat(int argc, char **argv) {
         if (!hist_push(&h, "user", line)) { fprintf(stderr, "fieldlm chat: out of memory\n"); status = EXIT_FAIL; break; }
         /* messages = [system] + history */
         size_t nm = h.n + (system ? 1 : 0);
-        const char **roles = malloc(nm * sizeof *roles), **contents = malloc(nm * sizeof *contents);
-        if (!roles || !contents) { free(roles); free(contents); status = EXIT_FAIL; break; }
+        flm_message *msgs = malloc(nm * sizeof *msgs);
+        if (!msgs) { status = EXIT_FAIL; break; }
         size_t k = 0;
-        if (system) { roles[k] = "system"; contents[k++] = system; }
-        for (size_t j = 0; j < h.n; j++, k++) { roles[k] = h.role[j]; contents[k] = h.content[j]; }
+        if (system) msgs[k++] = (flm_message){"system", system};
+        for (size_t j = 0; j < h.n; j++, k++) msgs[k] = (flm_message){h.role[j], h.content[j]};
         if (system && !system_checked) {
-            gen_cli_warn_dropped(a, roles, contents, nm, "chat");
+            gen_cli_warn_dropped(hd, msgs, nm, "chat");
             system_checked = true;
         }
-        flm_gen_result res;
+        flm_result res;
         g_generating = s;
-        int rc = flm_gen_run_chat(s, roles, contents, nm, gen_cli_stream_stdout, NULL, &res);
+        int rc = flm_generate(s, msgs, nm, gen_cli_stream_stdout, NULL, &res);
         g_generating = NULL;
-        free(roles);
-        free(contents);
+        free(msgs);
         if (rc) {
             cli_error("chat");
             hist_pop(&h); /* the turn is refused; the conversation stays as it was */
@@ -179,8 +176,8 @@ done:
     free(h.content);
     free(system);
     free(line);
-    flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_session_free(s);
+    flm_close(hd);
     gen_cli_free(&g);
     return status;
 }

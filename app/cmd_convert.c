@@ -6,10 +6,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "base/common.h"
-#include "convert/convert.h"
 
-static volatile sig_atomic_t g_cancel;
+static volatile int g_cancel; /* flm_convert_options.cancel: set by the signal handler */
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
 
 static void help(FILE *f) {
@@ -48,27 +46,20 @@ static void progress(void *ctx, int i, int n, const char *name, uint64_t done, u
     if (i == n) fputc('\n', stderr);
 }
 
-static bool parse_type(const char *s, flm_dtype *t) {
-    static const struct { const char *n; flm_dtype t; } T[] = {
-        {"f32", FLM_F32}, {"f16", FLM_F16}, {"bf16", FLM_BF16}, {"q8_0", FLM_Q8_0}, {"q4_0", FLM_Q4_0}};
-    for (size_t i = 0; i < sizeof T / sizeof *T; i++)
-        if (!strcmp(s, T[i].n)) { *t = T[i].t; return true; }
-    return false;
-}
-
 static int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     cli_model_args ma = {0};
     long threads = 0;
     bool quiet = false;
-    flm_convert_options opt = {.type = FLM_Q8_0};
+    flm_convert_options opt;
+    flm_convert_options_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is(argv[i], "-h", "--help")) { help(stdout); return EXIT_OK; }
         else if (cli_is(argv[i], "-o", "--output")) { if (!(out = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE; }
         else if (!strcmp(argv[i], "--type")) {
             if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
-            if (!parse_type(v, &opt.type)) { fprintf(stderr, "fieldlm convert: --type must be f32, f16, bf16, q8_0 or q4_0 (got '%s')\n", v); return EXIT_USAGE; }
+            if (flm_type_from_name(v, &opt.type) != FLM_OK) { fprintf(stderr, "fieldlm convert: --type must be f32, f16, bf16, q8_0 or q4_0 (got '%s')\n", v); return EXIT_USAGE; }
         } else if (!strcmp(argv[i], "--lora")) {
             if (cli_model_arg(&ma, argc, argv, &i, "convert") < 0) return EXIT_USAGE;
         } else if (cli_is(argv[i], "-t", "--threads")) {
@@ -83,8 +74,7 @@ static int cmd_convert(int argc, char **argv) {
     if (cli_adapter_hint(in, true, "convert")) return EXIT_FAIL;
     cli_lora_list lora;
     if (!cli_lora_parse(&ma, &lora, "convert")) return EXIT_FAIL;
-    opt.lora_dirs = lora.dirs;
-    opt.lora_scales = lora.scales;
+    opt.lora = lora.adapters;
     opt.n_lora = lora.n;
     opt.n_threads = (int)threads;
     opt.cancel = &g_cancel;
@@ -102,11 +92,11 @@ static int cmd_convert(int argc, char **argv) {
     cli_lora_free(&lora);
     if (rc) {
         if (opt.progress) fputc('\n', stderr);
-        fprintf(stderr, "fieldlm convert: %s\nfieldlm convert: no output written\n", flm_last_error());
+        fprintf(stderr, "fieldlm convert: %s\nfieldlm convert: no output written\n", flm_errmsg(NULL));
         return EXIT_FAIL;
     }
     fprintf(stderr, "convert: wrote %s (%s): %d tensors, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out,
-            flm_dtype_get(opt.type)->name, st.n_tensors, (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6,
+            flm_type_name(opt.type), st.n_tensors, (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6,
             opt.n_lora ? ", LoRA merged" : "");
     if (st.no_tokenizer)
         fprintf(stderr, "convert: note: %s has no tokenizer files: the package runs on token ids only\n", in);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_dev.h"
 #include "base/common.h"
 #include "runtime/forward.h"
 #include "model/model.h"

@@ -7,18 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cmd_run.h"
-#include "base/common.h"
-#include "runtime/session.h"
 
 /* ---- shared options ---- */
 
 void gen_cli_init(gen_cli_args *g) {
     memset(g, 0, sizeof *g);
-    flm_gen_config_defaults(&g->ov);
+    flm_gen_settings_init(&g->set);
+    g->set.stop = g->stop;
 }
 
 void gen_cli_free(gen_cli_args *g) {
@@ -47,40 +47,40 @@ int gen_cli_arg(gen_cli_args *g, int argc, char **argv, int *i, const char *cmd)
     if (!(v = cli_value(argc, argv, i, cmd))) return -1;
     if (cli_is(opt, "-n", "--max-new-tokens")) {
         if (!cli_parse_int(v, &n) || n <= 0 || n > INT_MAX) return bad_value(cmd, opt, "a positive integer");
-        flm_gen_config_set_max_new_tokens(&g->ov, n);
+        g->set.max_new_tokens = n;
     } else if (!strcmp(opt, "--temp")) {
         if (!cli_parse_double(v, &d) || !(d >= 0) || d > 1e6) return bad_value(cmd, opt, "a number >= 0");
-        flm_gen_config_set_temperature(&g->ov, d);
+        g->set.temperature = d;
     } else if (!strcmp(opt, "--top-k")) {
         if (!cli_parse_int(v, &n) || n < 0 || n > INT_MAX) return bad_value(cmd, opt, "an integer >= 0");
-        flm_gen_config_set_top_k(&g->ov, (int)n);
+        g->set.top_k = (int)n;
     } else if (!strcmp(opt, "--top-p")) {
         if (!cli_parse_double(v, &d) || !(d >= 0 && d <= 1)) return bad_value(cmd, opt, "a number in [0, 1]");
-        flm_gen_config_set_top_p(&g->ov, d);
+        g->set.top_p = d;
     } else if (!strcmp(opt, "--min-p")) {
         if (!cli_parse_double(v, &d) || !(d >= 0 && d <= 1)) return bad_value(cmd, opt, "a number in [0, 1]");
-        flm_gen_config_set_min_p(&g->ov, d);
+        g->set.min_p = d;
     } else if (!strcmp(opt, "--repeat-penalty")) {
         if (!cli_parse_double(v, &d) || !(d > 0) || d > 1e6) return bad_value(cmd, opt, "a number > 0");
-        flm_gen_config_set_repetition_penalty(&g->ov, d);
+        g->set.repetition_penalty = d;
     } else if (!strcmp(opt, "--seed")) {
         char *end;
         unsigned long long s = strtoull(v, &end, 10);
         if (end == v || *end || v[0] == '-') return bad_value(cmd, opt, "a non-negative integer");
-        g->seed = s;
+        g->set.seed = s;
         g->have_seed = true;
     } else if (cli_is(opt, "-c", "--ctx")) {
         if (!cli_parse_int(v, &n) || n <= 0 || n > INT_MAX) return bad_value(cmd, opt, "a positive integer");
-        g->n_ctx = (int)n;
+        g->set.n_ctx = (int)n;
     } else if (cli_is(opt, "-t", "--threads")) {
         if (!cli_parse_int(v, &n) || n <= 0 || n > 1024) return bad_value(cmd, opt, "a positive integer");
-        g->n_threads = (int)n;
+        g->set.n_threads = (int)n;
     } else if (!strcmp(opt, "--system")) {
         g->system = v;
     } else if (!strcmp(opt, "--stop")) {
         if (!v[0]) return bad_value(cmd, opt, "a non-empty string");
-        if (g->n_stop == GEN_CLI_MAX_STOP) return bad_value(cmd, opt, "at most 16 strings in all");
-        g->stop[g->n_stop++] = v;
+        if (g->set.n_stop == GEN_CLI_MAX_STOP) return bad_value(cmd, opt, "at most 16 strings in all");
+        g->stop[g->set.n_stop++] = v;
     }
     return 1;
 }
@@ -129,7 +129,13 @@ static char *bundled_model(void) {
     return p ? p : cli_find_bundled("models/kcc-advisor");
 }
 
-flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+flm_handle *gen_cli_open(gen_cli_args *g, const char *cmd) {
     if (!g->ma.model) {
         if (!(g->model_owned = bundled_model())) {
             fprintf(stderr, "fieldlm %s: no -m MODEL given and the bundled model (models/kcc-advisor-q8_0.gguf "
@@ -141,67 +147,62 @@ flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd) {
     if (cli_adapter_hint(g->ma.model, true, cmd)) return NULL;
     cli_lora_list l;
     if (!cli_lora_parse(&g->ma, &l, cmd)) return NULL;
-    flm_model_options mo = {.lora_dirs = l.dirs, .lora_scales = l.scales, .n_lora = l.n, .weights = (flm_weights_mode)g->ma.weights};
-    flm_assets *a = NULL;
-    double t0 = flm_now_seconds();
-    int rc = flm_assets_load(g->ma.model, &mo, &a);
-    g->load_s = flm_now_seconds() - t0;
+    flm_open_options o = {.lora = l.adapters, .n_lora = l.n, .weights = (flm_weights_mode)g->ma.weights};
+    flm_handle *h = NULL;
+    double t0 = now_seconds();
+    int rc = flm_open(g->ma.model, &o, &h);
+    g->load_s = now_seconds() - t0;
     cli_lora_free(&l);
-    if (rc) cli_error(cmd);
-    else if (a->warning) fprintf(stderr, "fieldlm %s: warning: %s\n", cmd, a->warning);
-    return a;
+    if (rc) { cli_error(cmd); return NULL; }
+    flm_info info;
+    if (flm_model_info(h, &info) == FLM_OK && info.warning) fprintf(stderr, "fieldlm %s: warning: %s\n", cmd, info.warning);
+    return h;
 }
 
-flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd) {
-    uint64_t seed = g->have_seed ? g->seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    flm_gen_params p;
-    flm_gen_params_from_config(a, &g->ov, g->greedy, seed, &p);
-    p.n_ctx = g->n_ctx;
-    p.n_threads = g->n_threads;
-    p.stop = g->stop;
-    p.n_stop = g->n_stop;
-    flm_gen_session *s = NULL;
-    if (flm_gen_session_new(a, &p, &s)) { cli_error(cmd); return NULL; }
-    if (p.sp.do_sample && !(p.sp.temperature == 0))
+flm_session *gen_cli_new_session(gen_cli_args *g, flm_handle *h, const char *cmd) {
+    flm_gen_settings set = g->set;
+    set.seed = g->have_seed ? g->set.seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    if (g->greedy) { /* argmax, and no repetition penalty unless one is given */
+        set.do_sample = 0;
+        if (flm_is_unset(set.repetition_penalty)) set.repetition_penalty = 1.0;
+    }
+    flm_session *s = NULL;
+    if (flm_session_new(h, &set, &s)) { cli_error(cmd); return NULL; }
+    flm_gen_settings eff;
+    if (flm_session_settings(s, &eff) == FLM_OK && eff.do_sample && !(eff.temperature == 0))
         fprintf(stderr, "fieldlm %s: sampling: temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g, "
-                        "seed %llu\n", cmd, p.sp.temperature, p.sp.top_k, p.sp.top_p, p.sp.min_p,
-                p.sp.repetition_penalty, (unsigned long long)seed);
+                        "seed %llu\n", cmd, eff.temperature, eff.top_k, eff.top_p, eff.min_p,
+                eff.repetition_penalty, (unsigned long long)eff.seed);
     return s;
 }
 
-void gen_cli_warn_dropped(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
-                          const char *cmd) {
-    if (n == 0) return;
-    strbuf full, out;
-    flm_sb_init(&full);
-    flm_sb_init(&out);
-    const char **r = malloc(n * sizeof *r), **c = malloc(n * sizeof *c);
-    if (!r || !c || flm_assets_render_pairs(a, roles, contents, n, true, &full) != FLM_OK) goto done; /* the run reports it */
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0, k = 0; j < n; j++)
-            if (j != i) { r[k] = roles[j]; c[k++] = contents[j]; }
-        flm_sb_clear(&out);
-        if (flm_assets_render_pairs(a, r, c, n - 1, true, &out) != FLM_OK) continue;
-        if (!out.oom && out.len == full.len && (!out.len || !memcmp(out.data, full.data, out.len)))
-            fprintf(stderr, "fieldlm %s: warning: the %s message is not in the prompt: the model's chat template leaves "
-                            "it out (as transformers does)\n", cmd, roles[i]);
-    }
-done:
-    flm_clear_error();
-    free(r);
-    free(c);
-    flm_sb_free(&full);
-    flm_sb_free(&out);
+typedef struct {
+    const flm_message *msgs;
+    const char *cmd;
+} dropped_ctx;
+
+static void on_dropped(void *user, size_t index, const char *role) {
+    const dropped_ctx *d = user;
+    (void)role;
+    fprintf(stderr, "fieldlm %s: warning: the %s message is not in the prompt: the model's chat template leaves "
+                    "it out (as transformers does)\n", d->cmd, d->msgs[index].role);
 }
 
-void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a) {
-    size_t loaded = flm_model_loaded_bytes(a->model);
+void gen_cli_warn_dropped(flm_handle *h, const flm_message *msgs, size_t n, const char *cmd) {
+    if (n == 0) return;
+    dropped_ctx d = {msgs, cmd};
+    flm_render_check(h, msgs, n, 1, on_dropped, &d, NULL); /* a render failure: the run reports it */
+}
+
+void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_handle *h) {
+    flm_info info;
+    uint64_t loaded = flm_model_info(h, &info) == FLM_OK ? info.weights_in_memory : 0;
     fprintf(f, "model loaded in %.2f s (", g->load_s);
     if (loaded) fprintf(f, "weights in memory, %.0f MiB)", (double)loaded / 1048576.0);
     else fprintf(f, "weights mapped from the file)");
 }
 
-void gen_cli_print_timings(FILE *f, const flm_gen_result *r) {
+void gen_cli_print_timings(FILE *f, const flm_result *r) {
     const flm_timings *t = &r->timings;
     fprintf(f, "prompt %d tokens", t->prompt_tokens);
     if (t->reused_tokens) fprintf(f, " (%d cached)", t->reused_tokens);
@@ -216,14 +217,14 @@ void gen_cli_print_timings(FILE *f, const flm_gen_result *r) {
  * printed, "stopped" is said and the exit status is 130 (128 + SIGINT), as shells
  * expect of an interrupted command. */
 #define EXIT_INTERRUPTED 130
-static flm_gen_session *volatile g_running;
+static flm_session *volatile g_running;
 static volatile sig_atomic_t g_interrupted;
 
 static void on_sigint(int sig) {
     (void)sig;
     g_interrupted = 1;
-    flm_gen_session *s = g_running;
-    if (s) flm_gen_cancel(s);
+    flm_session *s = g_running;
+    if (s) flm_cancel(s);
     else _exit(EXIT_INTERRUPTED);
 }
 
@@ -260,44 +261,29 @@ static void help(FILE *f) {
     fprintf(f, "  -h, --help              this help\n");
 }
 
-static char *read_stdin(void) {
-    strbuf sb;
-    flm_sb_init(&sb);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) flm_sb_append(&sb, buf, n);
-    if (sb.oom) { flm_sb_free(&sb); return NULL; }
-    flm_sb_cstr(&sb);
-    return flm_sb_take(&sb);
+static void json_ids(const int32_t *ids, int n) {
+    putchar('[');
+    for (int i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
+    putchar(']');
 }
 
-static void json_ids(strbuf *sb, const int32_t *ids, int n) {
-    flm_sb_putc(sb, '[');
-    for (int i = 0; i < n; i++) flm_sb_printf(sb, i ? ", %d" : "%d", ids[i]);
-    flm_sb_putc(sb, ']');
-}
-
-static void print_json(const flm_gen_result *r) {
+static void print_json(const flm_result *r) {
     const flm_timings *t = &r->timings;
-    strbuf sb;
-    flm_sb_init(&sb);
-    flm_sb_puts(&sb, "{\"prompt_ids\": ");
-    json_ids(&sb, r->prompt_ids, r->n_prompt);
-    flm_sb_puts(&sb, ", \"ids\": ");
-    json_ids(&sb, r->ids, r->n_ids);
-    flm_sb_puts(&sb, ", \"text\": ");
-    flm_sb_json_string(&sb, r->text, r->text_len, false);
-    flm_sb_printf(&sb, ", \"stop_reason\": \"%s\", \"stop_token\": ", flm_stop_reason_str(r->stop_reason));
-    if (r->stop_token >= 0) flm_sb_printf(&sb, "%d", r->stop_token);
-    else flm_sb_puts(&sb, "null");
-    flm_sb_printf(&sb,
-              ", \"timings\": {\"prompt_tokens\": %d, \"reused_tokens\": %d, \"prefill_s\": %.6f, "
-              "\"prefill_tok_s\": %.3f, \"generated_tokens\": %d, \"decode_s\": %.6f, \"decode_tok_s\": %.3f, "
-              "\"ttft_s\": %.6f}}\n",
-              t->prompt_tokens, t->reused_tokens, t->prefill_s, t->prefill_tok_s, t->generated_tokens, t->decode_s,
-              t->decode_tok_s, t->ttft_s);
-    fputs(flm_sb_cstr(&sb), stdout);
-    flm_sb_free(&sb);
+    char *text = cli_json_quote(r->text, r->text_len, false);
+    if (!text) { fprintf(stderr, "fieldlm run: out of memory\n"); return; }
+    fputs("{\"prompt_ids\": ", stdout);
+    json_ids(r->prompt_ids, r->n_prompt_ids);
+    fputs(", \"ids\": ", stdout);
+    json_ids(r->ids, r->n_ids);
+    printf(", \"text\": %s, \"stop_reason\": \"%s\", \"stop_token\": ", text, flm_stop_reason_str(r->stop_reason));
+    free(text);
+    if (r->stop_token >= 0) printf("%d", r->stop_token);
+    else fputs("null", stdout);
+    printf(", \"timings\": {\"prompt_tokens\": %d, \"reused_tokens\": %d, \"prefill_s\": %.6f, "
+           "\"prefill_tok_s\": %.3f, \"generated_tokens\": %d, \"decode_s\": %.6f, \"decode_tok_s\": %.3f, "
+           "\"ttft_s\": %.6f}}\n",
+           t->prompt_tokens, t->reused_tokens, t->prefill_s, t->prefill_tok_s, t->generated_tokens, t->decode_s,
+           t->decode_tok_s, t->ttft_s);
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -317,27 +303,27 @@ static int cmd_run(int argc, char **argv) {
     }
     if (!prompt_arg) { fprintf(stderr, "fieldlm run: -p PROMPT is required\n"); help(stderr); return EXIT_USAGE; }
     if (raw && g.system) { fprintf(stderr, "fieldlm run: --system has no effect with --raw\n"); return EXIT_USAGE; }
-    char *prompt = !strcmp(prompt_arg, "-") ? read_stdin() : flm_strdup(prompt_arg);
+    char *prompt = !strcmp(prompt_arg, "-") ? cli_read_all(stdin, NULL, NULL) : strdup(prompt_arg);
     if (!prompt) { fprintf(stderr, "fieldlm run: cannot read the prompt\n"); return EXIT_FAIL; }
     int status = EXIT_FAIL;
-    flm_assets *a = gen_cli_open_assets(&g, "run");
-    flm_gen_session *s = a ? gen_cli_new_session(&g, a, "run") : NULL;
+    flm_handle *h = gen_cli_open(&g, "run");
+    flm_session *s = h ? gen_cli_new_session(&g, h, "run") : NULL;
     if (!s) goto done;
-    const char *roles[2] = {"system", "user"}, *contents[2] = {g.system, prompt};
+    flm_message msgs[2] = {{"system", g.system}, {"user", prompt}};
     size_t first = g.system ? 0 : 1;
-    if (!raw) gen_cli_warn_dropped(a, roles + first, contents + first, 2 - first, "run");
+    if (!raw) gen_cli_warn_dropped(h, msgs + first, 2 - first, "run");
     g_running = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
-    flm_gen_result res;
+    flm_result res;
     int rc;
     if (raw) {
-        rc = flm_gen_run_text(s, prompt, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
+        rc = flm_generate_text(s, prompt, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     } else {
-        rc = flm_gen_run_chat(s, roles + first, contents + first, 2 - first, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
+        rc = flm_generate(s, msgs + first, 2 - first, as_json ? NULL : gen_cli_stream_stdout, NULL, &res);
     }
     g_running = NULL;
     if (rc) { cli_error("run"); goto done; }
@@ -346,7 +332,7 @@ static int cmd_run(int argc, char **argv) {
         if (res.text_len && res.text[res.text_len - 1] != '\n') putchar('\n');
         fflush(stdout);
     }
-    gen_cli_print_load(stderr, &g, a);
+    gen_cli_print_load(stderr, &g, h);
     fputs("; ", stderr);
     gen_cli_print_timings(stderr, &res);
     status = EXIT_OK;
@@ -355,8 +341,8 @@ static int cmd_run(int argc, char **argv) {
         status = EXIT_INTERRUPTED;
     }
 done:
-    flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_session_free(s);
+    flm_close(h);
     free(prompt);
     gen_cli_free(&g);
     return status;

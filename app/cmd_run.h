@@ -1,5 +1,6 @@
 /* cmd_run.h — what `run` and `chat` share (defined in cmd_run.c): the generation
- * options, the bundled-model default, opening the assets and a session, timings. */
+ * options, the bundled-model default, opening the model and a session, timings.
+ * Public API only (fieldlm.h). */
 #ifndef FLM_CMD_RUN_H
 #define FLM_CMD_RUN_H
 
@@ -8,24 +9,19 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "model/gen_config.h"
-#include "runtime/session.h"
+#include "fieldlm.h"
 
 #define GEN_CLI_MAX_STOP 16
 
 typedef struct {
     cli_model_args ma;
-    flm_gen_config ov;        /* user overrides (flm_gen_config_set_*) */
+    flm_gen_settings set;     /* what the options give; FLM_UNSET_* elsewhere */
     bool greedy;
     bool have_seed;
-    uint64_t seed;
-    int n_ctx;                /* 0: default */
-    int n_threads;            /* 0: physical cores */
     const char *system;       /* --system */
     const char *stop[GEN_CLI_MAX_STOP];
-    int n_stop;
     char *model_owned;        /* the resolved bundled model path, when -m was not given */
-    double load_s;            /* time gen_cli_open_assets took */
+    double load_s;            /* time gen_cli_open took */
 } gen_cli_args;
 
 void gen_cli_init(gen_cli_args *g);
@@ -34,20 +30,21 @@ void gen_cli_free(gen_cli_args *g);
 int gen_cli_arg(gen_cli_args *g, int argc, char **argv, int *i, const char *cmd);
 /* The help text of those options. */
 void gen_cli_help(FILE *f);
-/* Loads the assets of -m (or the bundled model); prints the error and returns NULL on failure. */
-flm_assets *gen_cli_open_assets(gen_cli_args *g, const char *cmd);
-/* Creates a session with the merged parameters; prints errors. */
-flm_gen_session *gen_cli_new_session(const gen_cli_args *g, const flm_assets *a, const char *cmd);
+/* Opens -m (or the bundled model) with its adapters and prints the model's warning,
+ * if any; prints the error and returns NULL on failure. */
+flm_handle *gen_cli_open(gen_cli_args *g, const char *cmd);
+/* Creates a session with the options (greedy, seed: given or random) and prints the
+ * sampling settings when it samples; prints errors. */
+flm_session *gen_cli_new_session(gen_cli_args *g, flm_handle *h, const char *cmd);
 /* Warns on stderr about each message the chat template leaves out of the prompt
  * (one whose removal leaves the rendered prompt unchanged), e.g. a system message
  * under a template that has none. Prints nothing when rendering fails. */
-void gen_cli_warn_dropped(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
-                          const char *cmd);
+void gen_cli_warn_dropped(flm_handle *h, const flm_message *msgs, size_t n, const char *cmd);
 /* Token callback that writes each piece to stdout at once (flushes). */
 int gen_cli_stream_stdout(void *user, const char *piece, size_t len, int32_t token);
 /* "model loaded in X s (weights in memory, N MiB)" or "(weights mapped from the file)", no newline */
-void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_assets *a);
+void gen_cli_print_load(FILE *f, const gen_cli_args *g, const flm_handle *h);
 /* "prompt N tokens (R cached), prefill ... tok/s; N generated, ... tok/s; first token ... s; stop: X" */
-void gen_cli_print_timings(FILE *f, const flm_gen_result *r);
+void gen_cli_print_timings(FILE *f, const flm_result *r);
 
 #endif

@@ -5,9 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "base/common.h"
-#include "text/tokenizer.h"
-#include "package/source.h"
 
 static void tokenize_help(FILE *f) {
     fprintf(f,
@@ -42,16 +39,16 @@ static void detokenize_help(FILE *f) {
             "usage error.\n");
 }
 
-static char *read_stdin(size_t *len) {
-    strbuf sb;
-    flm_sb_init(&sb);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) flm_sb_append(&sb, buf, n);
-    if (sb.oom || ferror(stdin)) { flm_sb_free(&sb); return NULL; }
-    *len = sb.len;
-    char *s = flm_sb_take(&sb);
-    return s ? s : calloc(1, 1);
+/* Opens the tokenizer of model; prints the error (and the adapter hint) on failure. */
+static flm_handle *open_tokenizer(const char *model, const char *cmd) {
+    flm_open_options o = {.what = FLM_OPEN_TOKENIZER};
+    flm_handle *h = NULL;
+    if (flm_open(model, &o, &h)) {
+        cli_error(cmd);
+        cli_adapter_hint(model, false, cmd);
+        return NULL;
+    }
+    return h;
 }
 
 static int cmd_tokenize(int argc, char **argv) {
@@ -62,8 +59,8 @@ static int cmd_tokenize(int argc, char **argv) {
         if (cli_is(argv[i], "-h", "--help")) { tokenize_help(stdout); return EXIT_OK; }
         else if (cli_is(argv[i], "-m", "--model")) { if (!(model = cli_value(argc, argv, &i, "tokenize"))) return EXIT_USAGE; }
         else if (cli_is(argv[i], "--json", NULL)) as_json = true;
-        else if (cli_is(argv[i], "--split-special", NULL)) flags |= FLM_ENCODE_SPECIAL_AS_TEXT;
-        else if (cli_is(argv[i], "--no-added", NULL)) flags |= FLM_ENCODE_NO_ADDED;
+        else if (cli_is(argv[i], "--split-special", NULL)) flags |= FLM_TOKENIZE_SPECIAL_AS_TEXT;
+        else if (cli_is(argv[i], "--no-added", NULL)) flags |= FLM_TOKENIZE_NO_ADDED;
         else {
             fprintf(stderr, "fieldlm tokenize: unknown option '%s' (see --help)\n", argv[i]);
             return EXIT_USAGE;
@@ -73,34 +70,42 @@ static int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "fieldlm tokenize: -m MODEL is required (see --help)\n");
         return EXIT_USAGE;
     }
-    flm_tokenizer *tok;
-    if (flm_load_tokenizer(model, &tok)) {
-        cli_error("tokenize");
-        cli_adapter_hint(model, false, "tokenize");
-        return EXIT_FAIL;
-    }
+    flm_handle *h = open_tokenizer(model, "tokenize");
+    if (!h) return EXIT_FAIL;
     size_t len = 0;
-    char *text = read_stdin(&len);
-    if (!text) {
-        flm_tokenizer_free(tok);
+    bool read_error = false;
+    char *text = cli_read_all(stdin, &len, &read_error);
+    if (!text || read_error) {
+        free(text);
+        flm_close(h);
         fprintf(stderr, "fieldlm tokenize: could not read standard input\n");
         return EXIT_FAIL;
     }
-    int32_t *ids;
-    size_t n;
-    int rc = flm_tokenizer_encode_ex(tok, text, len, flags, &ids, &n);
+    /* Byte-level BPE gives at most one token per byte, unless normalization grows
+     * the text: then FLM_ERR_BUFFER says how many, and a second call fits. */
+    size_t n = len + 16;
+    int32_t *ids = malloc(n * sizeof *ids);
+    int rc = ids ? flm_tokenize(h, text, len, flags, ids, n, &n) : FLM_ERR_NOMEM;
+    if (rc == FLM_ERR_BUFFER) {
+        free(ids);
+        if (!(ids = malloc(n * sizeof *ids))) rc = FLM_ERR_NOMEM;
+        else rc = flm_tokenize(h, text, len, flags, ids, n, &n);
+    }
     free(text);
-    flm_tokenizer_free(tok);
-    if (rc) return cli_error("tokenize");
-    strbuf sb;
-    flm_sb_init(&sb);
-    if (as_json) flm_sb_putc(&sb, '[');
-    for (size_t i = 0; i < n; i++) flm_sb_printf(&sb, i ? (as_json ? ",%d" : " %d") : "%d", (int)ids[i]);
-    if (as_json) flm_sb_putc(&sb, ']');
-    flm_sb_putc(&sb, '\n');
+    flm_close(h);
+    if (rc && !ids) { fprintf(stderr, "fieldlm tokenize: out of memory\n"); return EXIT_FAIL; }
+    if (rc) { free(ids); return cli_error("tokenize"); }
+    /* the widest line: n ids of 11 characters and a separator, brackets, newline */
+    size_t cap = n * 12 + 4, k = 0;
+    char *line = malloc(cap);
+    if (!line) { free(ids); fprintf(stderr, "fieldlm tokenize: could not write the output\n"); return EXIT_FAIL; }
+    if (as_json) line[k++] = '[';
+    for (size_t i = 0; i < n; i++) k += (size_t)snprintf(line + k, cap - k, i ? (as_json ? ",%d" : " %d") : "%d", (int)ids[i]);
+    if (as_json) line[k++] = ']';
+    line[k++] = '\n';
     free(ids);
-    bool ok = !sb.oom && fwrite(sb.data, 1, sb.len, stdout) == sb.len && fflush(stdout) == 0;
-    flm_sb_free(&sb);
+    bool ok = fwrite(line, 1, k, stdout) == k && fflush(stdout) == 0;
+    free(line);
     if (!ok) { fprintf(stderr, "fieldlm tokenize: could not write the output\n"); return EXIT_FAIL; }
     return EXIT_OK;
 }
@@ -123,25 +128,20 @@ static int cmd_detokenize(int argc, char **argv) {
     int *ids = NULL;
     int n = cli_parse_ids(list, &ids, "detokenize");
     if (n < 0) return EXIT_USAGE;
-    flm_tokenizer *tok;
-    if (flm_load_tokenizer(model, &tok)) {
-        free(ids);
-        cli_error("detokenize");
-        cli_adapter_hint(model, false, "detokenize");
-        return EXIT_FAIL;
-    }
+    flm_handle *h = open_tokenizer(model, "detokenize");
+    if (!h) { free(ids); return EXIT_FAIL; }
     int32_t *ids32 = malloc((size_t)n * sizeof *ids32);
-    if (!ids32) { free(ids); flm_tokenizer_free(tok); fprintf(stderr, "fieldlm detokenize: out of memory\n"); return EXIT_FAIL; }
+    if (!ids32) { free(ids); flm_close(h); fprintf(stderr, "fieldlm detokenize: out of memory\n"); return EXIT_FAIL; }
     for (int i = 0; i < n; i++) ids32[i] = ids[i];
     free(ids);
-    strbuf sb;
-    flm_sb_init(&sb);
-    int rc = flm_tokenizer_decode(tok, ids32, (size_t)n, &sb);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = flm_detokenize(h, ids32, (size_t)n, &text, &len);
     free(ids32);
-    flm_tokenizer_free(tok);
-    if (rc) { flm_sb_free(&sb); return cli_error("detokenize"); }
-    bool ok = fwrite(sb.data ? sb.data : "", 1, sb.len, stdout) == sb.len && fflush(stdout) == 0;
-    flm_sb_free(&sb);
+    flm_close(h);
+    if (rc) return cli_error("detokenize");
+    bool ok = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0;
+    flm_free(text);
     if (!ok) { fprintf(stderr, "fieldlm detokenize: could not write the output\n"); return EXIT_FAIL; }
     return EXIT_OK;
 }

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli_dev.h"
 #include "base/common.h"
 #include "model/model.h"
 #include "dev/verify.h"

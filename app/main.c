@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "base/common.h"
 
 #define MAX_COMMANDS 64
 static const cli_command *g_cmds[MAX_COMMANDS];
@@ -16,7 +15,7 @@ void cli_register(const cli_command *cmd) {
 }
 
 int cli_error(const char *cmd) {
-    fprintf(stderr, "fieldlm %s: %s\n", cmd, flm_last_error());
+    fprintf(stderr, "fieldlm %s: %s\n", cmd, flm_errmsg(NULL));
     return EXIT_FAIL;
 }
 

@@ -67,8 +67,10 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* Defaults come from the model's generation_config.json; cap the answer length. */
-    flm_session_options opt = flm_session_default_options();
+    /* Every setting starts unset (the model's generation_config.json decides); cap
+     * the answer length and fix the seed. */
+    flm_gen_settings opt;
+    flm_gen_settings_init(&opt);
     opt.max_new_tokens = 96;
     opt.seed = 42;
     flm_session *s = NULL;

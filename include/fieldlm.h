@@ -4,10 +4,12 @@
  * single-file package (GGUF), with every step verified against transformers.
  * Every exported name starts with flm_ / FLM_. Functions return an flm_status
  * (0 = success, negative = error); the library never exits or prints.
- * examples/simple.c shows the whole API in use; docs/GENERATION.md describes it. */
+ * examples/simple.c shows the API in use; docs/API.md describes all of it (ownership,
+ * threads, the "unset" convention, errors) and docs/GENERATION.md generation. */
 #ifndef FIELDLM_H
 #define FIELDLM_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +38,7 @@ typedef enum {
     FLM_ERR_ARG = -5,         /* an argument is out of range or inconsistent */
     FLM_ERR_CONTEXT = -6,     /* the context window is full / prompt too long */
     FLM_ERR_CANCELLED = -7,   /* the operation was cancelled by the caller */
+    FLM_ERR_BUFFER = -8,      /* the caller's buffer is too small (the call says how much is needed) */
 } flm_status;
 
 /* A short constant description of a status code. */
@@ -78,28 +81,98 @@ typedef enum {
                              allows): steadier decode speed (docs/PERFORMANCE.md) */
 } flm_weights_mode;
 
+/* What flm_open reads of the path. */
+typedef enum {
+    FLM_OPEN_ALL = 0,       /* everything: weights, tokenizer, chat template, generation_config.json */
+    FLM_OPEN_TOKENIZER = 1, /* the tokenizer only (flm_tokenize, flm_detokenize, flm_model_info): the
+                               path may also be a tokenizer.json file; no weights are read */
+    FLM_OPEN_TEMPLATE = 2,  /* the chat templates only (flm_render_json, flm_model_info): no tokenizer
+                               and no weights are needed, e.g. a folder with chat_template.jinja */
+} flm_open_what;
+
 typedef struct {
     const flm_lora_adapter *lora; /* borrowed for the duration of flm_open; may be NULL */
     int n_lora;
     int n_threads;        /* threads of each session's forward pass; <= 0: physical cores */
     flm_weights_mode weights; /* FLM_WEIGHTS_AUTO (0) unless set */
+    flm_open_what what;   /* FLM_OPEN_ALL (0) unless set; adapters need FLM_OPEN_ALL */
 } flm_open_options;
 
-/* Opens a Hugging Face model folder or a .gguf package. opt may be NULL (no
- * adapters, all physical cores). On success *out is owned by the caller and must
- * be released with flm_close; on failure *out is NULL and flm_errmsg(NULL) says why. */
+/* Opens a Hugging Face model folder or a .gguf package (opt->what says which parts).
+ * opt may be NULL (everything, no adapters, all physical cores). On success *out is
+ * owned by the caller and must be released with flm_close; on failure *out is NULL
+ * and flm_errmsg(NULL) says why. A function that needs a part the handle was not
+ * opened with fails with FLM_ERR_UNSUPPORTED. */
 FLM_API int flm_open(const char *path, const flm_open_options *opt, flm_handle **out);
 /* Releases the model. Every session made from it must be freed first. NULL is a no-op. */
 FLM_API void flm_close(flm_handle *h);
-/* The message of the last failed call on h (flm_render, flm_session_new; borrowed,
- * valid until the next such call on h); "" if none. When several threads use h at
+/* The message of the last failed call on h (flm_tokenize, flm_render*,
+ * flm_session_new, ...; borrowed, valid until the next such call on h); "" if none. When several threads use h at
  * once their messages may overwrite each other: flm_errmsg(NULL), the calling
  * thread's last message, is exact right after a failed call on any handle. */
 FLM_API const char *flm_errmsg(const flm_handle *h);
 
 /* Model facts (h borrowed). */
-FLM_API int flm_max_context(const flm_handle *h);   /* max_position_embeddings */
-FLM_API int flm_vocab_size(const flm_handle *h);
+FLM_API int flm_max_context(const flm_handle *h);   /* max_position_embeddings (0 without weights) */
+FLM_API int flm_vocab_size(const flm_handle *h);    /* embedding rows (0 without weights) */
+
+#define FLM_INFO_MAX_STOP 16
+
+/* What flm_model_info reports. Strings are borrowed from the handle (valid until
+ * flm_close); numbers a part the handle was not opened with are 0 (strings ""). */
+typedef struct {
+    const char *path;           /* the path given to flm_open */
+    const char *architecture;   /* config.json model_type, e.g. "qwen2" */
+    const char *dtype;          /* the weight matrices' type in the file: "bf16", "q8_0", ... */
+    const char *torch_dtype;    /* the checkpoint's declared torch_dtype ("" when absent) */
+    int n_layers;
+    int n_embd;                 /* hidden_size */
+    int n_ff;                   /* intermediate_size */
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int n_vocab;                /* embedding rows (vocab_size) */
+    int max_context;            /* max_position_embeddings */
+    int n_tokens;               /* ids the tokenizer knows (0 without a tokenizer) */
+    int32_t stop_ids[FLM_INFO_MAX_STOP]; /* every id generation stops at: generation_config.json's
+                                           eos ids (else config.json's), then the tokenizer's */
+    int n_stop_ids;
+    int has_chat_template;      /* non-zero when rendering can work (flm_render) */
+    int n_lora;                 /* adapters merged at open */
+    uint64_t weights_in_memory; /* bytes of weights copied into memory at open (0: mapped) */
+    const char *warning;        /* something a user should hear about the model (e.g. embedding rows
+                                   that no token covers), or NULL; the CLI prints it */
+} flm_info;
+
+/* Fills *info (h borrowed; thread-safe). FLM_ERR_ARG for NULL arguments. */
+FLM_API int flm_model_info(const flm_handle *h, flm_info *info);
+
+/* ==== Tokens =============================================================== */
+
+/* flm_tokenize flags (0: transformers' tokenizer.encode(text, add_special_tokens=False):
+ * every added token written in the text, special or not, is recognised). The Qwen2
+ * tokenizers add no BOS/EOS, so there is no "add special" flag. */
+enum {
+    FLM_TOKENIZE_SPECIAL_AS_TEXT = 1 << 0, /* special tokens in the text are plain text; non-special
+                                              added tokens are still recognised (llama.cpp's
+                                              parse_special=false) */
+    FLM_TOKENIZE_NO_ADDED = 1 << 1,        /* no added token at all is recognised */
+};
+
+/* Encodes UTF-8 text[0..len) into ids[0..cap). *n_needed (required) always receives
+ * the number of tokens of the text. When it is at most cap the ids are written and
+ * the result is FLM_OK; when it is larger the result is FLM_ERR_BUFFER, ids is left
+ * untouched, and a second call with cap >= *n_needed succeeds (ids may be NULL
+ * when cap is 0: a size query). Text that is not valid UTF-8 is FLM_ERR_ARG.
+ * Needs the tokenizer (FLM_OPEN_ALL or FLM_OPEN_TOKENIZER). Thread-safe on one h. */
+FLM_API int flm_tokenize(flm_handle *h, const char *text, size_t len, int flags, int32_t *ids, size_t cap,
+                         size_t *n_needed);
+/* The text of ids, as tokenizer.decode(ids, skip_special_tokens=False): added tokens
+ * give their content, bytes that do not form valid UTF-8 become U+FFFD. *text is
+ * malloc'ed and NUL-terminated (release it with flm_free); *len (may be NULL) gets its
+ * length, which counts any NUL a token decodes to. An id the tokenizer does not know
+ * is FLM_ERR_ARG (*text NULL). Thread-safe on one h. */
+FLM_API int flm_detokenize(flm_handle *h, const int32_t *ids, size_t n, char **text, size_t *len);
 
 /* Why generation stopped. */
 typedef enum {
@@ -114,36 +187,65 @@ typedef enum {
 /* "eos", "length", "context", "stop_string", "cancelled" ("none" for 0). Static. */
 FLM_API const char *flm_stop_reason_str(flm_stop_reason r);
 
-/* Session settings. Get the defaults with flm_session_default_options(): every
- * "< 0" (or NULL) field then means "the model's generation_config.json, else
- * transformers' default", so a default session generates as transformers'
- * generate() does with the model's own configuration. */
+/* ==== Generation settings ==================================================
+ *
+ * One struct holds every generation setting: sampling, length, stop strings and
+ * the session's context and threads. The "unset" convention is the same for every
+ * field: FLM_UNSET_INT (-1) for integers, FLM_UNSET_FLOAT (NaN; test it with
+ * flm_is_unset) for reals, NULL / 0 for the stop list. An unset field takes the
+ * model's generation_config.json value, else transformers' default (do_sample
+ * false, temperature 1, top_k 50, top_p 1, min_p off, repetition_penalty 1) or the
+ * documented default below, so a session made from flm_gen_settings_init()
+ * generates as transformers' generate() does with the model's own configuration.
+ * A set value out of range is FLM_ERR_ARG at flm_session_new, naming the field.
+ * The seed has no unset value (every 64-bit value is a seed): init sets 0. */
+#define FLM_UNSET_INT (-1)
+/* max_new_tokens when neither the settings nor generation_config.json give it
+ * (transformers' max_length = 20 default is deliberately not used). */
+#define FLM_DEFAULT_MAX_NEW_TOKENS 256
+#define FLM_UNSET_FLOAT ((double)NAN)
+
 typedef struct {
-    int n_ctx;                 /* context length; <= 0: min(4096, max_position_embeddings) */
-    int n_threads;             /* <= 0: the handle's */
-    int greedy;                /* non-zero: argmax with no processors (repetition penalty
-                                  off unless repetition_penalty is given) */
-    int do_sample;             /* < 0: config; 0: greedy (config's penalty kept); 1: sample */
-    double temperature;        /* < 0: config */
-    int top_k;                 /* < 0: config; 0: off */
-    double top_p;              /* < 0: config */
-    double min_p;              /* < 0: config */
-    double repetition_penalty; /* <= 0: config */
-    uint64_t seed;             /* PRNG seed (default 0) */
-    long max_new_tokens;       /* <= 0: config's max_new_tokens, else 256 */
-    const char *const *stop;   /* stop strings, copied by flm_session_new; may be NULL */
+    int do_sample;             /* 0: greedy (argmax after the repetition penalty); 1: sample */
+    double temperature;        /* >= 0; 0 = greedy even when sampling */
+    int top_k;                 /* >= 0; 0 = off */
+    double top_p;              /* in [0, 1]; 1 = off */
+    double min_p;              /* in [0, 1]; 0 = off */
+    double repetition_penalty; /* > 0; 1 = off; applies to greedy decoding too */
+    uint64_t seed;             /* the sampler's PRNG seed (same seed, same text) */
+    long max_new_tokens;       /* > 0; unset: generation_config.json's max_new_tokens, else
+                                  FLM_DEFAULT_MAX_NEW_TOKENS */
+    const char *const *stop;   /* extra stop strings (non-empty), copied by flm_session_new */
     int n_stop;
-} flm_session_options;
+    int n_ctx;                 /* > 0, at most max_position_embeddings; unset:
+                                  min(4096, max_position_embeddings) */
+    int n_threads;             /* > 0; unset: flm_open_options.n_threads */
+} flm_gen_settings;
 
-FLM_API flm_session_options flm_session_default_options(void);
+/* Every field unset, seed 0, no stop strings. s NULL is a no-op. */
+FLM_API void flm_gen_settings_init(flm_gen_settings *s);
+/* Non-zero when v is FLM_UNSET_FLOAT (any NaN). */
+FLM_API int flm_is_unset(double v);
+/* Fills *s with what an unset field resolves to on h: the model's
+ * generation_config.json merged over transformers' defaults, max_new_tokens,
+ * n_ctx and n_threads as a session would use them; seed 0; no stop strings.
+ * Needs FLM_OPEN_ALL. Thread-safe. */
+FLM_API int flm_gen_settings_defaults(const flm_handle *h, flm_gen_settings *s);
 
-/* Creates a session on h (h must outlive it). opt NULL = defaults. The KV cache
- * grows with use up to n_ctx. *out is owned by the caller (flm_session_free).
- * Thread safety: h may be used by other sessions at the same time. */
-FLM_API int flm_session_new(flm_handle *h, const flm_session_options *opt, flm_session **out);
+/* Creates a session on h (h must outlive it; needs FLM_OPEN_ALL). settings NULL =
+ * flm_gen_settings_init()'s (all unset), which are copied: the caller may free or
+ * reuse them (and the stop strings) after the call. The KV cache grows with use up
+ * to n_ctx. *out is owned by the caller (flm_session_free); on failure it is NULL
+ * and flm_errmsg(h) says why. Thread safety: h may be used by other sessions at the
+ * same time. */
+FLM_API int flm_session_new(flm_handle *h, const flm_gen_settings *settings, flm_session **out);
 FLM_API void flm_session_free(flm_session *s);
 FLM_API const char *flm_session_errmsg(const flm_session *s);
 FLM_API int flm_session_n_ctx(const flm_session *s);
+/* The settings the session runs with, every field resolved (none unset): what the
+ * CLI prints as "sampling: ...". stop points into the session (valid until
+ * flm_session_free). */
+FLM_API int flm_session_settings(const flm_session *s, flm_gen_settings *out);
 
 /* A conversation turn. Roles as the chat template knows them: "system", "user",
  * "assistant". */
@@ -157,7 +259,48 @@ typedef struct {
  * *text is malloc'ed, released with flm_free. Without a system message the
  * template's own default applies. */
 FLM_API int flm_render(flm_handle *h, const flm_message *msgs, size_t n_msgs, int add_generation_prompt, char **text);
+/* Releases what the library malloc'ed for the caller (rendered text, ...). NULL is a no-op. */
 FLM_API void flm_free(void *p);
+
+/* Called for each message the chat template leaves out of the prompt: its index in
+ * the messages and its role (NULL when the message has no string "role"; borrowed
+ * for the call). Runs on the calling thread. */
+typedef void (*flm_dropped_fn)(void *user, size_t index, const char *role);
+
+/* Finds the messages the chat template leaves out (transformers' Qwen2 template
+ * skips any role but system, user, assistant and tool; a template without a system
+ * turn drops the system message): a message whose removal leaves the rendered
+ * prompt unchanged never reached it. One render per message; beyond 64 messages one
+ * whose text is found in the prompt is taken as rendered and at most 256 others are
+ * re-rendered (*n_unchecked, may be NULL, counts the rest). Calls fn for each
+ * dropped message. When the messages do not render, calls nothing and returns the
+ * render's error. Needs the chat template; thread-safe on one h. */
+FLM_API int flm_render_check(flm_handle *h, const flm_message *msgs, size_t n_msgs, int add_generation_prompt,
+                             flm_dropped_fn fn, void *user, size_t *n_unchecked);
+
+/* Rendering from JSON, for messages with more than role and content (tool calls,
+ * tool results) and for tools, as apply_chat_template(messages, tools=tools, ...). */
+typedef struct {
+    int add_generation_prompt;   /* non-zero: end with the assistant turn's opening */
+    const char *tools_json;      /* a JSON array of tool schemas, or NULL (tools=None) */
+    size_t tools_len;            /* bytes of tools_json */
+    const char *template_name;   /* NULL: "tool_use" when tools are given and the model has it, else
+                                    "default"; else that named template */
+    const char *messages_name;   /* names the messages in error messages (e.g. their file); NULL: "messages" */
+    const char *tools_name;      /* the same for the tools; NULL: "tools" */
+    flm_dropped_fn dropped;      /* NULL: no check; else as flm_render_check */
+    void *user;                  /* passed to dropped */
+    size_t *n_unchecked;         /* may be NULL; as flm_render_check */
+} flm_render_options;
+
+/* Renders messages_json[0..len) (a JSON array of message objects). *text is
+ * malloc'ed and NUL-terminated (flm_free), *text_len (may be NULL) its length.
+ * Errors: FLM_ERR_FORMAT for JSON that is not an array of objects (the message
+ * names messages_name) and for template errors (naming the template's file and
+ * line). Works on any handle with the templates (FLM_OPEN_ALL or FLM_OPEN_TEMPLATE);
+ * thread-safe on one h. */
+FLM_API int flm_render_json(flm_handle *h, const char *messages_json, size_t len, const flm_render_options *opt,
+                            char **text, size_t *text_len);
 
 /* Called once per generated token (the stop token excluded) with the new text
  * (piece[0..len), valid UTF-8, NUL-terminated, possibly empty while a multi-byte
@@ -181,6 +324,14 @@ typedef struct {
     flm_stop_reason stop_reason;
     int32_t stop_token;    /* the eos id sampled (FLM_STOP_EOS), else -1 */
     flm_timings timings;
+    /* Borrowed from the session, valid until its next flm_generate*, flm_session_reset
+     * or flm_session_free: */
+    const int32_t *prompt_ids;  /* the prompt's token ids */
+    int n_prompt_ids;
+    const int32_t *ids;         /* the generated ids (stop token excluded; stop-string tokens included) */
+    int n_ids;
+    const char *text;           /* the text delivered to the callback, NUL-terminated */
+    size_t text_len;
 } flm_result;
 
 /* Renders msgs with the chat template (add_generation_prompt true), encodes the
@@ -203,6 +354,77 @@ FLM_API int flm_generate_text(flm_session *s, const char *prompt, flm_token_fn c
 FLM_API void flm_cancel(flm_session *s);
 /* Forgets the KV cache and restarts the PRNG from the session's seed. */
 FLM_API void flm_session_reset(flm_session *s);
+
+/* ==== Adapters ============================================================ */
+
+/* Splits an "ADAPTER_DIR[:SCALE]" argument as the CLI's --lora takes it. Only a
+ * trailing ":NUMBER" is a scale (a plain finite decimal); anything else after the
+ * last ':' belongs to the folder ("C:\\x", "a:b/c"); without one the scale is 1.
+ * *path is malloc'ed (flm_free). Errors: FLM_ERR_ARG for an empty folder.
+ * Thread-safe; the message goes to flm_errmsg(NULL). */
+FLM_API int flm_lora_spec_parse(const char *spec, char **path, float *scale);
+/* Sets *is_adapter to 1 when path is a folder holding adapter_config.json (a PEFT
+ * adapter, to merge with flm_open_options.lora or flm_convert_options.lora, not a
+ * model), else 0. When it is one and base_model is not NULL, *base_model receives
+ * the config's base_model_name_or_path (malloc'ed, flm_free) or NULL. Reading
+ * failures count as "not an adapter": FLM_OK unless an argument is NULL. */
+FLM_API int flm_lora_probe(const char *path, int *is_adapter, char **base_model);
+
+/* ==== Conversion ========================================================== */
+
+/* Types of the weight matrices in a package. */
+typedef enum {
+    FLM_TYPE_F32 = 0,
+    FLM_TYPE_F16 = 1,
+    FLM_TYPE_BF16 = 2,
+    FLM_TYPE_Q8_0 = 3,
+    FLM_TYPE_Q4_0 = 4,
+} flm_type;
+
+/* "f32", "f16", "bf16", "q8_0", "q4_0"; NULL for another value. Static. */
+FLM_API const char *flm_type_name(flm_type t);
+/* The type of a name flm_type_name gives; FLM_ERR_ARG (with a message) for another. */
+FLM_API int flm_type_from_name(const char *name, flm_type *out);
+
+/* Called before each tensor is converted, and once at the end with index == total:
+ * the tensor's name (borrowed for the call), its position, and the bytes of source
+ * tensors done so far out of all. Runs on the calling thread. */
+typedef void (*flm_progress_fn)(void *user, int index, int total, const char *name, uint64_t bytes_done,
+                                uint64_t bytes_total);
+
+typedef struct {
+    flm_type type;                 /* weight matrices; FLM_TYPE_F32 (0) unless set (flm_convert_options_init
+                                      sets FLM_TYPE_Q8_0, the CLI's default) */
+    const flm_lora_adapter *lora;  /* merged in order (W' = W + scale * B A in float32); may be NULL */
+    int n_lora;
+    int n_threads;                 /* <= 0: physical cores */
+    flm_progress_fn progress;      /* may be NULL */
+    void *user;                    /* passed to progress */
+    volatile int *cancel;          /* may be NULL; set *cancel non-zero from any thread or a signal
+                                      handler to stop between chunks: FLM_ERR_CANCELLED */
+} flm_convert_options;
+
+typedef struct {
+    int n_tensors;                 /* tensors written */
+    int n_fallback;                /* matrices kept as f16 (rows not a multiple of 32 for q8_0 / q4_0) */
+    uint64_t bytes_written;        /* size of the package */
+    double seconds;
+    uint64_t peak_rss;             /* the process's peak resident memory, bytes */
+    int no_tokenizer;              /* the folder had no tokenizer files: the package has none */
+} flm_convert_stats;
+
+/* FLM_TYPE_Q8_0, nothing else set. o NULL is a no-op. */
+FLM_API void flm_convert_options_init(flm_convert_options *o);
+/* Converts the Hugging Face checkpoint folder in (+ adapters) into one GGUF package
+ * at out, streaming one tensor at a time. out is refused before any work when it is
+ * one of the inputs, a directory, something other than a regular file, or in a
+ * folder that is missing or not writable (FLM_ERR_ARG); it is written to a temporary
+ * file beside it and renamed at the end, so on any error or cancel nothing is left
+ * behind (no out, no temporary file). opt NULL = flm_convert_options_init()'s;
+ * stats may be NULL. Errors go to flm_errmsg(NULL). Past the file size limit the
+ * write fails with FLM_ERR_IO if the caller ignores SIGXFSZ (the CLI does).
+ * Thread-safe: separate conversions may run at once. */
+FLM_API int flm_convert(const char *in, const char *out, const flm_convert_options *opt, flm_convert_stats *stats);
 
 #ifdef __cplusplus
 }

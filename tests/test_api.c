@@ -17,6 +17,15 @@
 
 static bool has(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }
 
+/* Argmax with no processors: what the CLI's --greedy sets. */
+static flm_gen_settings greedy_settings(void) {
+    flm_gen_settings o;
+    flm_gen_settings_init(&o);
+    o.do_sample = 0;
+    o.repetition_penalty = 1.0;
+    return o;
+}
+
 static flm_handle *open_tiny(void) {
     flm_open_options o = {.n_threads = 2};
     flm_handle *h = NULL;
@@ -81,14 +90,14 @@ TEST(api_render) {
 TEST(api_generate_and_errors) {
     flm_handle *h = open_tiny();
     REQUIRE(h);
-    flm_session_options o = flm_session_default_options();
+    flm_gen_settings o;
+    flm_gen_settings_init(&o);
     o.top_p = 2; /* out of range */
     flm_session *s = NULL;
     CHECK(flm_session_new(h, &o, &s) != FLM_OK && s == NULL);
     CHECK(has(flm_errmsg(h), "top_p"));
 
-    o = flm_session_default_options();
-    o.greedy = 1;
+    o = greedy_settings();
     o.max_new_tokens = 5;
     o.n_ctx = 64;
     REQUIRE(flm_session_new(h, &o, &s) == FLM_OK);
@@ -125,7 +134,8 @@ TEST(api_generate_and_errors) {
 TEST(api_seed_and_reset) {
     flm_handle *h = open_tiny();
     REQUIRE(h);
-    flm_session_options o = flm_session_default_options(); /* sampling, from generation_config.json */
+    flm_gen_settings o; /* sampling, from generation_config.json */
+    flm_gen_settings_init(&o);
     o.max_new_tokens = 12;
     o.seed = 5;
     flm_session *s = NULL, *s6 = NULL;
@@ -149,8 +159,7 @@ TEST(api_seed_and_reset) {
 }
 
 static flm_session *long_session(flm_handle *h) {
-    flm_session_options o = flm_session_default_options();
-    o.greedy = 1;
+    flm_gen_settings o = greedy_settings();
     o.max_new_tokens = LONG_RUN_TOKENS;
     flm_session *s = NULL;
     if (flm_session_new(h, &o, &s)) test_fail(__FILE__, __LINE__, "session: %s", flm_errmsg(h));
@@ -254,8 +263,7 @@ TEST(api_weights_map_and_load_agree) {
         flm_open_options oo = {.n_threads = 2, .weights = i ? FLM_WEIGHTS_LOAD : FLM_WEIGHTS_MAP};
         flm_handle *h = NULL;
         REQUIRE(flm_open(BUNDLED_MODEL, &oo, &h) == FLM_OK);
-        flm_session_options o = flm_session_default_options();
-        o.greedy = 1;
+        flm_gen_settings o = greedy_settings();
         o.max_new_tokens = 24;
         flm_session *s = NULL;
         REQUIRE(flm_session_new(h, &o, &s) == FLM_OK);

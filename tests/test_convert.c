@@ -493,10 +493,10 @@ TEST(convert_source_truncated_during_conversion_is_an_error_not_a_signal) {
         if (pid == 0) {
             truncate_ctx t = {victim, 2, 4096};
             const char *dirs[1] = {lora};
-            flm_convert_options opt = {.type = FLM_F32, .n_threads = 2, .progress = truncate_source, .progress_ctx = &t,
+            flm_convert_hf_options opt = {.type = FLM_F32, .n_threads = 2, .progress = truncate_source, .progress_ctx = &t,
                                        .lora_dirs = dirs, .n_lora = with_lora};
-            flm_convert_stats stats;
-            int rc = flm_convert(m, out, &opt, &stats);
+            flm_convert_hf_stats stats;
+            int rc = flm_convert_hf(m, out, &opt, &stats);
             FILE *f = fopen(msg, "w");
             if (f) { fputs(flm_last_error(), f); fclose(f); }
             _exit(rc == FLM_ERR_IO ? 0 : 1);

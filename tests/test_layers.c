@@ -105,6 +105,7 @@ static char *tiny_tree(const char *name) {
     put(root, "src/base/b.c", "#include \"base/b.h\"\nint flm_b(void) { return 1; }\n");
     put(root, "src/model/m.h", "#include \"base/b.h\"\nint flm_m(void);\n");
     put(root, "src/model/m.c", "#include \"model/m.h\"\nint flm_m(void) { return flm_b() + 1; }\n");
+    put(root, "app/cli.h", "#include \"fieldlm.h\"\n#include <stdio.h>\n");
     static const char *const cmds[] = {"run", "chat", "tokenize", "template", "convert"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char rel[64];

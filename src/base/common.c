@@ -21,6 +21,7 @@ const char *flm_status_str(int status) {
     case FLM_ERR_ARG: return "invalid argument";
     case FLM_ERR_CONTEXT: return "context full";
     case FLM_ERR_CANCELLED: return "cancelled";
+    case FLM_ERR_BUFFER: return "buffer too small";
     default: return "unknown error";
     }
 }

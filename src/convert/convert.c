@@ -280,7 +280,7 @@ static bool flm_has_tokenizer_files(const char *dir) {
     return false;
 }
 
-int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats) {
+int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_hf_options *opt, flm_convert_hf_stats *stats) {
     double t0 = flm_now_seconds();
     memset(stats, 0, sizeof *stats);
     flm_dtype type = opt->type;

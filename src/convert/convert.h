@@ -23,7 +23,7 @@ typedef struct {
     /* Called before each tensor (may be NULL). */
     void (*progress)(void *ctx, int index, int total, const char *name, uint64_t bytes_done, uint64_t bytes_total);
     void *progress_ctx;
-} flm_convert_options;
+} flm_convert_hf_options;
 
 typedef struct {
     int n_tensors;
@@ -32,11 +32,11 @@ typedef struct {
     double seconds;
     size_t peak_rss;
     bool no_tokenizer;            /* the folder had no tokenizer files: none in the package */
-} flm_convert_stats;
+} flm_convert_hf_stats;
 
 /* Errors: FLM_ERR_ARG for a refused output (the message says why), FLM_ERR_IO for
  * unreadable or changed sources and write failures (EFBIG: the caller should
  * ignore SIGXFSZ, as the CLI does), FLM_ERR_CANCELLED when *cancel was set. */
-int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats);
+int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_hf_options *opt, flm_convert_hf_stats *stats);
 
 #endif

@@ -132,8 +132,8 @@ int flm_assets_render(const flm_assets *a, const flm_json *messages, bool add_ge
     return flm_template_render(a->tmpl, messages, NULL, add_generation_prompt, vars, out);
 }
 
-int flm_assets_render_pairs(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
-                            bool add_generation_prompt, strbuf *out) {
+int flm_pairs_to_json(const char *const *roles, const char *const *contents, size_t n, flm_json_doc **out) {
+    *out = NULL;
     strbuf js;
     flm_sb_init(&js);
     flm_sb_putc(&js, '[');
@@ -150,7 +150,16 @@ int flm_assets_render_pairs(const flm_assets *a, const char *const *roles, const
     flm_json_doc *doc = flm_json_parse(js.data, js.len, "messages");
     flm_sb_free(&js);
     if (!doc) return flm_fail_context(FLM_ERR_ARG, "messages");
-    int rc = flm_assets_render(a, flm_json_root(doc), add_generation_prompt, out);
+    *out = doc;
+    return FLM_OK;
+}
+
+int flm_assets_render_pairs(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
+                            bool add_generation_prompt, strbuf *out) {
+    flm_json_doc *doc;
+    int rc = flm_pairs_to_json(roles, contents, n, &doc);
+    if (rc) return rc;
+    rc = flm_assets_render(a, flm_json_root(doc), add_generation_prompt, out);
     flm_json_free(doc);
     return rc;
 }
@@ -255,6 +264,7 @@ void flm_gen_session_free(flm_gen_session *s) {
 }
 
 int flm_gen_session_n_ctx(const flm_gen_session *s) { return flm_forward_n_ctx(s->fw); }
+const flm_gen_params *flm_gen_session_params(const flm_gen_session *s) { return &s->p; }
 
 void flm_gen_session_reset(flm_gen_session *s) {
     flm_forward_truncate(s->fw, 0);

@@ -29,9 +29,8 @@
 #include "text/tokenizer.h"
 
 #define FLM_PREFILL_CHUNK 64
-/* max_new_tokens when neither the user nor generation_config.json sets it
- * (transformers' max_length = 20 default is deliberately not used). */
-#define FLM_DEFAULT_MAX_NEW_TOKENS 256
+/* FLM_DEFAULT_MAX_NEW_TOKENS (fieldlm.h): max_new_tokens when neither the user nor
+ * generation_config.json sets it. */
 #define FLM_MAX_STOP_IDS 16
 
 typedef struct {
@@ -64,6 +63,9 @@ int flm_assets_render(const flm_assets *a, const flm_json *messages, bool add_ge
 /* Convenience: role/content pairs (n pairs: roles[i], contents[i]). */
 int flm_assets_render_pairs(const flm_assets *a, const char *const *roles, const char *const *contents, size_t n,
                             bool add_generation_prompt, strbuf *out);
+/* The JSON array [{"role": roles[i], "content": contents[i]}, ...] as a parsed
+ * document (flm_json_free). FLM_ERR_ARG for a NULL role or content. */
+int flm_pairs_to_json(const char *const *roles, const char *const *contents, size_t n, flm_json_doc **out);
 /* Encodes prompt text like tokenizer.encode(text, add_special_tokens=False)
  * (special tokens in the text recognised). *ids malloc'ed. */
 int flm_assets_encode(const flm_assets *a, const char *text, size_t len, int32_t **ids, size_t *n);
@@ -105,6 +107,8 @@ typedef struct {
 int flm_gen_session_new(const flm_assets *a, const flm_gen_params *p, flm_gen_session **out);
 void flm_gen_session_free(flm_gen_session *s);
 int flm_gen_session_n_ctx(const flm_gen_session *s);
+/* The parameters the session was made with (stop points at the session's copies). */
+const flm_gen_params *flm_gen_session_params(const flm_gen_session *s);
 /* Forgets the cache and reseeds the sampler with the params' seed. */
 void flm_gen_session_reset(flm_gen_session *s);
 /* Sets the cancel flag (atomic; async-signal-safe). flm_gen_run clears it on entry. */
