@@ -12,6 +12,7 @@
  * each tensor. The output follows src/base/outfile.h: checked before any work, written
  * to a temporary file of its own, removed on any error or cancel. */
 #include "convert/convert.h"
+#include "convert/convert_src.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,40 +38,6 @@
 #include "base/threadpool.h"
 #include "text/tokenizer.h"
 
-#define CHUNK_ELEMS (4u << 20) /* floats per row chunk (16 MiB) */
-#define HASH_BLOCK (1u << 20)  /* bytes hashed between checks of the stop flag */
-
-/* A source file watched for changes: opened once, its size as the reader saw it. */
-typedef struct {
-    char *path;
-    int fd;
-    uint64_t size;
-} watched_file;
-
-/* Opens path for pread. size: what the reader saw (0: take the size now). */
-static int watch_open(watched_file *f, const char *path, uint64_t size) {
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (!size && fstat(f->fd, &st) == 0) size = (uint64_t)st.st_size;
-    f->size = size;
-    if (!(f->path = flm_strdup(path))) {
-        close(f->fd);
-        return FLM_ERR_NOMEM;
-    }
-    return FLM_OK;
-}
-
-/* The file must still have the size it had when its header was read. */
-static int watch_check(const watched_file *f) {
-    struct stat st;
-    if (fstat(f->fd, &st) != 0) return flm_fail(FLM_ERR_IO, "%s: %s", f->path, strerror(errno));
-    if ((uint64_t)st.st_size != f->size)
-        return flm_fail(FLM_ERR_IO, "%s changed size during conversion (was %llu bytes, now %llu)", f->path,
-                        (unsigned long long)f->size, (unsigned long long)st.st_size);
-    return FLM_OK;
-}
-
 typedef struct {
     char gguf_name[96];
     char hf_name[128];
@@ -78,77 +45,6 @@ typedef struct {
     flm_dtype out;
     bool lora;
 } plan_entry;
-
-/* ---- background hashing of the source files (provenance) ---- */
-typedef struct {
-    char **paths, **names;
-    char (*hex)[65];
-    size_t n;
-    int rc;
-    char msg[512];                 /* the hashing thread's error message */
-    volatile sig_atomic_t *cancel; /* the caller's flag */
-    atomic_int stop;               /* set by the converter on any error */
-} hash_job;
-
-static bool hash_stopped(hash_job *h) { return atomic_load(&h->stop) || (h->cancel && *h->cancel); }
-
-/* SHA-256 of one file; stops within a block when the conversion fails or is
- * cancelled (hashing one shard of a large model takes seconds). */
-static int hash_file(hash_job *h, const char *path, char hex[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return flm_fail(FLM_ERR_IO, "%s: %s", path, strerror(errno));
-    unsigned char *buf = flm_malloc(HASH_BLOCK);
-    int rc = buf ? FLM_OK : FLM_ERR_NOMEM;
-    flm_sha256 s;
-    flm_sha256_init(&s);
-    size_t n;
-    while (!rc && (n = fread(buf, 1, HASH_BLOCK, f)) > 0) {
-        if (hash_stopped(h)) rc = FLM_ERR_CANCELLED;
-        else flm_sha256_update(&s, buf, n);
-    }
-    if (!rc && ferror(f)) rc = flm_fail(FLM_ERR_IO, "%s: read error", path);
-    fclose(f);
-    free(buf);
-    if (rc) return rc;
-    unsigned char d[32];
-    flm_sha256_final(&s, d);
-    flm_sha256_hex(d, hex);
-    return FLM_OK;
-}
-
-static void *hash_thread(void *arg) {
-    hash_job *h = arg;
-    for (size_t i = 0; i < h->n && !h->rc; i++) {
-        if (hash_stopped(h)) { h->rc = FLM_ERR_CANCELLED; break; }
-        h->rc = hash_file(h, h->paths[i], h->hex[i]);
-    }
-    /* messages are per thread: hand this one to the converter's thread */
-    if (h->rc && h->rc != FLM_ERR_CANCELLED) snprintf(h->msg, sizeof h->msg, "%s", flm_last_error());
-    return NULL;
-}
-
-static int add_hash_file(hash_job *h, const char *dir, const char *name) {
-    char *p = flm_path_join(dir, name);
-    if (!p) return FLM_ERR_NOMEM;
-    if (!flm_file_exists(p)) { free(p); return FLM_OK; }
-    char **np = flm_realloc(h->paths, (h->n + 1) * sizeof *np);
-    if (!np) { free(p); return FLM_ERR_NOMEM; }
-    h->paths = np;
-    char **nn = flm_realloc(h->names, (h->n + 1) * sizeof *nn);
-    if (!nn) { free(p); return FLM_ERR_NOMEM; }
-    h->names = nn;
-    h->paths[h->n] = p;
-    h->names[h->n] = flm_strdup(name);
-    h->n++;
-    return h->names[h->n - 1] ? FLM_OK : FLM_ERR_NOMEM;
-}
-
-static void free_hash_job(hash_job *h) {
-    for (size_t i = 0; i < h->n; i++) { free(h->paths[i]); free(h->names[i]); }
-    free(h->paths);
-    free(h->names);
-    free(h->hex);
-}
 
 /* ---- quantizing a chunk of rows on the pool ---- */
 typedef struct {
@@ -165,106 +61,31 @@ static void quant_part(void *ctx, int ith, int nth) {
     for (int64_t r = r0; r < r1; r++) flm_quantize_row(q->t, q->x + r * q->cols, q->dst + (size_t)r * q->row_bytes, q->cols);
 }
 
-/* Rows [row0, row0 + rows) of src → float32. A tensor in a shard is read with pread
- * (each thread its own rows) into `raw`; one held in memory (an f32 copy) is read
- * in place. */
+/* Converts a chunk of float32 rows to the plan's type and appends it to the package. */
 typedef struct {
-    const flm_tensor *src;
-    int fd;                    /* the shard, or -1: src->data is in memory */
-    uint64_t off;              /* the tensor's offset in the shard */
-    unsigned char *raw;        /* the chunk's source bytes */
-    float *dst;
-    int64_t row0, rows, cols;
-    atomic_int failed;         /* 0, errno of a failed read, or -1 for end of file */
-    _Atomic uint64_t fail_at;  /* file offset of that read */
-} deq_job;
+    flm_gguf_writer *w;
+    flm_pool *pool;
+    flm_dtype out;
+    unsigned char *y;
+    size_t y_cap;
+} gguf_sink;
 
-static void deq_fail(deq_job *d, int code, uint64_t at) {
-    int none = 0;
-    if (atomic_compare_exchange_strong(&d->failed, &none, code)) atomic_store(&d->fail_at, at);
-}
-
-static void deq_part(void *ctx, int ith, int nth) {
-    deq_job *d = ctx;
-    const flm_dtype_info *di = flm_dtype_get(d->src->dtype);
-    size_t rb = flm_dtype_bytes(d->src->dtype, (uint64_t)d->cols);
-    int64_t per = (d->rows + nth - 1) / nth, r0 = ith * per, r1 = r0 + per < d->rows ? r0 + per : d->rows;
-    if (r0 >= r1) return;
-    const unsigned char *base = (const unsigned char *)d->src->data + (size_t)d->row0 * rb;
-    if (d->fd >= 0) {
-        unsigned char *p = d->raw + (size_t)r0 * rb;
-        size_t want = (size_t)(r1 - r0) * rb;
-        uint64_t at = d->off + (uint64_t)(d->row0 + r0) * rb;
-        while (want) {
-            ssize_t n = pread(d->fd, p, want, (off_t)at);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) { deq_fail(d, n < 0 ? errno : -1, at); return; }
-            p += n;
-            want -= (size_t)n;
-            at += (uint64_t)n;
-        }
-        base = d->raw;
+static int gguf_sink_rows(void *ctx, const float *x, int64_t row0, int64_t n, int64_t cols) {
+    (void)row0;
+    gguf_sink *g = ctx;
+    if (g->out == FLM_F32) return flm_gguf_writer_write_part(g->w, x, (size_t)n * (size_t)cols * sizeof(float));
+    size_t out_row = flm_dtype_bytes(g->out, (uint64_t)cols);
+    if ((size_t)n * out_row > g->y_cap) {
+        free(g->y);
+        g->y_cap = (size_t)n * out_row;
+        if (!(g->y = flm_malloc(g->y_cap))) { g->y_cap = 0; return FLM_ERR_NOMEM; }
     }
-    for (int64_t r = r0; r < r1; r++) di->to_float(base + (size_t)r * rb, d->dst + r * d->cols, (size_t)d->cols);
-}
-
-/* Writes one tensor; `shard` is the file holding its data (NULL: in memory). */
-static int write_tensor(flm_gguf_writer *w, flm_pool *pool, const plan_entry *e, const flm_st_file *shard, const watched_file *src,
-                        flm_lora **ad, int n_lora, volatile sig_atomic_t *cancel) {
-    const flm_tensor *t = e->src;
-    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
-    size_t out_row = flm_dtype_bytes(e->out, (uint64_t)cols);
-    int64_t chunk = e->lora ? rows : (int64_t)(CHUNK_ELEMS / (uint64_t)cols);
-    if (chunk < 1) chunk = 1;
-    if (chunk > rows) chunk = rows;
-    size_t src_row = flm_dtype_bytes(t->dtype, (uint64_t)cols);
-    float *x = flm_malloc((size_t)chunk * (size_t)cols * sizeof(float));
-    unsigned char *y = e->out == FLM_F32 ? NULL : flm_malloc((size_t)chunk * out_row);
-    unsigned char *raw = shard ? flm_malloc((size_t)chunk * src_row) : NULL;
-    int rc = (!x || (e->out != FLM_F32 && !y) || (shard && !raw)) ? FLM_ERR_NOMEM : FLM_OK;
-    for (int64_t r0 = 0; !rc && r0 < rows; r0 += chunk) {
-        if (cancel && *cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); break; }
-        int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
-        deq_job dj = {.src = t, .fd = shard ? src->fd : -1, .off = shard ? flm_st_offset(shard, t->data) : 0, .raw = raw,
-                      .dst = x, .row0 = r0, .rows = n, .cols = cols};
-        atomic_init(&dj.failed, 0);
-        atomic_init(&dj.fail_at, 0);
-        flm_pool_run(pool, deq_part, &dj);
-        int failed = atomic_load(&dj.failed);
-        if (failed) {
-            rc = flm_fail(FLM_ERR_IO, "%s: read failed at offset %llu: %s (was the file changed during conversion?)",
-                          src->path, (unsigned long long)atomic_load(&dj.fail_at),
-                          failed > 0 ? strerror(failed) : "end of file (truncated?)");
-            break;
-        }
-        for (int i = 0; e->lora && i < n_lora && !rc; i++) rc = flm_lora_apply(ad[i], e->hf_name, x, rows, cols);
-        if (rc) break;
-        if (e->out == FLM_F32) {
-            rc = flm_gguf_writer_write_part(w, x, (size_t)n * (size_t)cols * sizeof(float));
-        } else {
-            quant_job qj = {x, y, e->out, n, cols, out_row};
-            flm_pool_run(pool, quant_part, &qj);
-            rc = flm_gguf_writer_write_part(w, y, (size_t)n * out_row);
-        }
-    }
-    free(x);
-    free(y);
-    free(raw);
-    return rc;
+    quant_job qj = {x, g->y, g->out, n, cols, out_row};
+    flm_pool_run(g->pool, quant_part, &qj);
+    return flm_gguf_writer_write_part(g->w, g->y, (size_t)n * out_row);
 }
 
 static const char *type_name(flm_dtype t) { return flm_dtype_get(t)->name; }
-
-static bool flm_has_tokenizer_files(const char *dir) {
-    static const char *const any[] = {"tokenizer.json", "vocab.json"};
-    for (size_t i = 0; i < sizeof any / sizeof *any; i++) {
-        char *p = flm_path_join(dir, any[i]);
-        bool ok = p && flm_file_exists(p);
-        free(p);
-        if (ok) return true;
-    }
-    return false;
-}
 
 int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_options *opt, flm_convert_stats *stats) {
     double t0 = flm_now_seconds();
@@ -272,109 +93,17 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     flm_dtype type = opt->type;
     if (type != FLM_F32 && type != FLM_F16 && type != FLM_BF16 && type != FLM_Q8_0 && type != FLM_Q4_0)
         return flm_fail(FLM_ERR_ARG, "unsupported output type %s (f32, f16, bf16, q8_0, q4_0)", type_name(type));
-    if (!flm_is_dir(hf_dir)) return flm_fail(FLM_ERR_IO, "%s: not a folder (convert reads a Hugging Face checkpoint folder)", hf_dir);
-    /* the output, before any work: not an input, not a directory or device, a writable folder */
-    {
-        const char **inputs = flm_calloc((size_t)opt->n_lora + 1, sizeof *inputs);
-        if (!inputs) return FLM_ERR_NOMEM;
-        inputs[0] = hf_dir;
-        for (int i = 0; i < opt->n_lora; i++) inputs[i + 1] = opt->lora_dirs[i];
-        int rc0 = flm_outfile_check(out_path, inputs, (size_t)opt->n_lora + 1);
-        free(inputs);
-        if (rc0) return rc0;
-    }
 
-    flm_model *m = NULL;
-    flm_tokenizer *tok = NULL;
-    flm_template_source tmpl;
-    memset(&tmpl, 0, sizeof tmpl);
-    bool have_tmpl = false;
-    flm_gen_config gen;
-    flm_lora **ad = NULL;
+    flm_conv_source s;
     plan_entry *plan = NULL;
     flm_gguf_writer *w = NULL;
-    flm_pool *pool = NULL;
-    hash_job hj = {.cancel = opt->cancel};
-    atomic_init(&hj.stop, 0);
-    watched_file *watch = NULL; /* the shards, then the adapters' weights */
-    size_t n_watch = 0;
-    pthread_t hasher;
-    bool hashing = false;
-    char **prov_files = NULL, **prov_adapters = NULL;
-    char *names = NULL;
-    flm_lora_base_weight *bw = NULL;
-    int rc;
-
-    flm_model_options mo = {.weights = FLM_WEIGHTS_MAP}; /* streamed from the files, one tensor at a time */
-    if ((rc = flm_model_open(hf_dir, &mo, &m))) goto done;
-    if (flm_has_tokenizer_files(hf_dir)) {
-        if ((rc = flm_tokenizer_load_dir(hf_dir, &tok))) goto done;
-    } else {
-        stats->no_tokenizer = true; /* runs on token ids only; said in the summary */
-    }
-    if (flm_template_source_load_dir(hf_dir, &tmpl) == FLM_OK) have_tmpl = true; /* a base model may have none */
-    if ((rc = flm_gen_config_load(hf_dir, &gen))) goto done;
-    if ((rc = flm_pool_new(opt->n_threads, &pool))) goto done;
-
-    /* adapters: open and check every one against the base before any work */
-    if (opt->n_lora > 0) {
-        size_t nb;
-        ad = flm_calloc((size_t)opt->n_lora, sizeof *ad);
-        bw = flm_model_base_weights(m, &nb, &names);
-        if (!ad || !bw) { rc = FLM_ERR_NOMEM; goto done; }
-        for (int i = 0; i < opt->n_lora && !rc; i++) {
-            rc = flm_lora_open(opt->lora_dirs[i], opt->lora_scales ? opt->lora_scales[i] : 1.0f, &ad[i]);
-            if (!rc) rc = flm_lora_check_base(ad[i], bw, nb);
-        }
-        if (!rc) rc = flm_lora_check_distinct(ad, opt->n_lora);
-        if (rc) goto done;
-    }
-
-    /* every file the weights come from: checked again as the output (a shard named by
-     * the index), then opened for pread and watched for changes */
-    watch = flm_calloc(m->source->n_shards + (size_t)opt->n_lora + 1, sizeof *watch);
-    if (!watch) { rc = FLM_ERR_NOMEM; goto done; }
-    for (size_t s = 0; s < m->source->n_shards + (size_t)opt->n_lora && !rc; s++) {
-        bool shard = s < m->source->n_shards;
-        char *p = shard ? flm_strdup(flm_st_path(m->source->shards[s]))
-                        : flm_path_join(flm_lora_dir(ad[s - m->source->n_shards]), "adapter_model.safetensors");
-        if (!p) rc = FLM_ERR_NOMEM;
-        else if (!(rc = flm_outfile_check(out_path, (const char *const *)&p, 1)) &&
-                 !(rc = watch_open(&watch[n_watch], p, shard ? flm_st_size(m->source->shards[s]) : 0)))
-            rc = watch_check(&watch[n_watch++]);
-        free(p);
-    }
-    if (rc) goto done;
-
-    /* provenance: hash every source file in the background while converting */
-    static const char *const SRC_FILES[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                            "vocab.json", "merges.txt", "chat_template.jinja", "added_tokens.json",
-                                            "special_tokens_map.json", "model.safetensors", "model.safetensors.index.json"};
-    for (size_t i = 0; i < sizeof SRC_FILES / sizeof *SRC_FILES && !rc; i++) rc = add_hash_file(&hj, hf_dir, SRC_FILES[i]);
-    for (size_t s = 0; s < m->source->n_shards && !rc; s++) {
-        const char *p = flm_st_path(m->source->shards[s]), *base = strrchr(p, '/');
-        base = base ? base + 1 : p;
-        if (strcmp(base, "model.safetensors") != 0) rc = add_hash_file(&hj, hf_dir, base);
-    }
-    for (int i = 0; i < opt->n_lora && !rc; i++) {
-        char label[64];
-        snprintf(label, sizeof label, "adapter_model.safetensors");
-        size_t before = hj.n;
-        rc = add_hash_file(&hj, flm_lora_dir(ad[i]), label);
-        if (!rc && hj.n > before) {
-            char *nm = flm_path_join(flm_lora_dir(ad[i]), label);
-            if (!nm) { rc = FLM_ERR_NOMEM; break; }
-            free(hj.names[hj.n - 1]);
-            hj.names[hj.n - 1] = nm;
-        }
-    }
-    if (rc) goto done;
-    hj.hex = flm_calloc(hj.n ? hj.n : 1, sizeof *hj.hex);
-    if (!hj.hex) { rc = FLM_ERR_NOMEM; goto done; }
-    if (pthread_create(&hasher, NULL, hash_thread, &hj) != 0) { rc = flm_fail(FLM_ERR_NOMEM, "could not start the hashing thread"); goto done; }
-    hashing = true;
+    gguf_sink gs = {0};
+    int rc = flm_conv_source_open(&s, hf_dir, out_path, opt->lora_dirs, opt->lora_scales, opt->n_lora, opt->n_threads, opt->cancel);
+    if (rc) goto out;
+    if (!s.tok) stats->no_tokenizer = true; /* runs on token ids only; said in the summary */
 
     /* the plan: llama.cpp's tensor order and names */
+    flm_model *m = s.m;
     const flm_config *c = &m->cfg;
     size_t n_plan = 2 + (size_t)c->n_layers * W_LAYER_COUNT + (c->tie_word_embeddings ? 0 : 1);
     plan = flm_calloc(n_plan, sizeof *plan);
@@ -395,61 +124,32 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
         if (e->src->ndim == 1) { e->out = FLM_F32; continue; }
         e->out = type;
         if (!flm_quant_row_ok(type, e->src->shape[1])) { e->out = FLM_F16; stats->n_fallback++; }
-        for (int a = 0; a < opt->n_lora; a++) e->lora |= flm_lora_targets(ad[a], e->hf_name);
+        e->lora = flm_conv_source_lora_targets(&s, e->hf_name);
     }
 
     if ((rc = flm_gguf_writer_open(out_path, 64, &w))) goto done;
     /* metadata needs the hashes: wait for them (they run while the plan was built;
      * on a large model most of the hashing overlaps with this wait's neighbours) */
-    pthread_join(hasher, NULL);
-    hashing = false;
-    if (opt->cancel && *opt->cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); goto done; }
-    if (hj.rc) { rc = flm_fail(hj.rc, "%s", hj.msg); goto done; }
-    prov_files = flm_calloc(hj.n ? hj.n : 1, sizeof *prov_files);
-    prov_adapters = flm_calloc(opt->n_lora ? (size_t)opt->n_lora : 1, sizeof *prov_adapters);
-    if (!prov_files || !prov_adapters) { rc = FLM_ERR_NOMEM; goto done; }
-    for (size_t i = 0; i < hj.n; i++) {
-        strbuf sb;
-        flm_sb_init(&sb);
-        flm_sb_printf(&sb, "%s  %s", hj.hex[i], hj.names[i]);
-        prov_files[i] = flm_sb_take(&sb);
-        if (!prov_files[i]) { rc = FLM_ERR_NOMEM; goto done; }
-    }
-    for (int i = 0; i < opt->n_lora; i++) {
-        strbuf sb;
-        flm_sb_init(&sb);
-        const char *d = flm_lora_dir(ad[i]), *b = flm_lora_base_model(ad[i]);
-        flm_sb_puts(&sb, "{\"dir\":");
-        flm_sb_json_string(&sb, d, strlen(d), false);
-        flm_sb_puts(&sb, ",\"base_model_name_or_path\":");
-        if (b) flm_sb_json_string(&sb, b, strlen(b), false); else flm_sb_puts(&sb, "null");
-        flm_sb_printf(&sb, ",\"r\":%d,\"lora_alpha\":%.9g,\"use_rslora\":%s,\"scale\":%.9g,\"user_scale\":%.9g}", flm_lora_rank(ad[i]),
-                  flm_lora_alpha(ad[i]), flm_lora_rslora(ad[i]) ? "true" : "false", (double)flm_lora_scale(ad[i]),
-                  (double)flm_lora_user_scale(ad[i]));
-        prov_adapters[i] = flm_sb_take(&sb);
-        if (!prov_adapters[i]) { rc = FLM_ERR_NOMEM; goto done; }
-    }
-    flm_package_provenance prov = {(const char *const *)prov_files, hj.n, (const char *const *)prov_adapters, (size_t)opt->n_lora,
+    if ((rc = flm_conv_source_provenance(&s))) goto done;
+    flm_package_provenance prov = {(const char *const *)s.prov_files, s.hj.n, (const char *const *)s.prov_adapters, (size_t)opt->n_lora,
                                    c->torch_dtype, type_name(type)};
-    if ((rc = flm_package_write_metadata(w, c, tok, have_tmpl ? &tmpl : NULL, &gen, &prov))) goto done;
+    if ((rc = flm_package_write_metadata(w, c, s.tok, s.have_tmpl ? &s.tmpl : NULL, &s.gen, &prov))) goto done;
     for (size_t i = 0; i < n_plan && !rc; i++)
         rc = flm_gguf_writer_add_tensor(w, plan[i].gguf_name, plan[i].out, plan[i].src->ndim, plan[i].src->shape);
     if (rc) goto done;
     uint64_t total = 0, done_bytes = 0;
     for (size_t i = 0; i < n_plan; i++) total += plan[i].src->nbytes;
+    gs.w = w;
+    gs.pool = s.pool;
     for (size_t i = 0; i < n_plan && !rc; i++) {
         if (opt->progress) opt->progress(opt->progress_ctx, (int)i, (int)n_plan, plan[i].gguf_name, done_bytes, total);
         /* every source (shards, adapters) still has the size its header promised */
-        for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
-        size_t s = 0;
-        while (s < m->source->n_shards && !flm_st_contains(m->source->shards[s], plan[i].src->data)) s++;
-        bool in_shard = s < m->source->n_shards; /* else an owned copy (f32 norms) */
-        if (!rc)
-            rc = write_tensor(w, pool, &plan[i], in_shard ? m->source->shards[s] : NULL, in_shard ? &watch[s] : NULL, ad,
-                              opt->n_lora, opt->cancel);
+        rc = flm_conv_source_check(&s);
+        gs.out = plan[i].out;
+        if (!rc) rc = flm_conv_source_read(&s, plan[i].src, plan[i].hf_name, plan[i].lora, gguf_sink_rows, &gs);
         done_bytes += plan[i].src->nbytes;
     }
-    for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
+    if (!rc) rc = flm_conv_source_check(&s);
     if (rc) goto done;
     if (opt->progress) opt->progress(opt->progress_ctx, (int)n_plan, (int)n_plan, "", total, total);
     stats->bytes_written = flm_gguf_writer_bytes(w); /* this writer's own file, whoever renames last */
@@ -458,27 +158,11 @@ int flm_convert(const char *hf_dir, const char *out_path, const flm_convert_opti
     if (rc) { stats->bytes_written = 0; goto done; }
     stats->n_tensors = (int)n_plan;
 done:
-    if (hashing) {
-        atomic_store(&hj.stop, 1); /* an error or cancel: do not wait for the rest of the hashing */
-        pthread_join(hasher, NULL);
-    }
     if (w) flm_gguf_writer_abort(w);
-    for (size_t wi = 0; wi < n_watch; wi++) { close(watch[wi].fd); free(watch[wi].path); }
-    free(watch);
-    for (size_t i = 0; prov_files && i < hj.n; i++) free(prov_files[i]);
-    for (int i = 0; prov_adapters && i < opt->n_lora; i++) free(prov_adapters[i]);
-    free(prov_files);
-    free(prov_adapters);
-    free_hash_job(&hj);
+    free(gs.y);
     free(plan);
-    for (int i = 0; ad && i < opt->n_lora; i++) flm_lora_free(ad[i]);
-    free(ad);
-    free(bw);
-    free(names);
-    flm_pool_free(pool);
-    if (have_tmpl) flm_template_source_free(&tmpl);
-    flm_tokenizer_free(tok);
-    flm_model_close(m);
+    flm_conv_source_close(&s);
+out:
     stats->seconds = flm_now_seconds() - t0;
     stats->peak_rss = flm_peak_rss_bytes();
     return rc;
