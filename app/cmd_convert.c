@@ -8,13 +8,15 @@
 #include "cli.h"
 #include "base/common.h"
 #include "convert/convert.h"
+#include "convert/litert.h"
 
 static volatile sig_atomic_t g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: fieldlm convert HF_DIR -o OUT.gguf [--type TYPE] [--lora ADAPTER_DIR[:SCALE]]... [-t N]\n\n"
+            "usage: fieldlm convert HF_DIR -o OUT.gguf [--type TYPE] [--lora ADAPTER_DIR[:SCALE]]... [-t N]\n"
+            "       fieldlm convert HF_DIR -o OUT.tflite|OUT.litertlm [--type RECIPE] [--ctx S] [--prefill T,...] [--lora ...]\n\n"
             "Converts a Hugging Face Qwen2/Qwen2.5 checkpoint folder, with PEFT LoRA adapters merged\n"
             "(W' = W + scale * B A in float32, then rounded), into one GGUF package that llama.cpp can\n"
             "also load. The package carries the tokenizer, chat template, every stop id and the\n"
@@ -31,6 +33,16 @@ static void help(FILE *f) {
             "                          adapter_model.safetensors) with extra scale S (default 1);\n"
             "                          repeatable, merged in order\n"
             "  -t, --threads N         threads for conversion (default: physical cores)\n"
+            "LiteRT outputs (format from the extension, or --format gguf|tflite|litertlm):\n"
+            "      --type RECIPE       AI Edge Torch's recipes: dynamic_int8 (default: int8 per-channel\n"
+            "                          weights, inputs quantized at run time), weight_only_int8,\n"
+            "                          fp16, f32 (alias none)\n"
+            "      --ctx S             cache length baked into the graph (default 4096, at most\n"
+            "                          max_position_embeddings); LiteRT-LM's max_num_tokens\n"
+            "      --prefill T,...     prefill signatures (default 8,64,128,256,512,1024; those\n"
+            "                          longer than the cache are left out)\n"
+            "  A .litertlm bundles the model, tokenizer.json and LlmMetadata (qwen2p5, the chat\n"
+            "  template, every eos id as a stop token, sampler from generation_config.json).\n"
             "  -q, --quiet             no progress display\n"
             "  -h, --help              this help\n\n"
             "Refused before any work, so nothing a user types destroys a file: an output that is\n"
@@ -56,19 +68,104 @@ static bool parse_type(const char *s, flm_dtype *t) {
     return false;
 }
 
+/* ---- LiteRT outputs (.tflite, .litertlm): --format, --ctx, --prefill ---- */
+typedef struct {
+    const char *format;  /* --format, or NULL: from the extension */
+    const char *type;    /* --type as given (the recipe for LiteRT outputs) */
+    long ctx;
+    const char *prefill;
+} litert_args;
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* 0: GGUF; 1: .tflite; 2: .litertlm; -1: a bad --format */
+static int output_format(const litert_args *la, const char *out) {
+    if (la->format) {
+        if (!strcmp(la->format, "gguf")) return 0;
+        if (!strcmp(la->format, "tflite")) return 1;
+        if (!strcmp(la->format, "litertlm")) return 2;
+        return -1;
+    }
+    if (ends_with(out, ".tflite")) return 1;
+    if (ends_with(out, ".litertlm")) return 2;
+    return 0;
+}
+
+static void litert_warn(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "convert: warning: %s\n", msg);
+}
+
+static int convert_litert(const char *in, const char *out, int fmt, const litert_args *la, const cli_lora_list *lora, long threads,
+                          bool quiet) {
+    flm_litert_options lo;
+    memset(&lo, 0, sizeof lo);
+    lo.format = fmt == 2 ? FLM_LITERT_LITERTLM : FLM_LITERT_TFLITE;
+    lo.recipe = FLM_LITERT_DYNAMIC_INT8;
+    if (la->type && !flm_litert_parse_recipe(la->type, &lo.recipe)) {
+        fprintf(stderr, "fieldlm convert: --type for .tflite/.litertlm must be f32 (or none), fp16, dynamic_int8 or weight_only_int8 (got '%s')\n", la->type);
+        return EXIT_USAGE;
+    }
+    lo.ctx = (int)la->ctx;
+    if (la->prefill) {
+        const char *p = la->prefill;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 1 << 20 || (*end && *end != ',') || lo.n_prefill == FLM_LITERT_MAX_PREFILL) {
+                fprintf(stderr, "fieldlm convert: --prefill takes up to %d comma-separated lengths >= 1 (got '%s')\n", FLM_LITERT_MAX_PREFILL, la->prefill);
+                return EXIT_USAGE;
+            }
+            lo.prefill[lo.n_prefill++] = (int)v;
+            p = *end ? end + 1 : end;
+        }
+    }
+    lo.lora_dirs = lora->dirs;
+    lo.lora_scales = lora->scales;
+    lo.n_lora = lora->n;
+    lo.n_threads = (int)threads;
+    lo.cancel = &g_cancel;
+    lo.warn = litert_warn;
+    if (!quiet && isatty(fileno(stderr))) lo.progress = progress;
+    flm_litert_stats st;
+    int rc = flm_convert_litert(in, out, &lo, &st);
+    if (rc) {
+        if (lo.progress) fputc('\n', stderr);
+        fprintf(stderr, "fieldlm convert: %s\nfieldlm convert: no output written\n", flm_last_error());
+        return EXIT_FAIL;
+    }
+    fprintf(stderr, "convert: wrote %s (%s, %s, cache %d, %d signatures): %d weights, %.1f MB, %.1f s, peak RSS %.0f MB%s\n", out,
+            fmt == 2 ? "litertlm" : "tflite", flm_litert_recipe_name(lo.recipe), st.ctx, st.n_signatures, st.n_weights,
+            (double)st.bytes_written / 1e6, st.seconds, (double)st.peak_rss / 1e6, lo.n_lora ? ", LoRA merged" : "");
+    if (st.no_tokenizer)
+        fprintf(stderr, "convert: note: %s has no tokenizer files: the model runs on token ids only\n", in);
+    return EXIT_OK;
+}
+
 static int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     cli_model_args ma = {0};
     long threads = 0;
     bool quiet = false;
     flm_convert_options opt = {.type = FLM_Q8_0};
+    litert_args la = {0};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is(argv[i], "-h", "--help")) { help(stdout); return EXIT_OK; }
         else if (cli_is(argv[i], "-o", "--output")) { if (!(out = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE; }
         else if (!strcmp(argv[i], "--type")) {
             if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
-            if (!parse_type(v, &opt.type)) { fprintf(stderr, "fieldlm convert: --type must be f32, f16, bf16, q8_0 or q4_0 (got '%s')\n", v); return EXIT_USAGE; }
+            la.type = v;
+        } else if (!strcmp(argv[i], "--format")) {
+            if (!(la.format = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--ctx")) {
+            if (!(v = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
+            if (!cli_parse_int(v, &la.ctx) || la.ctx < 1 || la.ctx > 1 << 20) { fprintf(stderr, "fieldlm convert: --ctx needs 1..1048576\n"); return EXIT_USAGE; }
+        } else if (!strcmp(argv[i], "--prefill")) {
+            if (!(la.prefill = cli_value(argc, argv, &i, "convert"))) return EXIT_USAGE;
         } else if (!strcmp(argv[i], "--lora")) {
             if (cli_model_arg(&ma, argc, argv, &i, "convert") < 0) return EXIT_USAGE;
         } else if (cli_is(argv[i], "-t", "--threads")) {
@@ -80,9 +177,30 @@ static int cmd_convert(int argc, char **argv) {
         else { fprintf(stderr, "fieldlm convert: unexpected argument '%s'\n", argv[i]); return EXIT_USAGE; }
     }
     if (!in || !out) { fprintf(stderr, "fieldlm convert: HF_DIR and -o OUT.gguf are required\n"); help(stderr); return EXIT_USAGE; }
+    int fmt = output_format(&la, out);
+    if (fmt < 0) { fprintf(stderr, "fieldlm convert: --format must be gguf, tflite or litertlm (got '%s')\n", la.format); return EXIT_USAGE; }
+    if (fmt == 0 && la.type && !parse_type(la.type, &opt.type)) {
+        fprintf(stderr, "fieldlm convert: --type must be f32, f16, bf16, q8_0 or q4_0 (got '%s')\n", la.type);
+        return EXIT_USAGE;
+    }
+    if (fmt == 0 && (la.ctx || la.prefill)) {
+        fprintf(stderr, "fieldlm convert: --ctx and --prefill are for .tflite/.litertlm outputs (a GGUF's context is chosen when running)\n");
+        return EXIT_USAGE;
+    }
     if (cli_adapter_hint(in, true, "convert")) return EXIT_FAIL;
     cli_lora_list lora;
     if (!cli_lora_parse(&ma, &lora, "convert")) return EXIT_FAIL;
+    if (fmt) {
+        struct sigaction sa0;
+        memset(&sa0, 0, sizeof sa0);
+        sa0.sa_handler = on_signal;
+        sigaction(SIGINT, &sa0, NULL);
+        sigaction(SIGTERM, &sa0, NULL);
+        signal(SIGXFSZ, SIG_IGN);
+        int r = convert_litert(in, out, fmt, &la, &lora, threads, quiet);
+        cli_lora_free(&lora);
+        return r;
+    }
     opt.lora_dirs = lora.dirs;
     opt.lora_scales = lora.scales;
     opt.n_lora = lora.n;
