@@ -338,7 +338,7 @@ static int fc(sub *g, int x, int wi, int bias_wi, const char *name) {
     int w = t_weight(g, wi);
     int in[3] = {x, w, bias_wi >= 0 ? t_weight(g, bias_wi) : -1};
     int32_t sh[2] = {g->shape[x][0], (int32_t)m->w[wi].rows};
-    if (m->recipe == FLM_LITERT_FP16 || m->recipe == FLM_LITERT_WEIGHT_ONLY_INT8) {
+    if (m->w[wi].type == TFL_FLOAT16 || (m->w[wi].type == TFL_INT8 && m->recipe == FLM_LITERT_WEIGHT_ONLY_INT8)) {
         int32_t wsh[2] = {(int32_t)m->w[wi].rows, (int32_t)m->w[wi].cols};
         int d = t_new(g, NULL, TFL_FLOAT32, wsh, 2);
         op(g, TFL_OP_DEQUANTIZE, &w, 1, &d, 1, 0, 0);
@@ -908,7 +908,8 @@ int flm_convert_litert(const char *hf_dir, const char *out_path, const flm_liter
     m->w_layer = flm_calloc((size_t)L * W_LAYER_COUNT, sizeof *m->w_layer);
     if (!m->w || !m->w_layer) { rc = FLM_ERR_NOMEM; goto done; }
     flm_model *md = s.m;
-    if ((m->w_embed = add_weight(m, "model.embed_tokens.weight", &md->embed, opt->recipe, true)) < 0) { rc = FLM_ERR_NOMEM; goto done; }
+    /* fp16: EMBEDDING_LOOKUP has no float16 kernel, so the table stays float32 */
+    if ((m->w_embed = add_weight(m, "model.embed_tokens.weight", &md->embed, opt->recipe, opt->recipe != FLM_LITERT_FP16)) < 0) { rc = FLM_ERR_NOMEM; goto done; }
     for (int l = 0; l < L; l++)
         for (int wi = 0; wi < W_LAYER_COUNT; wi++) {
             char hn[128];

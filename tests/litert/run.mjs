@@ -163,6 +163,7 @@ let decodeMs = 0, decodeSteps = 0;
 for (let c = 0; c < nCases; c++) {
   if (caseSel && !caseSel.includes(c)) continue;
   const ids = Array.from(ref[`case${c}.input_ids`].data);
+  if (ids.length >= S) { result.cases.push({case: c, n_input: ids.length, skipped: `prompt longer than the cache (${S})`}); continue; }
   const cache = {};
   for (const n of kvNames) cache[n] = new Float32Array(kvSize);
   await prefill(ids.slice(0, -1), cache);
