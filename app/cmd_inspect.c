@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "format/litertlm.h"
 #include "base/common.h"
 #include "model/gen_config.h"
 #include "format/gguf.h"
@@ -678,6 +679,8 @@ static int cmd_inspect(int argc, char **argv) {
         rc = flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
     } else if (flm_gguf_is_gguf_file(path)) {
         rc = inspect_gguf(path, &o, &sb);
+    } else if (ends_with(path, ".tflite") || ends_with(path, ".litertlm")) {
+        rc = flm_litert_describe_file(path, o.json, &sb); /* LiteRT model or LiteRT-LM bundle */
     } else {
         rc = inspect_safetensors(path, &o, &sb, NULL);
         if (rc && !ends_with(path, ".safetensors")) {

@@ -780,7 +780,7 @@ static int write_litertlm_head(flm_conv_source *s, const char *hf_dir, int S, fl
     if (!z) { rc = FLM_ERR_NOMEM; goto out; }
     uint64_t ul = tj_len;
     memcpy(z, &ul, 8);
-    if (compress2(z + 8, &zl, (const Bytef *)tj, (uLong)tj_len, 9) != Z_OK) { rc = flm_fail(FLM_ERR_NOMEM, "zlib: could not compress tokenizer.json"); goto out; }
+    if (compress2(z + 8, &zl, (const Bytef *)tj, (uLong)tj_len, 6) != Z_OK) { rc = flm_fail(FLM_ERR_NOMEM, "zlib: could not compress tokenizer.json"); goto out; }
 
     flm_llm_metadata md;
     memset(&md, 0, sizeof md);

@@ -128,7 +128,7 @@ static void read_kv(flm_fb_reader *r, flm_fb_table kv, flm_litertlm_read_kv *out
         flm_fb_table sv = flm_fb_get_table(r, kv, 2);
         uint32_t vl = 0;
         const char *v = flm_fb_get_string(r, sv, 0, &vl);
-        if (v) snprintf(out->value, sizeof out->value, "%.*s", (int)(vl < 255 ? vl : 255), v);
+        if (v) snprintf(out->value, sizeof out->value, "%.*s", (int)(vl < sizeof out->value - 1 ? vl : sizeof out->value - 1), v);
         return;
     }
     /* numbers: a struct (older writers) or a table { value } (newer); read as a table

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/common.h"
 #include "base/outfile.h"
 
 #define FLM_LITERTLM_BLOCK 16384u
@@ -52,7 +53,7 @@ int flm_litertlm_write_head(flm_outfile *of, const flm_litertlm_kv *sys, size_t 
 typedef struct {
     char key[64];
     int type;        /* VData member: 9 string; others numeric */
-    char value[256]; /* strings truncated; numbers printed */
+    char value[1024]; /* strings truncated; numbers printed */
 } flm_litertlm_read_kv;
 
 typedef struct {
@@ -94,5 +95,11 @@ int flm_llm_metadata_encode(const flm_llm_metadata *md, unsigned char **out, siz
 /* Decodes what the encoder writes (stop tokens given as strings or multi-id sequences
  * are counted in n_stops with id -1); unknown fields are skipped. */
 int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *md);
+
+/* Describes a whole .litertlm in buf[0..len): system metadata, every section, the
+ * decoded LlmMetadata, the tokenizer (checked to inflate) and the model. */
+int flm_litertlm_describe(const unsigned char *buf, size_t len, bool json, strbuf *out);
+/* A .tflite or .litertlm file (by its first bytes), for `fieldlm inspect`. */
+int flm_litert_describe_file(const char *path, bool json, strbuf *out);
 
 #endif

@@ -4,8 +4,11 @@
 #ifndef FLM_TFLITE_H
 #define FLM_TFLITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/common.h"
 
 /* TensorType */
 enum { TFL_FLOAT32 = 0, TFL_FLOAT16 = 1, TFL_INT32 = 2, TFL_UINT8 = 3, TFL_INT64 = 4, TFL_BOOL = 6, TFL_INT16 = 7, TFL_INT8 = 9 };
@@ -42,5 +45,10 @@ const char *flm_tflite_op_name(int code);
 const char *flm_tflite_type_name(int type);
 /* Bytes per element of a tensor type; 0 when unknown. */
 size_t flm_tflite_type_size(int type);
+
+/* Checks a TFLite model in buf[0..len) (every buffer offset, tensor, operator and
+ * signature index in range) and describes it: signatures with their inputs and
+ * outputs, operator counts, constant tensors and bytes by type. Text or JSON. */
+int flm_tflite_describe(const unsigned char *buf, size_t len, bool json, strbuf *out);
 
 #endif
