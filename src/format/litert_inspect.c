@@ -84,7 +84,7 @@ int flm_tflite_describe(const unsigned char *buf, size_t len, bool json, strbuf 
             flm_fb_table tt = flm_fb_vec_table(r, tv, t);
             uint32_t bi = flm_fb_get_u32(r, tt, TFL_TENSOR_BUFFER, 0);
             int type = flm_fb_get_u8(r, tt, TFL_TENSOR_TYPE, 0);
-            if (bi >= bufs.n && bufs.n) { rc = flm_fail(FLM_ERR_FORMAT, "TFLite model: tensor %u of subgraph %u names buffer %u of %u", t, s, bi, bufs.n); goto out; }
+            if (bi && bi >= bufs.n) { rc = flm_fail(FLM_ERR_FORMAT, "TFLite model: tensor %u of subgraph %u names buffer %u of %u", t, s, bi, bufs.n); goto out; }
             if (!bi || seen[bi]) continue;
             flm_fb_table b = flm_fb_vec_table(r, bufs, bi);
             uint64_t off = flm_fb_get_u64(r, b, TFL_BUFFER_OFFSET, 0);
