@@ -653,10 +653,39 @@ static int build_model(model_ctx *m, const char *description, const unsigned cha
 /* ---- streaming the weights ---- */
 typedef struct {
     flm_outfile *of;
+    flm_pool *pool;
     weight *w;
     unsigned char *y;
     size_t y_cap;
+    /* the chunk being converted */
+    const float *x;
+    int64_t row0, rows, cols;
 } tfl_sink;
+
+/* Rows of the chunk → float16, or int8 with one symmetric scale per row (output channel). */
+static void convert_part(void *ctx, int ith, int nth) {
+    tfl_sink *s = ctx;
+    weight *w = s->w;
+    int64_t per = (s->rows + nth - 1) / nth, r0 = ith * per, r1 = r0 + per < s->rows ? r0 + per : s->rows;
+    int64_t cols = s->cols;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = s->x + r * cols;
+        if (w->type == TFL_FLOAT16) {
+            uint16_t *o = (uint16_t *)s->y + r * cols;
+            for (int64_t i = 0; i < cols; i++) o[i] = flm_f32_to_f16(xr[i]);
+            continue;
+        }
+        float amax = 0;
+        for (int64_t i = 0; i < cols; i++) amax = fmaxf(amax, fabsf(xr[i]));
+        float scale = amax > 0 ? amax / 127.0f : 1.0f;
+        w->scales[s->row0 + r] = scale;
+        int8_t *o = (int8_t *)s->y + r * cols;
+        for (int64_t i = 0; i < cols; i++) {
+            float q = roundf(xr[i] / scale);
+            o[i] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+    }
+}
 
 static int tfl_sink_rows(void *ctx, const float *x, int64_t row0, int64_t n, int64_t cols) {
     tfl_sink *s = ctx;
@@ -668,24 +697,11 @@ static int tfl_sink_rows(void *ctx, const float *x, int64_t row0, int64_t n, int
         s->y_cap = need;
         if (!(s->y = flm_malloc(need))) { s->y_cap = 0; return FLM_ERR_NOMEM; }
     }
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * cols;
-        if (w->type == TFL_FLOAT16) {
-            uint16_t *o = (uint16_t *)s->y + r * cols;
-            for (int64_t i = 0; i < cols; i++) o[i] = flm_f32_to_f16(xr[i]);
-        } else {
-            /* int8, symmetric, one scale per row (output channel) */
-            float amax = 0;
-            for (int64_t i = 0; i < cols; i++) amax = fmaxf(amax, fabsf(xr[i]));
-            float scale = amax > 0 ? amax / 127.0f : 1.0f;
-            w->scales[row0 + r] = scale;
-            int8_t *o = (int8_t *)s->y + r * cols;
-            for (int64_t i = 0; i < cols; i++) {
-                float q = roundf(xr[i] / scale);
-                o[i] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
-            }
-        }
-    }
+    s->x = x;
+    s->row0 = row0;
+    s->rows = n;
+    s->cols = cols;
+    flm_pool_run(s->pool, convert_part, s);
     return flm_outfile_write(s->of, s->y, need);
 }
 
@@ -965,6 +981,7 @@ int flm_convert_litert(const char *hf_dir, const char *out_path, const flm_liter
         uint64_t pos = of.written - tfl_base;
         if (!rc && pos < w->offset) rc = write_zeros(&of, w->offset - pos);
         ts.of = &of;
+        ts.pool = s.pool;
         ts.w = w;
         if (!rc) rc = flm_conv_source_read(&s, w->src, w->hf_name, w->lora, tfl_sink_rows, &ts);
         done_bytes += w->src->nbytes;
