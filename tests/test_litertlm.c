@@ -261,3 +261,20 @@ TEST(litertlm_litertjs_runs_the_bundled_model) {
     lt_check_cases(d, 1e-4, true, "kcc_f32 from .litertlm");
     flm_json_free(d);
 }
+
+TEST(litertlm_write_failure_leaves_nothing) {
+    /* the file size limit hit while streaming the weights: an error naming it, and no
+     * temporary file left in the folder */
+    char dir[512], cmd[2048], *err = NULL;
+    snprintf(dir, sizeof dir, "%s/full", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && ulimit -f 4096 && %s convert %s -o %s/x.litertlm --type f32 --ctx 64 --prefill 8 -q", dir,
+             test_bin(), BUNDLED_MODEL, dir);
+    CHECK(test_run(cmd, NULL, &err) != 0);
+    CHECK_MSG(err && strstr(err, "file size limit"), "stderr: %s", err ? err : "");
+    free(err);
+    char *ls = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A %s", dir);
+    REQUIRE(test_run(cmd, &ls, NULL) == 0);
+    CHECK_MSG(ls && ls[0] == 0, "left behind: %s", ls ? ls : "");
+    free(ls);
+}
