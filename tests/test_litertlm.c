@@ -278,3 +278,56 @@ TEST(litertlm_write_failure_leaves_nothing) {
     CHECK_MSG(ls && ls[0] == 0, "left behind: %s", ls ? ls : "");
     free(ls);
 }
+
+TEST(litertlm_litertjs_greedy_text_equals_fieldlm) {
+    /* fieldlm's own greedy answers (chat template, no repetition penalty) to three
+     * farmer questions, token for token — stop token included — from the bundle in
+     * LiteRT.js: f32 must agree on every step; dynamic_int8's agreement is reported */
+    int have = lt_runtime("greedy vs fieldlm in LiteRT.js");
+    CHECK_MSG(have >= 0, "LiteRT.js is required (FLM_LITERT_REQUIRED=1) but not installed");
+    if (have <= 0) return;
+    static const char *const Q[] = {"How to control aphids in cotton? (crop: Cotton)",
+                                    "FARMER ASKED QUERY ABOUT FERTILIZER FOR PADDY (crop: Paddy)",
+                                    "What is the dose of urea for maize? (crop: Maize)"};
+    strbuf ref;
+    flm_sb_init(&ref);
+    flm_sb_puts(&ref, "{\"cases\":[");
+    for (size_t q = 0; q < sizeof Q / sizeof *Q; q++) {
+        char cmd[1024], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s run -m %s -p '%s' --greedy -n 40 --json", test_bin(), BUNDLED_MODEL, Q[q]);
+        REQUIRE(test_run(cmd, &out, NULL) == 0);
+        flm_json_doc *d = flm_json_parse(out, strlen(out), "run --json");
+        free(out);
+        REQUIRE(d);
+        const flm_json *r = flm_json_root(d), *p = flm_json_get(r, "prompt_ids"), *ids = flm_json_get(r, "ids"),
+                       *stop = flm_json_get(r, "stop_token");
+        REQUIRE(p && ids);
+        flm_sb_puts(&ref, q ? ",{\"input_ids\":" : "{\"input_ids\":");
+        flm_json_write(&ref, p, false);
+        flm_sb_puts(&ref, ",\"greedy_ids\":[");
+        for (size_t i = 0; i < ids->len; i++) flm_sb_printf(&ref, "%s%lld", i ? "," : "", (long long)flm_json_int(flm_json_at(ids, i), -1));
+        if (stop && stop->type == JSON_NUMBER) flm_sb_printf(&ref, "%s%lld", ids->len ? "," : "", (long long)flm_json_int(stop, -1));
+        flm_sb_puts(&ref, "]}");
+        flm_json_free(d);
+    }
+    flm_sb_puts(&ref, "]}");
+    char refpath[512];
+    snprintf(refpath, sizeof refpath, "%s/fieldlm_greedy.json", test_tmpdir());
+    FILE *f = fopen(refpath, "w");
+    REQUIRE(f);
+    fwrite(ref.data, 1, ref.len, f);
+    fclose(f);
+    flm_sb_free(&ref);
+    static const char *const T[] = {"f32", "dynamic_int8"};
+    for (int t = 0; t < 2; t++) {
+        char out[512], args[1024];
+        snprintf(out, sizeof out, "%s/g_%s.litertlm", test_tmpdir(), T[t]);
+        snprintf(args, sizeof args, "%s -o %s --type %s --ctx 256 --prefill 8,64", BUNDLED_MODEL, out, T[t]);
+        REQUIRE(lt_convert(args, NULL) == 0);
+        flm_json_doc *d = NULL;
+        CHECK(lt_run_js(out, refpath, NULL, &d) == 0);
+        REQUIRE(d);
+        lt_check_cases(d, 0, t == 0, t == 0 ? "greedy vs fieldlm, f32" : "greedy vs fieldlm, dynamic_int8");
+        flm_json_free(d);
+    }
+}
