@@ -462,12 +462,7 @@ static int build_signature(model_ctx *m, int T, bool is_decode, uint32_t sub_ind
     int zt = c_i32(g, &zero, 1);
     int parts[4] = {zt, pos0, zt, zt};
     int start = concat(g, parts, 4, 0, "cache_start");
-    float scale = 1.0f / sqrtf((float)D);
-    {
-        /* transformers: head_dim ** -0.5 (a Python float), used as float32 */
-        double sd = pow((double)D, -0.5);
-        scale = (float)sd;
-    }
+    float scale = (float)pow((double)D, -0.5); /* transformers: head_dim ** -0.5, a Python float, used as float32 */
 
     for (int l = 0; l < L; l++) {
         bool last_prefill = !is_decode && l == L - 1; /* only its cache write matters */
