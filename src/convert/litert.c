@@ -152,7 +152,9 @@ static flm_fb_ref tensor_table(model_ctx *m, const char *name, int type, const i
 
 /* ---- subgraph building ---- */
 
-static int sub_tensor_ref(sub *g, flm_fb_ref ref, int type, const int32_t *shape, int ndim) {
+static int sub_tensor_ref(sub *g, flm_fb_ref ref, int type, const int32_t *shape_in, int ndim) {
+    int32_t shape[4] = {0, 0, 0, 0}; /* shape_in may point into g->shape, which may move below */
+    memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
     if (!grow_arr((void **)&g->tensors, &g->cap_t, g->n_t + 1, sizeof *g->tensors) ||
         !(g->shape = realloc(g->shape, (size_t)g->cap_t * sizeof *g->shape)) ||
         !(g->ndim = realloc(g->ndim, (size_t)g->cap_t * sizeof *g->ndim)) ||
