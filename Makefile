@@ -26,8 +26,8 @@ ifeq ($(SAN),1)
   OPT := -O1
   CFLAGS_BASE += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
-DEP_CFLAGS := $(shell pkg-config --cflags libutf8proc libpcre2-8 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs libutf8proc libpcre2-8 2>/dev/null || echo -lutf8proc -lpcre2-8)
+DEP_CFLAGS := $(shell pkg-config --cflags libutf8proc libpcre2-8 zlib 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs libutf8proc libpcre2-8 zlib 2>/dev/null || echo -lutf8proc -lpcre2-8 -lz)
 CFLAGS  += $(CFLAGS_BASE) $(DEP_CFLAGS)
 LDLIBS  += $(DEP_LIBS) -lm -pthread
 ifeq ($(SAN),1)
@@ -167,7 +167,7 @@ install: all $(BUILD)/libfieldlm.so
 	install -m 644 include/fieldlm.h $(DESTDIR)$(INCDIR)/fieldlm.h
 	@printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCDIR)' 'libdir=$(LIBDIR)' '' \
 	  'Name: fieldlm' 'Description: Qwen2 / Qwen2.5 inference on the CPU, verified against transformers' \
-	  'Version: $(SO_VERSION)' 'Requires.private: libutf8proc libpcre2-8' \
+	  'Version: $(SO_VERSION)' 'Requires.private: libutf8proc libpcre2-8 zlib' \
 	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lfieldlm' 'Libs.private: -lm -pthread' \
 	  > $(DESTDIR)$(PCDIR)/fieldlm.pc
 uninstall:

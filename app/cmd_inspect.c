@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "format/litertlm.h"
 #include "base/common.h"
 #include "model/gen_config.h"
 #include "format/gguf.h"
@@ -637,6 +638,16 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* A LiteRT-LM bundle ("LITERTLM" first) or a TFLite model ("TFL3" at byte 4). */
+static bool is_litert_file(const char *path) {
+    unsigned char h[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    return n == 8 && (!memcmp(h, "LITERTLM", 8) || !memcmp(h + 4, "TFL3", 4));
+}
+
 static void help(FILE *f) {
     fprintf(f,
             "usage: fieldlm inspect PATH [--json] [--full]\n\n"
@@ -646,13 +657,17 @@ static void help(FILE *f) {
             "file offset of the data) and totals (tensors, parameters, bytes by type). For a GGUF\n"
             "package it also says whether the file carries fieldlm's generation defaults\n"
             "(fieldlm.generation.*); standard llama.cpp files do not, and transformers' defaults\n"
-            "then apply. The file type is recognised by its contents, not its name.\n\n"
+            "then apply. A LiteRT model (.tflite) shows its signatures with their inputs and\n"
+            "outputs, operator counts and constant bytes by type; a LiteRT-LM bundle (.litertlm)\n"
+            "also every section and the decoded LlmMetadata (sampler, stop tokens, template,\n"
+            "model type, capacity) — docs/LITERT.md. The file type is recognised by its\n"
+            "contents, not its name.\n\n"
             "  --json      print one JSON object: metadata (scalars in full, arrays as\n"
             "              {type, count, head}), tensors, totals\n"
             "  --full      do not shorten long strings (e.g. the chat template) and list\n"
             "              arrays in full (e.g. all tokenizer tokens; large)\n"
             "  -h, --help  this help\n\n"
-            "Exit status: 0 on success, 1 if the file is missing, not GGUF/safetensors, or corrupt,\n"
+            "Exit status: 0 on success, 1 if the file is missing, of no known type, or corrupt,\n"
             "2 on a usage error.\n");
 }
 
@@ -678,6 +693,8 @@ static int cmd_inspect(int argc, char **argv) {
         rc = flm_fail(FLM_ERR_IO, "%s: no such file or folder", path);
     } else if (flm_gguf_is_gguf_file(path)) {
         rc = inspect_gguf(path, &o, &sb);
+    } else if (is_litert_file(path)) {
+        rc = flm_litert_describe_file(path, o.json, &sb); /* LiteRT model or LiteRT-LM bundle */
     } else {
         rc = inspect_safetensors(path, &o, &sb, NULL);
         if (rc && !ends_with(path, ".safetensors")) {

@@ -392,6 +392,13 @@ FLM_API int flm_type_from_name(const char *name, flm_type *out);
 typedef void (*flm_progress_fn)(void *user, int index, int total, const char *name, uint64_t bytes_done,
                                 uint64_t bytes_total);
 
+typedef enum {
+    FLM_FORMAT_AUTO = 0,           /* from the output's extension */
+    FLM_FORMAT_GGUF = 1,           /* fieldlm's package (llama.cpp-compatible GGUF v3) */
+    FLM_FORMAT_TFLITE = 2,         /* a LiteRT model with AI Edge Torch's prefill/decode signatures */
+    FLM_FORMAT_LITERTLM = 3,       /* a LiteRT-LM bundle: that model + tokenizer + LlmMetadata */
+} flm_format;
+
 typedef struct {
     flm_type type;                 /* weight matrices; FLM_TYPE_F32 (0) unless set (flm_convert_options_init
                                       sets FLM_TYPE_Q8_0, the CLI's default) */
@@ -402,6 +409,16 @@ typedef struct {
     void *user;                    /* passed to progress */
     volatile int *cancel;          /* may be NULL; set *cancel non-zero from any thread or a signal
                                       handler to stop between chunks: FLM_ERR_CANCELLED */
+    /* The output format (docs/LITERT.md for the LiteRT ones). */
+    flm_format format;             /* FLM_FORMAT_AUTO (0): from out's extension: .tflite, .litertlm, else GGUF */
+    const char *recipe;            /* LiteRT outputs only (type is for GGUF): "dynamic_int8" (NULL: the
+                                      default, as AI Edge Torch), "weight_only_int8", "fp16", "f32" / "none" */
+    int ctx;                       /* LiteRT outputs: the KV cache length in the graph; 0: 4096, capped at
+                                      max_position_embeddings */
+    const int *prefill;            /* LiteRT outputs: prefill signature lengths; NULL: 8,64,128,256,512,1024 */
+    int n_prefill;                 /* at most 16 */
+    void (*warn)(void *user, const char *msg); /* may be NULL: what the output cannot express (LiteRT-LM has
+                                      no repetition penalty, ...); called with user */
 } flm_convert_options;
 
 typedef struct {
@@ -411,12 +428,15 @@ typedef struct {
     double seconds;
     uint64_t peak_rss;             /* the process's peak resident memory, bytes */
     int no_tokenizer;              /* the folder had no tokenizer files: the package has none */
+    flm_format format;             /* what was written (never FLM_FORMAT_AUTO) */
+    int ctx;                       /* LiteRT: the cache length in the graph */
+    int n_signatures;              /* LiteRT: prefill signatures + decode */
 } flm_convert_stats;
 
 /* FLM_TYPE_Q8_0, nothing else set. o NULL is a no-op. */
 FLM_API void flm_convert_options_init(flm_convert_options *o);
 /* Converts the Hugging Face checkpoint folder in (+ adapters) into one GGUF package
- * at out, streaming one tensor at a time. out is refused before any work when it is
+ * (or a LiteRT .tflite / LiteRT-LM .litertlm, opt->format) at out, streaming one tensor at a time. out is refused before any work when it is
  * one of the inputs, a directory, something other than a regular file, or in a
  * folder that is missing or not writable (FLM_ERR_ARG); it is written to a temporary
  * file beside it and renamed at the end, so on any error or cancel nothing is left

@@ -4,6 +4,7 @@
 missing=""
 have_header() { printf '#include <%s>\n' "$1" | ${CC:-gcc} -E -x c - >/dev/null 2>&1; }
 have_header utf8proc.h || missing="$missing libutf8proc-dev"
+have_header zlib.h || missing="$missing zlib1g-dev"
 printf '#define PCRE2_CODE_UNIT_WIDTH 8\n#include <pcre2.h>\n' | ${CC:-gcc} -E -x c - >/dev/null 2>&1 || missing="$missing libpcre2-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 [ -z "$missing" ] && exit 0
