@@ -102,7 +102,7 @@ static int write_weights(const char *dir, const synth_preset *p, uint64_t seed) 
                     .n_heads = p->heads, .n_kv_heads = p->kv_heads, .head_dim = p->hidden / p->heads};
     char *path = flm_path_join(dir, "model.safetensors");
     flm_st_writer *w;
-    int rc = path ? flm_st_writer_new(path, &w) : FLM_ERR_NOMEM;
+    int rc = path ? flm_st_writer_open(path, &w) : FLM_ERR_NOMEM;
     free(path);
     if (rc) return rc;
     int64_t emb[2] = {p->vocab, p->hidden}, norm[1] = {p->hidden};

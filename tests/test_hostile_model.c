@@ -144,12 +144,12 @@ static int cli(const char *args, char **err) {
 TEST(hostile_package_parsed_once_per_load) {
     uint64_t before = flm_gguf_parse_count();
     flm_assets *a = NULL;
-    REQUIRE(flm_assets_load(PEER_GGUF, NULL, &a) == FLM_OK);
+    REQUIRE(flm_assets_open(PEER_GGUF, NULL, &a) == FLM_OK);
     /* model, tokenizer, template and generation config all came from one parse
      * (four before issue 10, each copying every string) */
     CHECK_EQ_INT(flm_gguf_parse_count() - before, 1);
     CHECK(a->tok && a->tmpl && a->n_eos > 0);
-    flm_assets_free(a);
+    flm_assets_close(a);
     /* the path-taking loaders still work on their own (one parse each) */
     before = flm_gguf_parse_count();
     flm_model *m = NULL;
@@ -394,11 +394,11 @@ TEST(hostile_tokenizer_does_not_cover_the_embedding) {
     /* 2,000 tokens for 151,936 rows: refused (today it ran and printed nothing) */
     char *dir = tiny_with_tokenizer("tok-2000", 2000, NULL);
     flm_assets *a = NULL;
-    int rc = flm_assets_load(dir, NULL, &a);
+    int rc = flm_assets_open(dir, NULL, &a);
     CHECK_MSG(rc == FLM_ERR_FORMAT, "status %d (%s)", rc, rc ? flm_last_error() : "accepted");
     CHECK_MSG(has(flm_last_error(), dir) && has(flm_last_error(), "2000 tokens") && has(flm_last_error(), "151936") &&
               has(flm_last_error(), "at least half"), "%s", flm_last_error());
-    flm_assets_free(a);
+    flm_assets_close(a);
     char args[1024], *err = NULL;
     snprintf(args, sizeof args, "run -m '%s' -p hi -n 4", dir);
     CHECK_EQ_INT(cli(args, &err), 1);
@@ -410,19 +410,19 @@ TEST(hostile_tokenizer_does_not_cover_the_embedding) {
     dir = tiny_with_tokenizer("tok-past-end", 151000,
                               "{\"id\": 151936, \"content\": \"<|x|>\", \"special\": true}");
     a = NULL;
-    rc = flm_assets_load(dir, NULL, &a);
+    rc = flm_assets_open(dir, NULL, &a);
     CHECK_MSG(rc == FLM_ERR_FORMAT && has(flm_last_error(), "token id 151936") && has(flm_last_error(), "below 151936"),
               "status %d: %s", rc, rc ? flm_last_error() : "accepted");
-    flm_assets_free(a);
+    flm_assets_close(a);
     free(dir);
 
     /* 100,000 of 151,936: loads, with a warning giving the numbers */
     dir = tiny_with_tokenizer("tok-100k", 100000, NULL);
     a = NULL;
-    rc = flm_assets_load(dir, NULL, &a);
+    rc = flm_assets_open(dir, NULL, &a);
     CHECK_MSG(rc == FLM_OK, "%s", flm_last_error());
     if (a) CHECK_MSG(a->warning && has(a->warning, "51936 of the model's 151936"), "warning: %s", a->warning ? a->warning : "(none)");
-    flm_assets_free(a);
+    flm_assets_close(a);
     snprintf(args, sizeof args, "run -m '%s' --raw -p t1 -n 1", dir);
     cli(args, &err);
     CHECK_MSG(has(err, "warning: ") && has(err, "51936 of the model's 151936"), "stderr: %s", err);
@@ -431,9 +431,9 @@ TEST(hostile_tokenizer_does_not_cover_the_embedding) {
 
     /* Qwen2.5's own padding (151,665 tokens for 151,936 rows) is normal: no warning */
     a = NULL;
-    REQUIRE(flm_assets_load(TINY, NULL, &a) == FLM_OK);
+    REQUIRE(flm_assets_open(TINY, NULL, &a) == FLM_OK);
     CHECK_MSG(a->warning == NULL, "unexpected warning: %s", a->warning);
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 TEST(hostile_gguf_tokenizer_does_not_cover_the_embedding) {
@@ -448,9 +448,9 @@ TEST(hostile_gguf_tokenizer_does_not_cover_the_embedding) {
     REQUIRE(rewrite_gguf(PEER_GGUF, p, e, 3) == FLM_OK);
     flm_gguf_close(g);
     flm_assets *a = NULL;
-    int rc = flm_assets_load(p, NULL, &a);
+    int rc = flm_assets_open(p, NULL, &a);
     CHECK_MSG(rc == FLM_ERR_FORMAT && has(flm_last_error(), "tok-2000.gguf") && has(flm_last_error(), "2000 tokens"),
               "status %d: %s", rc, rc ? flm_last_error() : "accepted");
-    flm_assets_free(a);
+    flm_assets_close(a);
     free(p);
 }

@@ -278,7 +278,7 @@ TEST(inspect_sharded_folder) {
     for (int s = 0; s < 2; s++) {
         char *p = flm_path_join(dir, shard[s]);
         flm_st_writer *w;
-        REQUIRE(flm_st_writer_new(p, &w) == FLM_OK);
+        REQUIRE(flm_st_writer_open(p, &w) == FLM_OK);
         REQUIRE(flm_st_writer_declare(w, names[s], FLM_F32, 2, shape) == FLM_OK);
         REQUIRE(flm_st_writer_begin_data(w) == FLM_OK);
         REQUIRE(flm_st_writer_write(w, data, sizeof data) == FLM_OK);

@@ -216,7 +216,7 @@ TEST(lora_micro_merge_matches_peft) {
     printf("    micro merge vs peft: max abs err %.3g, bit-exact %zu/%zu\n", max_err, exact, total);
     flm_st_close(base);
     flm_st_close(merged);
-    flm_lora_free(l);
+    flm_lora_close(l);
 }
 
 /* The merge goes through a kernel table's lora_row: flm_lora_apply uses
@@ -285,7 +285,7 @@ TEST(lora_merge_goes_through_the_kernel_table) {
     }
     CHECK_EQ_INT(merged, 6);
     flm_st_close(base);
-    flm_lora_free(l);
+    flm_lora_close(l);
 }
 
 /* FLM_KERNELS reaches the merge: the test above, run in a child process under each
@@ -331,7 +331,7 @@ TEST(lora_tiny_and_kcc_check_clean) {
         flm_st_file *base = NULL;
         CHECK_MSG(flm_lora_open(CASES[c].lora, 1.0f, &l) == FLM_OK, "%s: %s", CASES[c].lora, flm_last_error());
         CHECK_MSG(flm_st_open(CASES[c].base, &base) == FLM_OK, "%s", flm_last_error());
-        if (!l || !base) { flm_lora_free(l); flm_st_close(base); continue; }
+        if (!l || !base) { flm_lora_close(l); flm_st_close(base); continue; }
         CHECK_MSG(flm_lora_check_base_st(l, base) == FLM_OK, "%s: %s", CASES[c].lora, flm_last_error());
         CHECK_EQ_INT(flm_lora_module_count(l), CASES[c].modules);
         CHECK_EQ_INT(flm_lora_rank(l), CASES[c].r);
@@ -355,7 +355,7 @@ TEST(lora_tiny_and_kcc_check_clean) {
             free(w0);
         }
         flm_st_close(base);
-        flm_lora_free(l);
+        flm_lora_close(l);
     }
 }
 
@@ -370,7 +370,7 @@ TEST(lora_other_base_is_named) {
     CHECK_EQ_INT(flm_lora_check_base_st(l, micro), FLM_ERR_FORMAT);
     const char *e = flm_last_error();
     CHECK_MSG(has(e, "model.layers.0.") && has(e, "different base model") && has(e, "[128, 352]") && has(e, "[32,"), "%s", e);
-    flm_lora_free(l);
+    flm_lora_close(l);
     /* micro adapter (3 layers) on tiny (2 layers): shapes differ already at layer 0 */
     REQUIRE(flm_lora_open(MICRO_LORA, 1.0f, &l) == FLM_OK);
     CHECK_EQ_INT(flm_lora_check_base_st(l, tiny), FLM_ERR_FORMAT);
@@ -401,7 +401,7 @@ TEST(lora_other_base_is_named) {
     /* untargeted names are a no-op */
     CHECK_EQ_INT(flm_lora_apply(l, "model.layers.0.self_attn.k_proj.weight", w, 2, 2), FLM_OK);
     CHECK(!flm_lora_targets(l, "model.layers.0.self_attn.k_proj.weight"));
-    flm_lora_free(l);
+    flm_lora_close(l);
     flm_st_close(micro);
     flm_st_close(tiny);
     flm_st_close(kcc);
@@ -457,7 +457,7 @@ TEST(lora_refuses_unsupported_options) {
         flm_lora *l = NULL;
         CHECK_MSG(flm_lora_open(d, 1.0f, &l) == CASES[i].status, "case %zu accepted or wrong status", i);
         CHECK_MSG(has(flm_last_error(), CASES[i].named), "case %zu: %s", i, flm_last_error());
-        flm_lora_free(l);
+        flm_lora_close(l);
     }
     /* non-LoRA peft types and biases */
     const char *d = make_dir("refuse-type");
@@ -474,7 +474,7 @@ TEST(lora_refuses_unsupported_options) {
     /* harmless falsy unknowns and the peft 0.18 layout pass the config stage */
     write_config(d, 4, 8, "[\"q_proj\"]", ", \"future_flag\": false, \"future_cfg\": null, \"init_lora_weights\": \"gaussian\"");
     CHECK_MSG(flm_lora_open(d, 1.0f, &l) == FLM_OK, "%s", flm_last_error());
-    flm_lora_free(l);
+    flm_lora_close(l);
 }
 
 TEST(lora_refuses_bad_tensors) {
@@ -539,7 +539,7 @@ static void check_syn_merge(const char *dir, const syn_adapter *s, const float s
                 break;
             }
     }
-    flm_lora_free(l);
+    flm_lora_close(l);
 }
 
 TEST(lora_rslora_scale) {
@@ -554,7 +554,7 @@ TEST(lora_rslora_scale) {
     REQUIRE(flm_lora_open(d, 1.0f, &l) == FLM_OK);
     CHECK(flm_lora_rslora(l));
     CHECK_NEAR(flm_lora_scale(l), 4, 0);
-    flm_lora_free(l);
+    flm_lora_close(l);
     /* r = 8, alpha 16: 16/sqrt(8) rounded to float32 */
     int rank8[2] = {8, 8};
     d = make_dir("rslora8");
@@ -610,7 +610,7 @@ TEST(lora_target_modules_rules) {
     CHECK_EQ_INT(flm_lora_check_base(l, base, 2), FLM_OK);
     CHECK_EQ_INT(flm_lora_check_base(l, base, 3), FLM_ERR_FORMAT);
     CHECK_EQ_INT(flm_lora_check_base(l, base + 3, 0), FLM_ERR_FORMAT); /* modules missing */
-    flm_lora_free(l);
+    flm_lora_close(l);
     /* a partial regex does not match: "q_proj" as a string is a full match */
     write_config(d, 4, 8, "\"q_proj\"", NULL);
     CHECK_EQ_INT(flm_lora_open(d, 1.0f, &l), FLM_ERR_FORMAT);
@@ -649,7 +649,7 @@ TEST(lora_fan_in_fan_out) {
     base[1].shape[1] = SYN_IN;
     CHECK_EQ_INT(flm_lora_check_base(l, base, 2), FLM_ERR_FORMAT);
     CHECK_MSG(has(flm_last_error(), "fan_in_fan_out") && has(flm_last_error(), "[33, 17]"), "%s", flm_last_error());
-    flm_lora_free(l);
+    flm_lora_close(l);
 }
 
 TEST(lora_half_precision_factors) {
@@ -701,8 +701,8 @@ TEST(lora_two_adapters_with_user_scales) {
         reference_merge(want, b.A[layer], b.B[layer], b.rank[layer], SYN_IN, SYN_OUT, scale_b, false);
         CHECK(memcmp(got, want, sizeof got) == 0);
     }
-    flm_lora_free(la);
-    flm_lora_free(lb);
+    flm_lora_close(la);
+    flm_lora_close(lb);
     free(dir_a);
     free(dir_b);
 }
@@ -756,7 +756,7 @@ TEST(lora_same_adapter_twice_refused) {
     CHECK(flm_lora_check_distinct(ad, 3) == FLM_ERR_ARG);
     CHECK_MSG(has(flm_last_error(), "adapters 1 (" KCC_LORA ") and 3") && has(flm_last_error(), KCC_LORA ":1.5"), "%s",
               flm_last_error());
-    for (int i = 0; i < 3; i++) flm_lora_free(ad[i]);
+    for (int i = 0; i < 3; i++) flm_lora_close(ad[i]);
 
     flm_lora_adapter two[2] = {{KCC_LORA, 1.0f}, {KCC_LORA, 1.0f}};
     flm_open_options opt = {.lora = two, .n_lora = 2};

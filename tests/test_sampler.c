@@ -19,8 +19,8 @@
 
 static flm_sampler *make_sampler(flm_sampler_params p, int n_vocab) {
     flm_sampler *s = NULL;
-    int rc = flm_sampler_create(&p, n_vocab, &s);
-    CHECK_MSG(rc == FLM_OK, "flm_sampler_create: %s", flm_last_error());
+    int rc = flm_sampler_new(&p, n_vocab, &s);
+    CHECK_MSG(rc == FLM_OK, "flm_sampler_new: %s", flm_last_error());
     return s;
 }
 
@@ -441,20 +441,20 @@ TEST(sampler_rejects_bad_params) {
     flm_sampler_params p = sampling_params();
     flm_sampler *s = NULL;
     p.top_p = 1.5;
-    CHECK(flm_sampler_create(&p, 10, &s) == FLM_ERR_ARG && !s);
+    CHECK(flm_sampler_new(&p, 10, &s) == FLM_ERR_ARG && !s);
     CHECK(strstr(flm_last_error(), "top_p") != NULL);
     p = sampling_params();
     p.temperature = -1;
-    CHECK(flm_sampler_create(&p, 10, &s) == FLM_ERR_ARG);
+    CHECK(flm_sampler_new(&p, 10, &s) == FLM_ERR_ARG);
     p = sampling_params();
     p.top_k = -2;
-    CHECK(flm_sampler_create(&p, 10, &s) == FLM_ERR_ARG);
+    CHECK(flm_sampler_new(&p, 10, &s) == FLM_ERR_ARG);
     p = sampling_params();
     p.repetition_penalty = 0;
-    CHECK(flm_sampler_create(&p, 10, &s) == FLM_ERR_ARG);
+    CHECK(flm_sampler_new(&p, 10, &s) == FLM_ERR_ARG);
     p = sampling_params();
     p.min_p = NAN;
-    CHECK(flm_sampler_create(&p, 10, &s) == FLM_ERR_ARG);
+    CHECK(flm_sampler_new(&p, 10, &s) == FLM_ERR_ARG);
 }
 
 /* --------------------------------------------- full Qwen vocabulary ---- */

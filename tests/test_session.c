@@ -280,7 +280,7 @@ static int collect_piece(void *user, const char *piece, size_t len, int32_t toke
 
 static flm_assets *open_assets(const char *path) {
     flm_assets *a = NULL;
-    if (flm_assets_load(path, NULL, &a)) test_fail(__FILE__, __LINE__, "load %s: %s", path, flm_last_error());
+    if (flm_assets_open(path, NULL, &a)) test_fail(__FILE__, __LINE__, "load %s: %s", path, flm_last_error());
     return a;
 }
 
@@ -304,7 +304,7 @@ TEST(session_eos_ids_collected) {
     REQUIRE(a);
     CHECK_EQ_INT(a->n_eos, 2);
     CHECK(flm_assets_is_eos(a, QWEN_IM_END) && flm_assets_is_eos(a, QWEN_ENDOFTEXT));
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 /* Generation stops on whichever id of the eos list comes up, at either position of
@@ -346,7 +346,7 @@ TEST(session_stops_on_either_eos_id) {
         flm_sb_free(&c.all);
     }
     flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 /* kcc-advisor answers in Telugu too: its byte-level tokens split characters. */
@@ -376,7 +376,7 @@ TEST(session_utf8_split_across_tokens) {
     flm_sb_free(&want);
     flm_sb_free(&c.all);
     flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 /* Text that could start a stop string is held back, and released once it cannot:
@@ -409,7 +409,7 @@ TEST(session_stop_strings_held_back) {
         flm_sb_free(&c.all);
         flm_gen_session_free(s);
     }
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 TEST(session_prompt_too_long_api) {
@@ -425,7 +425,7 @@ TEST(session_prompt_too_long_api) {
     CHECK_EQ_INT(r.stop_reason, FLM_STOP_CONTEXT);
     CHECK_EQ_INT(r.n_ids, 1);
     flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 /* ------------------------------------------------------------------ chat */
@@ -479,7 +479,7 @@ TEST(session_chat_pipe) {
     free(a1);
     flm_sb_free(&want);
     flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_assets_close(a);
     free(out);
     free(err);
 }
@@ -511,7 +511,7 @@ TEST(session_multi_turn_reuses_cache) {
     CHECK(!memcmp(r.ids, ids, (size_t)n * sizeof *ids));
     free(ans);
     flm_gen_session_free(s);
-    flm_assets_free(a);
+    flm_assets_close(a);
 }
 
 TEST(session_run_help_and_usage) {

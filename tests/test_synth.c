@@ -27,7 +27,7 @@ static int count_tmp(const char *dir) {
 TEST(safetensors_writer_round_trip_and_abort) {
     char *path = flm_path_join(test_tmpdir(), "w.safetensors");
     flm_st_writer *w;
-    REQUIRE(flm_st_writer_new(path, &w) == FLM_OK);
+    REQUIRE(flm_st_writer_open(path, &w) == FLM_OK);
     int64_t s1[2] = {2, 3}, s2[1] = {5};
     REQUIRE(flm_st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
     REQUIRE(flm_st_writer_declare(w, "b", FLM_BF16, 1, s2) == FLM_OK);
@@ -49,7 +49,7 @@ TEST(safetensors_writer_round_trip_and_abort) {
     flm_st_close(f);
     /* short data is an error and leaves nothing behind */
     char *p2 = flm_path_join(test_tmpdir(), "short.safetensors");
-    REQUIRE(flm_st_writer_new(p2, &w) == FLM_OK);
+    REQUIRE(flm_st_writer_open(p2, &w) == FLM_OK);
     REQUIRE(flm_st_writer_declare(w, "a", FLM_F32, 2, s1) == FLM_OK);
     REQUIRE(flm_st_writer_begin_data(w) == FLM_OK);
     REQUIRE(flm_st_writer_write(w, a, 8) == FLM_OK);
@@ -57,20 +57,20 @@ TEST(safetensors_writer_round_trip_and_abort) {
     CHECK(!flm_file_exists(p2));
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
     /* abort removes the temporary file */
-    REQUIRE(flm_st_writer_new(p2, &w) == FLM_OK);
+    REQUIRE(flm_st_writer_open(p2, &w) == FLM_OK);
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 1);
     flm_st_writer_abort(w);
     CHECK(count_tmp(test_tmpdir()) == 0 && !flm_file_exists(p2));
     /* a directory or a FIFO is refused before anything is written */
-    CHECK(flm_st_writer_new(test_tmpdir(), &w) == FLM_ERR_ARG);
+    CHECK(flm_st_writer_open(test_tmpdir(), &w) == FLM_ERR_ARG);
     char *fifo = flm_path_join(test_tmpdir(), "st.fifo");
     REQUIRE(mkfifo(fifo, 0644) == 0);
-    CHECK(flm_st_writer_new(fifo, &w) == FLM_ERR_ARG);
+    CHECK(flm_st_writer_open(fifo, &w) == FLM_ERR_ARG);
     CHECK_EQ_INT(count_tmp(test_tmpdir()), 0);
     unlink(fifo);
     free(fifo);
     /* unwritable location */
-    CHECK(flm_st_writer_new("/nonexistent-dir/x.safetensors", &w) == FLM_ERR_IO);
+    CHECK(flm_st_writer_open("/nonexistent-dir/x.safetensors", &w) == FLM_ERR_IO);
     free(path);
     free(p2);
 }

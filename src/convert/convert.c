@@ -493,7 +493,7 @@ done:
     free(prov_adapters);
     free_hash_job(&hj);
     free(plan);
-    for (int i = 0; ad && i < opt->n_lora; i++) flm_lora_free(ad[i]);
+    for (int i = 0; ad && i < opt->n_lora; i++) flm_lora_close(ad[i]);
     free(ad);
     free(bw);
     free(names);

@@ -352,7 +352,7 @@ void flm_conv_source_close(flm_conv_source *s) {
     free(s->prov_files);
     free(s->prov_adapters);
     free_hash_job(&s->hj);
-    for (int i = 0; s->ad && i < s->n_lora; i++) flm_lora_free(s->ad[i]);
+    for (int i = 0; s->ad && i < s->n_lora; i++) flm_lora_close(s->ad[i]);
     free(s->ad);
     free(s->bw);
     free(s->names);

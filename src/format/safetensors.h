@@ -36,7 +36,7 @@ uint64_t flm_st_offset(const flm_st_file *f, const void *p);
  * declaration order; memory is one tensor at most. Output goes to PATH.XXXXXX.tmp and is
  * renamed to PATH by flm_st_writer_finish (after fsync); flm_st_writer_abort removes it. */
 typedef struct flm_st_writer flm_st_writer;
-int flm_st_writer_new(const char *path, flm_st_writer **out);
+int flm_st_writer_open(const char *path, flm_st_writer **out);
 int flm_st_writer_declare(flm_st_writer *w, const char *name, flm_dtype dtype, int ndim, const int64_t *shape);
 /* Writes the header; call after the last declare. */
 int flm_st_writer_begin_data(flm_st_writer *w);

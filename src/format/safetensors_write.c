@@ -39,7 +39,7 @@ static const char *st_dtype_name(flm_dtype t) {
     }
 }
 
-int flm_st_writer_new(const char *path, flm_st_writer **out) {
+int flm_st_writer_open(const char *path, flm_st_writer **out) {
     *out = NULL;
     flm_st_writer *w = flm_calloc(1, sizeof *w);
     if (!w) return FLM_ERR_NOMEM;

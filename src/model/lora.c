@@ -591,7 +591,7 @@ done:
     free(cfg);
     free(wts);
     free(pkl);
-    if (rc) flm_lora_free(l);
+    if (rc) flm_lora_close(l);
     else *out = l;
     return rc;
 }
@@ -609,7 +609,7 @@ static void free_patterns(lora_pattern *p, size_t n) {
     free(p);
 }
 
-void flm_lora_free(flm_lora *l) {
+void flm_lora_close(flm_lora *l) {
     if (!l) return;
     for (size_t i = 0; i < l->nmods; i++) free(l->mods[i].weight);
     free(l->mods);

@@ -12,7 +12,7 @@
  * Ownership and threads: an flm_lora is immutable after flm_lora_open. Every
  * function taking a `const flm_lora *` may be called from several threads at once
  * on the same handle (flm_lora_apply allocates its own scratch; each thread must
- * pass its own W). flm_lora_free must not race with any other call on the handle.
+ * pass its own W). flm_lora_close must not race with any other call on the handle.
  * Errors are returned as a negative flm_status with a message for this thread in
  * flm_last_error(). */
 #ifndef FLM_LORA_H
@@ -31,11 +31,11 @@ typedef struct flm_lora flm_lora;
 /* Opens and validates the adapter folder `dir`. `user_scale` multiplies every
  * module's scale (1.0 = as trained). Refuses (FLM_ERR_UNSUPPORTED, message naming
  * the option) configurations that cannot be merged exactly; refuses a pickled
- * adapter_model.bin. On success *out is owned by the caller (flm_lora_free);
+ * adapter_model.bin. On success *out is owned by the caller (flm_lora_close);
  * the safetensors file stays mapped until then. Thread-safe (no shared state). */
 int flm_lora_open(const char *dir, float user_scale, flm_lora **out);
 /* Frees the handle (NULL is fine). Not concurrently with other calls on it. */
-void flm_lora_free(flm_lora *lora);
+void flm_lora_close(flm_lora *lora);
 
 /* Refuses (FLM_ERR_ARG) a list of opened adapters in which one adapter appears
  * twice, even through different paths (same device and inode of
@@ -95,7 +95,7 @@ int flm_lora_apply_with(const flm_lora *lora, const flm_kernels *k, const char *
  * (flm_kernels_best(): the best this CPU runs, or the one FLM_KERNELS names). */
 const flm_kernels *flm_lora_kernels(void);
 
-/* ---- information for provenance (all borrowed, valid until flm_lora_free) ---- */
+/* ---- information for provenance (all borrowed, valid until flm_lora_close) ---- */
 const char *flm_lora_dir(const flm_lora *lora);
 /* base_model_name_or_path from the config, or NULL. */
 const char *flm_lora_base_model(const flm_lora *lora);

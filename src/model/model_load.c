@@ -184,7 +184,7 @@ static int merge_loras(flm_model *m, const flm_model_options *opt) {
             for (int i = 0; i < opt->n_lora && rc == FLM_OK; i++)
                 rc = flm_lora_apply(ad[i], name, (float *)t->data, t->shape[0], t->shape[1]);
         }
-    for (int i = 0; i < opt->n_lora; i++) flm_lora_free(ad[i]);
+    for (int i = 0; i < opt->n_lora; i++) flm_lora_close(ad[i]);
     free(names);
     free(bw);
     free(ad);

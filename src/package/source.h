@@ -12,7 +12,7 @@
  * flm_gen_config_load_hf). text/ and model/ never see the folder-or-package choice.
  *
  * Code that needs several assets of one path opens a flm_source (runtime's
- * flm_assets_load does); flm_load_* open, load one asset and close. */
+ * flm_assets_open does); flm_load_* open, load one asset and close. */
 #ifndef FLM_SOURCE_H
 #define FLM_SOURCE_H
 

@@ -123,7 +123,7 @@ int flm_open(const char *path, const flm_open_options *opt, flm_handle **out) {
             }
         }
         flm_model_options mo = {.lora_dirs = dirs, .lora_scales = scales, .n_lora = n_lora, .weights = opt ? opt->weights : FLM_WEIGHTS_AUTO};
-        rc = flm_assets_load(path, &mo, &h->a);
+        rc = flm_assets_open(path, &mo, &h->a);
         free(dirs);
         free(scales);
         if (!rc) note_dtype(h);
@@ -135,7 +135,7 @@ int flm_open(const char *path, const flm_open_options *opt, flm_handle **out) {
 
 void flm_close(flm_handle *h) {
     if (!h) return;
-    flm_assets_free(h->a);
+    flm_assets_close(h->a);
     flm_tokenizer_free(h->tok);
     if (h->what == FLM_OPEN_TEMPLATE) flm_template_source_free(&h->tsrc);
     free(h->path);

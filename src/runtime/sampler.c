@@ -138,7 +138,7 @@ static int ensure_capacity(flm_sampler *s, int n_vocab) {
     return FLM_OK;
 }
 
-int flm_sampler_create(const flm_sampler_params *p, int n_vocab, flm_sampler **out) {
+int flm_sampler_new(const flm_sampler_params *p, int n_vocab, flm_sampler **out) {
     if (!out) return flm_fail(FLM_ERR_ARG, "sampler: no output pointer");
     *out = NULL;
     int rc = flm_sampler_validate(p);

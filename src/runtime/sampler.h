@@ -46,7 +46,7 @@ int flm_sampler_validate(const flm_sampler_params *p);
 
 /* Creates a sampler; n_vocab (> 0, or 0 to size it on first use) preallocates the
  * scratch. `*out` is owned by the caller and released with flm_sampler_free. */
-int flm_sampler_create(const flm_sampler_params *p, int n_vocab, flm_sampler **out);
+int flm_sampler_new(const flm_sampler_params *p, int n_vocab, flm_sampler **out);
 void flm_sampler_free(flm_sampler *s);
 
 /* Restarts the PRNG from `seed`, as if the sampler had been created with it. */

@@ -86,7 +86,7 @@ static int check_vocab_coverage(flm_assets *a) {
     return (a->warning = flm_strdup(msg)) ? FLM_OK : FLM_ERR_NOMEM;
 }
 
-int flm_assets_load(const char *path, const flm_model_options *mopt, flm_assets **out) {
+int flm_assets_open(const char *path, const flm_model_options *mopt, flm_assets **out) {
     *out = NULL;
     flm_assets *a = flm_calloc(1, sizeof *a);
     if (!a) return FLM_ERR_NOMEM;
@@ -108,11 +108,11 @@ int flm_assets_load(const char *path, const flm_model_options *mopt, flm_assets 
     return FLM_OK;
 fail:
     flm_source_close(&src);
-    flm_assets_free(a);
+    flm_assets_close(a);
     return rc;
 }
 
-void flm_assets_free(flm_assets *a) {
+void flm_assets_close(flm_assets *a) {
     if (!a) return;
     flm_template_free(a->tmpl);
     if (a->tsrc.n || a->tsrc.vars || a->tsrc.origin) flm_template_source_free(&a->tsrc);
@@ -231,7 +231,7 @@ int flm_gen_session_new(const flm_assets *a, const flm_gen_params *p, flm_gen_se
         }
     }
     s->p.stop = (const char *const *)s->stop;
-    if ((rc = flm_sampler_create(&p->sp, a->model->cfg.vocab_size, &s->smp))) goto fail;
+    if ((rc = flm_sampler_new(&p->sp, a->model->cfg.vocab_size, &s->smp))) goto fail;
     if ((rc = flm_forward_new(a->model, p->n_ctx, &s->fw))) goto fail;
     if ((rc = flm_forward_set_threads(s->fw, p->n_threads))) goto fail;
     int n_ctx = flm_forward_n_ctx(s->fw);

@@ -1,7 +1,7 @@
 /* session.h — prompt → tokens → generation loop (internal).
  *
  * flm_assets: everything a model path provides, loaded in one place
- * (flm_assets_load): the model, the tokenizer, the chat template, the generation
+ * (flm_assets_open): the model, the tokenizer, the chat template, the generation
  * config and the stop ids. Immutable once loaded; share it between threads.
  *
  * flm_gen_session: one sequence's generation state: the KV cache (reused across
@@ -55,8 +55,8 @@ typedef struct {
  * absence is not an error: rendering then fails with the reason), generation config,
  * stop ids. Refuses a tokenizer that does not fit the embedding: a token, stop or
  * pad id without a row, or fewer tokens than half of the rows. */
-int flm_assets_load(const char *path, const flm_model_options *mopt, flm_assets **out);
-void flm_assets_free(flm_assets *a);
+int flm_assets_open(const char *path, const flm_model_options *mopt, flm_assets **out);
+void flm_assets_close(flm_assets *a);
 
 /* Renders messages (a JSON array of {role, content}) through the chat template. */
 int flm_assets_render(const flm_assets *a, const flm_json *messages, bool add_generation_prompt, strbuf *out);
