@@ -153,10 +153,12 @@ TEST(check_layers_passes_a_clean_tree_and_finds_a_call_cycle_in_objects) {
     CHECK_MSG(check_layers(root, build, &out) == 0, "after removing the cycle:\n%s", out);
     free(out);
     /* a file outside a layer folder, an include that does not name its layer */
-    put(root, "src/stray.c", "#include \"base/b.h\"\n"); /* (a file with no include at all is not seen: the rule reads includes) */
+    put(root, "src/stray.c", "#include \"base/b.h\"\n");
+    put(root, "src/lonely.c", "int flm_lonely;\n"); /* no include at all */
     put(root, "src/model/n.c", "#include \"m.h\"\n");
     CHECK(check_layers(root, build, &out) != 0);
     CHECK_MSG(line_with(out, "src/stray.c", "not in a layer folder"), "stray file not named:\n%s", out);
+    CHECK_MSG(line_with(out, "src/lonely.c", "not in a layer folder"), "stray file without includes not named:\n%s", out);
     CHECK_MSG(line_with(out, "src/model/n.c", "name the layer"), "unnamed include not reported:\n%s", out);
     free(out);
     free(build);

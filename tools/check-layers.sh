@@ -37,6 +37,14 @@ awk -v LAYERS="$tmp/layers" '
   }
   END { exit bad }' "$tmp/includes" || status=1
 
+# every file in a layer folder, includes or not
+for f in $(cat "$tmp/files"); do
+  l=${f#src/}; case "$l" in */*) l=${l%%/*} ;; *) l="" ;; esac
+  if [ -z "$l" ] || ! awk -v L="$l" '$1 == L { found = 1 } END { exit !found }' "$tmp/layers"; then
+    grep -q "^$f " "$tmp/includes" || { echo "layers: $f is not in a layer folder listed in src/LAYERS"; status=1; }
+  fi
+done
+
 # -- 2. include cycles between files ---------------------------------------------
 awk '$2 != "fieldlm.h" { from = $1; sub(/^src\//, "", from); print from, $2 }' "$tmp/includes" | sort -u >"$tmp/inc_edges"
 find_cycles() { # edges file, what
