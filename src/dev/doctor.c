@@ -961,7 +961,7 @@ static void check_tokenizer(ctx *c) {
     if (c->hf && c->hf->tok_json && !k->tok_same_as_hf) {
         char *d = NULL;
         if (k->tok && c->hf->tok) d = tokenizer_diff(k->tok, c->hf->tok);
-        else if (!k->tok) d = fmt("it cannot be read (%s)", k->tok_error ? k->tok_error : "?");
+        else if (!k->tok) d = fmt("its bytes differ and fieldlm cannot read it to compare further (%s)", k->tok_error ? k->tok_error : "?");
         if (d) {
             add(c->rep, "tokenizer", FLM_DOC_ERROR,
                 fmt("the package's tokenizer.json differs from the model's: %s: LiteRT-LM encodes text into other ids than the model was trained on", d),
@@ -996,7 +996,8 @@ static void check_quant(ctx *c) {
     bool any = false;
     for (int q = 0; q < Q_N; q++) {
         if (!k->q_tensors[q]) continue;
-        flm_sb_printf(&s, "%s %s %" PRIu64 " tensors %.1f MB", any ? ";" : "", QNAME[q], k->q_tensors[q], (double)k->q_bytes[q] / 1e6);
+        flm_sb_printf(&s, "%s %s %" PRIu64 " tensor%s, %" PRIu64 " bytes", any ? ";" : "", QNAME[q], k->q_tensors[q], k->q_tensors[q] == 1 ? "" : "s",
+                      k->q_bytes[q]);
         any = true;
     }
     if (!any) flm_sb_puts(&s, " none found");
