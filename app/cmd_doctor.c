@@ -8,6 +8,7 @@
 
 #include "cli_dev.h"
 #include "base/common.h"
+#include "base/outfile.h"
 #include "dev/doctor.h"
 
 static void help(FILE *f) {
@@ -63,6 +64,10 @@ static int cmd_doctor(int argc, char **argv) {
     if (!file) { fprintf(stderr, "fieldlm doctor: FILE.litertlm is required\n"); help(stderr); return EXIT_USAGE; }
     if (fix && !outp) { fprintf(stderr, "fieldlm doctor: --fix needs -o OUT.litertlm\n"); return EXIT_USAGE; }
     if (outp && !fix) { fprintf(stderr, "fieldlm doctor: -o is only for --fix\n"); return EXIT_USAGE; }
+    if (fix) { /* the output, before any work: never the input, a file of HF_DIR, a folder or a device */
+        const char *inputs[2] = {file, hf_dir};
+        if (flm_outfile_check(outp, inputs, 2)) { fprintf(stderr, "fieldlm doctor: %s\n", flm_last_error()); return EXIT_USAGE; }
+    }
     flm_doc_truth *hf = NULL;
     if (hf_dir && flm_doc_truth_load(hf_dir, &hf)) {
         fprintf(stderr, "fieldlm doctor: %s\n", flm_last_error());

@@ -266,8 +266,7 @@ static const unsigned char *tfl_buffer(flm_fb_reader *r, flm_fb_vec bufs, uint32
 typedef struct {
     flm_fb_reader *r;
     flm_fb_vec tensors, ops, bufs;
-    const int *code_of;
-    uint32_t n_codes;
+    const int32_t *producer; /* tensor -> the DEQUANTIZE / CAST op writing it, or -1 */
 } graph;
 
 /* The constant buffer behind tensor t: its own, or the input of the DEQUANTIZE /
@@ -278,18 +277,9 @@ static int64_t const_buffer(const graph *g, int32_t t, int depth) {
     uint32_t bi = flm_fb_get_u32(g->r, tt, TFL_TENSOR_BUFFER, 0);
     uint64_t n = 0;
     if (bi && tfl_buffer(g->r, g->bufs, bi, &n) && n) return bi;
-    if (depth >= 3) return -1;
-    for (uint32_t o = 0; o < g->ops.n; o++) {
-        flm_fb_table op = flm_fb_vec_table(g->r, g->ops, o);
-        uint32_t ci = flm_fb_get_u32(g->r, op, TFL_OP_OPCODE, 0);
-        if (ci >= g->n_codes) continue;
-        int code = g->code_of[ci];
-        if (code != TFL_OP_DEQUANTIZE && code != TFL_OP_CAST) continue;
-        flm_fb_vec outs = flm_fb_get_vector(g->r, op, TFL_OP_OUTPUTS, 4), ins = flm_fb_get_vector(g->r, op, TFL_OP_INPUTS, 4);
-        for (uint32_t i = 0; i < outs.n; i++)
-            if (flm_fb_vec_i32(g->r, outs, i) == t && ins.n) return const_buffer(g, flm_fb_vec_i32(g->r, ins, 0), depth + 1);
-    }
-    return -1;
+    if (depth >= 3 || g->producer[t] < 0) return -1;
+    flm_fb_vec ins = flm_fb_get_vector(g->r, flm_fb_vec_table(g->r, g->ops, (uint32_t)g->producer[t]), TFL_OP_INPUTS, 4);
+    return ins.n ? const_buffer(g, flm_fb_vec_i32(g->r, ins, 0), depth + 1) : -1;
 }
 
 static int tensor_dim(flm_fb_reader *r, flm_fb_vec tensors, int32_t t, int d, int *ndim) {
@@ -377,7 +367,21 @@ static int analyse_tflite(pkg *k, const unsigned char *p, size_t n, bool main_mo
     }
     if (dsub < 0 || (uint64_t)dsub >= subs.n) goto out;
     flm_fb_table sg = flm_fb_vec_table(r, subs, (uint32_t)dsub);
-    graph g = {r, flm_fb_get_vector(r, sg, TFL_SUB_TENSORS, 4), flm_fb_get_vector(r, sg, TFL_SUB_OPERATORS, 4), bufs, code_of, codes.n};
+    graph g = {r, flm_fb_get_vector(r, sg, TFL_SUB_TENSORS, 4), flm_fb_get_vector(r, sg, TFL_SUB_OPERATORS, 4), bufs, NULL};
+    int32_t *producer = malloc((g.tensors.n ? g.tensors.n : 1) * sizeof *producer);
+    if (!producer) { rc = flm_fail(FLM_ERR_NOMEM, "out of memory"); goto out; }
+    for (uint32_t i = 0; i < g.tensors.n; i++) producer[i] = -1;
+    for (uint32_t o = 0; o < g.ops.n && !r->bad; o++) {
+        flm_fb_table op = flm_fb_vec_table(r, g.ops, o);
+        uint32_t ci = flm_fb_get_u32(r, op, TFL_OP_OPCODE, 0);
+        if (ci >= codes.n || (code_of[ci] != TFL_OP_DEQUANTIZE && code_of[ci] != TFL_OP_CAST)) continue;
+        flm_fb_vec outs = flm_fb_get_vector(r, op, TFL_OP_OUTPUTS, 4);
+        for (uint32_t i = 0; i < outs.n; i++) {
+            int32_t t = flm_fb_vec_i32(r, outs, i);
+            if (t >= 0 && (uint32_t)t < g.tensors.n) producer[t] = (int32_t)o;
+        }
+    }
+    g.producer = producer;
     int nd;
     int S = tensor_dim(r, g.tensors, kv_t, 1, &nd);
     if (nd == 4 && S > 0) k->cache_length = S;
@@ -410,6 +414,7 @@ static int analyse_tflite(pkg *k, const unsigned char *p, size_t n, bool main_mo
                 if (b >= 0) { head = b; k->head_rows = 0; }
             }
     }
+    free(producer);
     if (r->bad) { rc = flm_fail(FLM_ERR_FORMAT, "TFLite model: malformed decode subgraph"); goto out; }
     if (emb >= 0 && head >= 0) {
         uint64_t ne = 0, nh = 0;
@@ -545,6 +550,10 @@ static void check_stops(ctx *c) {
         int32_t id = -1;
         const flm_llm_token *t = &md->stops[i];
         int n = resolve(c, t, md->stop_ids[i], &id);
+        if (n == 1 && id < 0 && !t->str) {
+            flm_sb_printf(&warn, "%san empty stop token (matches nothing)", warn.len ? "; " : "");
+            continue;
+        }
         if (n == 1 && id >= 0) {
             if (c->vocab && !flm_tokenizer_token_text(c->vocab, id)) {
                 flm_sb_printf(&warn, "%sstop id %" PRId32 " is not a token of the vocabulary (never produced)", warn.len ? "; " : "", id);
@@ -1293,6 +1302,7 @@ int flm_doctor_fix(const char *in_path, const char *out_path, const flm_doc_trut
     /* the tokenizer */
     bool new_tok = hf && hf->tok_json && !k->tok_same_as_hf;
     bool drop_sp = hf && hf->tok_json;
+    if (drop_sp && !new_tok && k->sp_sec >= 0) flm_sb_puts(ch, "tokenizer: SentencePiece section dropped (the HF tokenizer is the model's)\n");
     uint64_t z_len = 0;
     if (new_tok) {
         uLongf zl = compressBound((uLong)hf->tok_json_len);
