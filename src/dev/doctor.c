@@ -1297,7 +1297,6 @@ int flm_doctor_fix(const char *in_path, const char *out_path, const flm_doc_trut
     size_t orig_len = 0;
     if (k->md_sec >= 0) orig = sec_data(k, k->md_sec, &orig_len);
     if ((rc = flm_llm_metadata_encode_over(orig, orig_len, &md, &meta, &meta_len))) goto done;
-    if (!meta_len) { rc = flm_fail(FLM_ERR_FORMAT, "doctor: nothing to write as LlmMetadata"); goto done; }
 
     /* the tokenizer */
     bool new_tok = hf && hf->tok_json && !k->tok_same_as_hf;

@@ -307,6 +307,7 @@ static void encode_fields(pb *bp, const flm_llm_metadata *md);
 int flm_llm_metadata_encode(const flm_llm_metadata *md, unsigned char **out, size_t *len) {
     pb b = {0};
     encode_fields(&b, md);
+    if (!b.p && !b.nomem && !(b.p = malloc(1))) b.nomem = true; /* never NULL: NULL section data means "streamed" */
     if (b.nomem) { free(b.p); return FLM_ERR_NOMEM; }
     *out = b.p;
     *len = b.n;
@@ -428,7 +429,8 @@ static int32_t pr_token(pr t, flm_llm_token *tk) {
 
 int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *md) {
     memset(md, 0, sizeof *md);
-    pr r = {p, p + n, false};
+    if (!p) n = 0;
+    pr r = {p, p ? p + n : p, false};
     int f, w;
     pr sub;
     uint64_t v;
@@ -469,7 +471,8 @@ int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *
 
 int flm_llm_metadata_encode_over(const unsigned char *orig, size_t n, const flm_llm_metadata *md, unsigned char **out, size_t *len) {
     pb b = {0};
-    pr r = {orig, orig + n, false};
+    if (!orig) n = 0;
+    pr r = {orig, orig ? orig + n : orig, false};
     int f, w;
     pr sub;
     uint64_t v;
@@ -481,6 +484,7 @@ int flm_llm_metadata_encode_over(const unsigned char *orig, size_t n, const flm_
     }
     if (r.bad) { free(b.p); return flm_fail(FLM_ERR_FORMAT, "LlmMetadata: malformed protobuf"); }
     encode_fields(&b, md);
+    if (!b.p && !b.nomem && !(b.p = malloc(1))) b.nomem = true; /* never NULL: NULL section data means "streamed" */
     if (b.nomem) { free(b.p); return FLM_ERR_NOMEM; }
     *out = b.p;
     *len = b.n;
