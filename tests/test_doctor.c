@@ -191,6 +191,7 @@ TEST(doctor_faithful_package_and_metadata_faults) {
     CHECK(rep.cache_length == 256 && rep.logits_vocab == 151936);
     CHECK(finding_has(&rep, "sampler", "repetition_penalty 1.1"));
     CHECK(finding_has(&rep, "quantization", "int8 per-channel"));
+    CHECK(finding_has(&rep, "quantization", "FULLY_CONNECTED operators take int8 weights directly")); /* dynamic_int8 */
     flm_doc_report_free(&rep);
 
     /* stop tokens: only <|endoftext|> */
@@ -350,7 +351,7 @@ static bool micro_folder(const char *dir, bool tied) {
 
 TEST(doctor_lm_head_untied_model_tied_graph) {
     REQUIRE(good());
-    char untied[600], tied[600], a[700], b[700], args[2048];
+    char untied[300], tied[300], a[400], b[400], args[1024];
     snprintf(untied, sizeof untied, "%s/micro-untied", test_tmpdir());
     snprintf(tied, sizeof tied, "%s/micro-tied", test_tmpdir());
     REQUIRE(micro_folder(untied, false) && micro_folder(tied, true));

@@ -223,6 +223,8 @@ typedef struct {
     bool tok_same_as_hf;        /* byte-identical with the model's tokenizer.json */
     bool sp_has_im_start;
     uint64_t q_tensors[Q_N], q_bytes[Q_N];
+    uint64_t fc_int8_direct;    /* FULLY_CONNECTED ops on int8 weights: float inputs quantized at run time */
+    uint64_t dequant_int8;      /* DEQUANTIZE ops of int8 weights: float compute */
     int cache_length, logits_vocab;
     int graph_tied;             /* 1 the LM head is the embedding table, 0 not, -1 unknown */
     int head_rows;
@@ -341,6 +343,26 @@ static int analyse_tflite(pkg *k, const unsigned char *p, size_t n, bool main_mo
         }
     }
     if (r->bad) { rc = flm_fail(FLM_ERR_FORMAT, "TFLite model: malformed tensors"); goto out; }
+    /* how int8 weights are used: by FULLY_CONNECTED directly (hybrid kernels quantize the
+     * float activations to int8 at run time: dynamic_int8) or through DEQUANTIZE */
+    for (uint32_t s = 0; s < subs.n && !r->bad; s++) {
+        flm_fb_table sg = flm_fb_vec_table(r, subs, s);
+        flm_fb_vec tv = flm_fb_get_vector(r, sg, TFL_SUB_TENSORS, 4), ov = flm_fb_get_vector(r, sg, TFL_SUB_OPERATORS, 4);
+        for (uint32_t o = 0; o < ov.n && !r->bad; o++) {
+            flm_fb_table op = flm_fb_vec_table(r, ov, o);
+            uint32_t ci = flm_fb_get_u32(r, op, TFL_OP_OPCODE, 0);
+            if (ci >= codes.n || (code_of[ci] != TFL_OP_FULLY_CONNECTED && code_of[ci] != TFL_OP_DEQUANTIZE)) continue;
+            flm_fb_vec ins = flm_fb_get_vector(r, op, TFL_OP_INPUTS, 4);
+            uint32_t wi = code_of[ci] == TFL_OP_FULLY_CONNECTED ? 1 : 0;
+            if (ins.n <= wi) continue;
+            int32_t t = flm_fb_vec_i32(r, ins, wi);
+            if (t < 0 || (uint32_t)t >= tv.n) continue;
+            if (flm_fb_get_u8(r, flm_fb_vec_table(r, tv, (uint32_t)t), TFL_TENSOR_TYPE, 0) != TFL_INT8) continue;
+            if (code_of[ci] == TFL_OP_FULLY_CONNECTED) k->fc_int8_direct++;
+            else k->dequant_int8++;
+        }
+    }
+    if (r->bad) { rc = flm_fail(FLM_ERR_FORMAT, "TFLite model: malformed operators"); goto out; }
     if (!main_model) goto out;
     /* the decode signature */
     int64_t dsub = -1;
@@ -1015,14 +1037,18 @@ static void check_quant(ctx *c) {
     if (int4_bad)
         flm_sb_puts(&s, ". int4 per-channel (or per-tensor) weights are known to wreck small models: one scale per row of 4-bit values "
                         "loses too much, and LiteRT-LM's text degrades into repetition and fragments");
+    else if (int8 && k->fc_int8_direct)
+        flm_sb_printf(&s, ". %" PRIu64 " FULLY_CONNECTED operators take int8 weights directly, so LiteRT quantizes their float "
+                      "activations to int8 at run time too (dynamic_int8): the logits move a little and greedy text can differ from "
+                      "the float model on some prompts", k->fc_int8_direct);
     else if (int8)
-        flm_sb_puts(&s, ". int8 weights (with dynamic_int8, int8 activations too) move the logits a little: greedy text can differ "
-                        "from the float model on some prompts");
+        flm_sb_puts(&s, ". int8 weights dequantized to float compute (weight-only): the logits move a little");
     else if (k->q_tensors[Q_I4_BLOCK]) flm_sb_puts(&s, ". blockwise int4 keeps quality far better than per-channel int4");
     else flm_sb_puts(&s, ". float weights: no quantization error");
     add(c->rep, "quantization", int4_bad ? FLM_DOC_WARNING : FLM_DOC_INFO, flm_sb_take(&s),
         int4_bad ? fmt("re-convert with int8 (dynamic_int8 or weight_only_int8) or blockwise int4 (block size 32)")
-                 : int8 ? fmt("none needed; weight_only_int8 or fp16 if answers differ from the original model") : fmt("none needed"));
+                 : int8 ? fmt("none needed; %s if answers differ from the original model", k->fc_int8_direct ? "weight_only_int8 or fp16" : "fp16 or f32")
+                        : fmt("none needed"));
 }
 
 static void check_lm_head(ctx *c) {
