@@ -113,10 +113,10 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 # each target links it with libFuzzer's main and runs on its seed corpus. Undefined
 # behaviour aborts (-fno-sanitize-recover), so it fails the run like a crash.
 fuzz:
-	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a
+	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a build-fuzz/libfieldlm_dev.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o build-fuzz/$$t fuzz/$$t.c \
-	    build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
+	    build-fuzz/libfieldlm_dev.a build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 build-fuzz/corpus-$$t fuzz/seeds/$$t \

@@ -41,11 +41,27 @@ static int write_zeros(flm_outfile *of, uint64_t n) {
     return FLM_OK;
 }
 
+static int write_bundle(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
+                        uint64_t *last_begin, int (*stream)(void *ctx, size_t index, flm_outfile *of), void *sctx);
+
 int flm_litertlm_write_head(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
                             uint64_t *last_begin) {
-    if (n_sec == 0 || n_sec > FLM_LITERTLM_MAX_SECTIONS || n_sys > FLM_LITERTLM_MAX_KV) return flm_fail(FLM_ERR_ARG, "litertlm: bad section count");
     for (size_t i = 0; i + 1 < n_sec; i++)
         if (!sec[i].data) return flm_fail(FLM_ERR_ARG, "litertlm: only the last section may be streamed");
+    return write_bundle(of, sys, n_sys, sec, n_sec, last_begin, NULL, NULL);
+}
+
+int flm_litertlm_write(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
+                       int (*stream)(void *ctx, size_t index, flm_outfile *of), void *ctx) {
+    uint64_t last = 0;
+    for (size_t i = 0; i < n_sec; i++)
+        if (!sec[i].data && !stream) return flm_fail(FLM_ERR_ARG, "litertlm: a section without data needs a stream callback");
+    return write_bundle(of, sys, n_sys, sec, n_sec, &last, stream, ctx);
+}
+
+static int write_bundle(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
+                        uint64_t *last_begin, int (*stream)(void *ctx, size_t index, flm_outfile *of), void *sctx) {
+    if (n_sec == 0 || n_sec > FLM_LITERTLM_MAX_SECTIONS || n_sys > FLM_LITERTLM_MAX_KV) return flm_fail(FLM_ERR_ARG, "litertlm: bad section count");
     /* the header size does not depend on the offsets (fixed-width fields): build it
      * once with zero offsets to learn where the first section starts */
     uint64_t begin[FLM_LITERTLM_MAX_SECTIONS];
@@ -109,6 +125,12 @@ int flm_litertlm_write_head(flm_outfile *of, const flm_litertlm_kv *sys, size_t 
         for (size_t i = 0; i < n_sec && !rc; i++) {
             rc = write_zeros(of, begin[i] - of->written);
             if (!rc && sec[i].data) rc = flm_outfile_write(of, sec[i].data, (size_t)sec[i].size);
+            else if (!rc && stream) {
+                rc = stream(sctx, i, of);
+                if (!rc && of->written != begin[i] + sec[i].size)
+                    rc = flm_fail(FLM_ERR_ARG, "litertlm: section %zu: %llu bytes written, %llu declared", i,
+                                  (unsigned long long)(of->written - begin[i]), (unsigned long long)sec[i].size);
+            }
         }
         *last_begin = begin[n_sec - 1];
     }
@@ -259,10 +281,49 @@ static void pb_token(pb *out, int field, int32_t id) {
     free(inner.p);
 }
 
+/* A TokenUnion as given: token_str, or token_ids with several ids. */
+static void pb_token_u(pb *out, int field, const flm_llm_token *t) {
+    pb inner = {0}, tu = {0};
+    if (t->str) pb_bytes(&tu, 2, t->str, t->str_len); /* TokenUnion.token_str */
+    else {
+        pb ids = {0};
+        int n = t->n_ids < FLM_LLM_TOKEN_IDS ? t->n_ids : FLM_LLM_TOKEN_IDS;
+        for (int i = 0; i < n; i++) pb_varint(&ids, (uint64_t)(int64_t)t->ids[i]);
+        pb_bytes(&inner, 1, ids.p, ids.n);
+        pb_bytes(&tu, 1, inner.p, inner.n);
+        if (ids.nomem) out->nomem = true;
+        free(ids.p);
+    }
+    pb_bytes(out, field, tu.p, tu.n);
+    if (tu.nomem || inner.nomem) out->nomem = true;
+    free(tu.p);
+    free(inner.p);
+}
+
+static bool tok_given(const flm_llm_token *t) { return t->str || t->n_ids > 0; }
+
+static void encode_fields(pb *bp, const flm_llm_metadata *md);
+
 int flm_llm_metadata_encode(const flm_llm_metadata *md, unsigned char **out, size_t *len) {
     pb b = {0};
-    if (md->has_start) pb_token(&b, 1, md->start_id);
-    for (int i = 0; i < md->n_stops; i++) pb_token(&b, 2, md->stop_ids[i]);
+    encode_fields(&b, md);
+    if (!b.p && !b.nomem && !(b.p = malloc(1))) b.nomem = true; /* never NULL: NULL section data means "streamed" */
+    if (b.nomem) { free(b.p); return FLM_ERR_NOMEM; }
+    *out = b.p;
+    *len = b.n;
+    return FLM_OK;
+}
+
+static void encode_fields(pb *bp, const flm_llm_metadata *md) {
+    pb b = *bp;
+    if (md->has_start) {
+        if (tok_given(&md->start_tok)) pb_token_u(&b, 1, &md->start_tok);
+        else pb_token(&b, 1, md->start_id);
+    }
+    for (int i = 0; i < md->n_stops && i < FLM_LLM_MAX_STOPS; i++) {
+        if (tok_given(&md->stops[i])) pb_token_u(&b, 2, &md->stops[i]);
+        else pb_token(&b, 2, md->stop_ids[i]);
+    }
     if (md->has_sampler) {
         pb s = {0};
         pb_int(&s, 1, md->sampler_type);
@@ -282,10 +343,7 @@ int flm_llm_metadata_encode(const flm_llm_metadata *md, unsigned char **out, siz
         free(t.p);
     }
     if (md->jinja) pb_bytes(&b, 7, md->jinja, md->jinja_len);
-    if (b.nomem) { free(b.p); return FLM_ERR_NOMEM; }
-    *out = b.p;
-    *len = b.n;
-    return FLM_OK;
+    *bp = b;
 }
 
 typedef struct {
@@ -331,37 +389,57 @@ static bool pr_field(pr *r, int *field, int *wire, pr *sub, uint64_t *val) {
     return !r->bad;
 }
 
-/* A TokenUnion holding one id; -1 for anything else (a string, several ids). */
-static int32_t pr_token(pr t) {
+static void tok_add(flm_llm_token *tk, int32_t id) {
+    if (tk->n_ids < FLM_LLM_TOKEN_IDS) tk->ids[tk->n_ids] = id;
+    if (tk->n_ids < INT32_MAX) tk->n_ids++;
+}
+
+/* A TokenUnion: its ids or string into *tk; returns the id when it holds exactly
+ * one id, -1 for anything else (a string, several ids). */
+static int32_t pr_token(pr t, flm_llm_token *tk) {
     int f, w;
     pr sub;
     uint64_t v;
-    int32_t id = -1;
-    int count = 0;
+    memset(tk, 0, sizeof *tk);
     while (pr_field(&t, &f, &w, &sub, &v)) {
+        if (f == 2 && w == 2) {
+            tk->str = (const char *)sub.p;
+            tk->str_len = (size_t)(sub.end - sub.p);
+            tk->n_ids = 0;
+            continue;
+        }
         if (f != 1 || w != 2) continue;
+        tk->str = NULL;
+        tk->str_len = 0;
         int f2, w2;
         pr s2;
         uint64_t v2;
         while (pr_field(&sub, &f2, &w2, &s2, &v2)) {
             if (f2 != 1) continue;
-            if (w2 == 0) { id = (int32_t)v2; count++; }
+            if (w2 == 0) tok_add(tk, (int32_t)v2);
             else if (w2 == 2)
-                while (s2.p < s2.end && !s2.bad) { id = (int32_t)pr_varint(&s2); count++; }
+                while (s2.p < s2.end && !s2.bad) {
+                    uint64_t x = pr_varint(&s2);
+                    if (!s2.bad) tok_add(tk, (int32_t)x);
+                }
         }
     }
-    return count == 1 ? id : -1;
+    return !tk->str && tk->n_ids == 1 ? tk->ids[0] : -1;
 }
 
 int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *md) {
     memset(md, 0, sizeof *md);
-    pr r = {p, p + n, false};
+    if (!p) n = 0;
+    pr r = {p, p ? p + n : p, false};
     int f, w;
     pr sub;
     uint64_t v;
     while (pr_field(&r, &f, &w, &sub, &v)) {
-        if (w == 2 && f == 1) { md->has_start = true; md->start_id = pr_token(sub); }
-        else if (w == 2 && f == 2) { if (md->n_stops < FLM_LLM_MAX_STOPS) md->stop_ids[md->n_stops++] = pr_token(sub); }
+        if (w == 2 && f == 1) { md->has_start = true; md->start_id = pr_token(sub, &md->start_tok); }
+        else if (w == 2 && f == 2) {
+            if (md->n_stops < FLM_LLM_MAX_STOPS) { md->stop_ids[md->n_stops] = pr_token(sub, &md->stops[md->n_stops]); md->n_stops++; }
+            if (md->n_stops_total < INT32_MAX) md->n_stops_total++;
+        } else if (w == 2 && f == 3) md->has_prompt_templates = true;
         else if (w == 2 && f == 4) {
             md->has_sampler = true;
             int f2, w2;
@@ -388,5 +466,27 @@ int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *
         }
     }
     if (r.bad) return flm_fail(FLM_ERR_FORMAT, "LlmMetadata: malformed protobuf");
+    return FLM_OK;
+}
+
+int flm_llm_metadata_encode_over(const unsigned char *orig, size_t n, const flm_llm_metadata *md, unsigned char **out, size_t *len) {
+    pb b = {0};
+    if (!orig) n = 0;
+    pr r = {orig, orig ? orig + n : orig, false};
+    int f, w;
+    pr sub;
+    uint64_t v;
+    const unsigned char *at = r.p;
+    while (pr_field(&r, &f, &w, &sub, &v)) {
+        bool ours = f == 1 || f == 2 || f == 4 || f == 5 || f == 6 || f == 7;
+        if (!ours) pb_put(&b, at, (size_t)(r.p - at));
+        at = r.p;
+    }
+    if (r.bad) { free(b.p); return flm_fail(FLM_ERR_FORMAT, "LlmMetadata: malformed protobuf"); }
+    encode_fields(&b, md);
+    if (!b.p && !b.nomem && !(b.p = malloc(1))) b.nomem = true; /* never NULL: NULL section data means "streamed" */
+    if (b.nomem) { free(b.p); return FLM_ERR_NOMEM; }
+    *out = b.p;
+    *len = b.n;
     return FLM_OK;
 }

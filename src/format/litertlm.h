@@ -46,6 +46,11 @@ typedef struct {
  * NULL). FLM_ERR_ARG when the header exceeds 16 KiB. */
 int flm_litertlm_write_head(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
                             uint64_t *last_begin);
+/* Writes a whole bundle: the header, then every section; a section whose data is
+ * NULL is written by stream(ctx, index, of), which must write exactly its size bytes
+ * (so any section, not only the last, may be streamed from elsewhere). */
+int flm_litertlm_write(flm_outfile *of, const flm_litertlm_kv *sys, size_t n_sys, const flm_litertlm_section *sec, size_t n_sec,
+                       int (*stream)(void *ctx, size_t index, flm_outfile *of), void *ctx);
 
 /* ---- reading ---- */
 #define FLM_LITERTLM_MAX_SECTIONS 32
@@ -76,11 +81,27 @@ int flm_litertlm_parse(const unsigned char *buf, size_t len, uint64_t file_size,
 
 /* ---- LlmMetadata ---- */
 #define FLM_LLM_MAX_STOPS 16
+#define FLM_LLM_TOKEN_IDS 8
+/* A TokenUnion as written: token_ids (the first FLM_LLM_TOKEN_IDS ids; n_ids counts
+ * them all) or token_str (str, not NUL-terminated). */
+typedef struct {
+    const char *str;
+    size_t str_len;
+    int32_t ids[FLM_LLM_TOKEN_IDS];
+    int n_ids;
+} flm_llm_token;
+
 typedef struct {
     bool has_start;
     int32_t start_id;
     int32_t stop_ids[FLM_LLM_MAX_STOPS]; /* each stop token a one-id sequence */
     int n_stops;
+    /* The same tokens as written (decode fills them; encode uses start_tok /
+     * stops[i] instead of start_id / stop_ids[i] when its str or n_ids is set). */
+    flm_llm_token start_tok;
+    flm_llm_token stops[FLM_LLM_MAX_STOPS];
+    int n_stops_total;          /* decode: stop tokens in the message (may exceed FLM_LLM_MAX_STOPS) */
+    bool has_prompt_templates;  /* decode: field 3 (user/model/system affixes) is present */
     bool has_sampler;
     int sampler_type; /* 1 TOP_K, 2 TOP_P, 3 GREEDY */
     int32_t k;
@@ -95,6 +116,10 @@ int flm_llm_metadata_encode(const flm_llm_metadata *md, unsigned char **out, siz
 /* Decodes what the encoder writes (stop tokens given as strings or multi-id sequences
  * are counted in n_stops with id -1); unknown fields are skipped. */
 int flm_llm_metadata_decode(const unsigned char *p, size_t n, flm_llm_metadata *md);
+/* Re-encodes over an existing LlmMetadata orig[0..n): every field the encoder does
+ * not write (prompt_templates, channels, suppress_tokens, supports_*, pad_token,
+ * unknown fields ...) is copied unchanged, then md's fields are appended. */
+int flm_llm_metadata_encode_over(const unsigned char *orig, size_t n, const flm_llm_metadata *md, unsigned char **out, size_t *len);
 
 /* Describes a whole .litertlm in buf[0..len): system metadata, every section, the
  * decoded LlmMetadata, the tokenizer (checked to inflate) and the model. */
