@@ -124,8 +124,9 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 fuzz:
 	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
+	  extra=""; case $$t in fuzz_serve_request) extra="app/serve/request.c $(SERVE_LIBS)" ;; esac; \
 	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o build-fuzz/$$t fuzz/$$t.c \
-	    build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
+	    $$extra build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 build-fuzz/corpus-$$t fuzz/seeds/$$t \
