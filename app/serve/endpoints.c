@@ -194,6 +194,21 @@ static void add_logprob(job *j, int32_t token) {
     for (int i = 0; i < 21; i++) flm_free(texts[i]);
 }
 
+/* Appends to a whole answer's text; non-zero when out of memory. */
+static int on_text(job *j, const char *piece, size_t len) {
+    if (j->text_len + len + 1 > j->text_cap) {
+        size_t cap = (j->text_len + len + 1) * 2;
+        char *t = realloc(j->text, cap);
+        if (!t) { j->oom = 1; return 1; }
+        j->text = t;
+        j->text_cap = cap;
+    }
+    memcpy(j->text + j->text_len, piece, len);
+    j->text_len += len;
+    j->text[j->text_len] = 0;
+    return 0;
+}
+
 static int on_token(void *user, const char *piece, size_t len, int32_t token) {
     job *j = user;
     if (atomic_load(&j->srv->stopping)) return 1;
@@ -204,17 +219,8 @@ static int on_token(void *user, const char *piece, size_t len, int32_t token) {
             emit(j, serve_chunk_json(&j->meta, NULL, piece, len, NULL, j->lp));
             j->lp = NULL;
         }
-    } else if (len > 0) {
-        if (j->text_len + len + 1 > j->text_cap) {
-            size_t cap = (j->text_len + len + 1) * 2;
-            char *t = realloc(j->text, cap);
-            if (!t) { j->oom = 1; return 1; }
-            j->text = t;
-            j->text_cap = cap;
-        }
-        memcpy(j->text + j->text_len, piece, len);
-        j->text_len += len;
-        j->text[j->text_len] = 0;
+    } else if (len > 0 && on_text(j, piece, len)) {
+        return 1;
     }
     return 0;
 }
@@ -357,6 +363,8 @@ static void completion(serve_server *srv, const serve_http_req *rq, serve_kind k
              (unsigned long long)fresh_random(srv));
     j->meta = (serve_meta){.kind = kind, .id = j->id, .created = (long long)time(NULL), .model = srv->model_id};
     j->streaming = j->req.stream;
+    if (kind == SERVE_COMPLETION && j->req.echo && !j->streaming) /* the answer starts with the prompt */
+        on_text(j, j->prompt, strlen(j->prompt));
 
     int why;
     j->slot = serve_slots_acquire(&srv->slots, j->ids, j->n_ids, &why);
@@ -383,6 +391,7 @@ static void completion(serve_server *srv, const serve_http_req *rq, serve_kind k
     }
     if (j->streaming) {
         if (kind == SERVE_CHAT) emit(j, serve_chunk_json(&j->meta, "assistant", "", 0, NULL, NULL));
+        else if (j->req.echo) emit(j, serve_chunk_json(&j->meta, NULL, j->prompt, strlen(j->prompt), NULL, NULL));
         j->refs = 2; /* the worker's and the reader's */
         pthread_mutex_lock(&srv->workers_mu);
         srv->workers++;
