@@ -454,7 +454,7 @@ TEST(serve_greedy_answer_equals_run_and_stream) {
 
 TEST(serve_hangup_mid_stream_cancels_and_sigterm_in_flight) {
     server s;
-    const char *args[] = {"-c", "2048", NULL};
+    const char *args[] = {"-c", "2048", "--queue", "0", NULL};
     REQUIRE(server_start(&s, "hangup", args) == 0);
     /* a long generation (no template, sampling, 1500 tokens), abandoned after the first bytes */
     const char *body = "{\"prompt\":\"Farmer's notebook, day 1:\",\"max_tokens\":1500,\"temperature\":1,\"seed\":3,"
@@ -474,10 +474,14 @@ TEST(serve_hangup_mid_stream_cancels_and_sigterm_in_flight) {
         got += (size_t)k;
     }
     CHECK(got >= 600);
+    /* the only slot is busy and no request may wait (--queue 0): 503 with Retry-After */
+    reply r;
+    REQUIRE(post(s.port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r) == 0);
+    CHECK_MSG(r.status == 503 && has(r.head, "Retry-After: 1") && has(r.body, "server_busy"), "%d %s", r.status, r.body);
+    reply_free(&r);
     close(fd);
     /* the slot is free again at once (well before 1500 tokens), counted as cancelled */
     double t0 = now_s(), busy = -1, cancelled = -1;
-    reply r;
     while (now_s() - t0 < 5) {
         if (http(s.port, "GET", "/metrics", NULL, NULL, 0, &r) == 0) {
             busy = metric(r.body, "fieldlm_slots_busy");
@@ -491,6 +495,7 @@ TEST(serve_hangup_mid_stream_cancels_and_sigterm_in_flight) {
     REQUIRE(http(s.port, "GET", "/metrics", NULL, NULL, 0, &r) == 0);
     double generated = metric(r.body, "fieldlm_generated_tokens_total");
     CHECK_MSG(generated > 0 && generated < 1500, "generated %g", generated);
+    CHECK(metric(r.body, "fieldlm_queue_rejected_total") == 1);
     reply_free(&r);
     /* the next request works at once */
     t0 = now_s();
