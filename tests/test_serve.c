@@ -532,7 +532,7 @@ TEST(serve_openai_client_node_tests) {
         return;
     }
     char cmd[1024], *out = NULL, *err = NULL;
-    snprintf(cmd, sizeof cmd, "FLM_BIN='%s' node --test tests/serve/ 2>&1", test_bin());
+    snprintf(cmd, sizeof cmd, "FLM_BIN='%s' node --test tests/serve/*.test.mjs 2>&1", test_bin());
     int rc = test_run(cmd, &out, &err);
     CHECK_MSG(rc == 0, "node --test tests/serve failed:\n%s", out ? out : "");
     CHECK_MSG(has(out, "# fail 0") && !has(out, "# pass 0\n"), "%s", out ? out : "");

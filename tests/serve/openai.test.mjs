@@ -1,6 +1,6 @@
 // openai.test.mjs — `fieldlm serve` driven by the real `openai` npm package (pinned in
 // package-lock.json), with node's built-in test runner. Run by tests/test_serve.c
-// (make test) as `FLM_BIN=build/fieldlm node --test tests/serve/` from the repository root.
+// (make test) as `FLM_BIN=build/fieldlm node --test tests/serve/*.test.mjs` from the repository root.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
