@@ -30,6 +30,8 @@ DEP_CFLAGS := $(shell pkg-config --cflags libutf8proc libpcre2-8 zlib 2>/dev/nul
 DEP_LIBS   := $(shell pkg-config --libs libutf8proc libpcre2-8 zlib 2>/dev/null || echo -lutf8proc -lpcre2-8 -lz)
 CFLAGS  += $(CFLAGS_BASE) $(DEP_CFLAGS)
 LDLIBS  += $(DEP_LIBS) -lm -pthread
+# `fieldlm serve` (app/serve/) only: libmicrohttpd and json-c, linked into the CLI, never into the library
+SERVE_LIBS := $(shell pkg-config --libs libmicrohttpd json-c 2>/dev/null || echo -lmicrohttpd -ljson-c)
 ifeq ($(SAN),1)
   LDFLAGS += -fsanitize=address,undefined
 endif
@@ -46,11 +48,11 @@ endif
 ifneq ($(ARCH),aarch64)
   LIB_SRC := $(filter-out src/kernels/kernels_neon.c,$(LIB_SRC))
 endif
-APP_SRC  := $(sort $(wildcard app/*.c))
+APP_SRC  := $(sort $(wildcard app/*.c app/serve/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 DEV_OBJ  := $(DEV_SRC:%.c=$(BUILD)/%.o)
-APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/serve_page.o
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 $(BUILD)/src/kernels/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
@@ -95,7 +97,14 @@ $(BUILD)/libfieldlm_dev.a: $(DEV_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/fieldlm: $(APP_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a
-	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a $(LDLIBS) $(SERVE_LIBS)
+
+# The server's chat page, embedded into the binary (tools/embed.sh: the file's bytes as a C array).
+$(BUILD)/gen/serve_page.c: app/serve/chat.html tools/embed.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed.sh app/serve/chat.html serve_page_html $@
+$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/fieldlm_tests: $(TEST_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfieldlm_dev.a $(BUILD)/libfieldlm.a $(LDLIBS)
@@ -115,8 +124,9 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 fuzz:
 	$(MAKE) CC=clang FUZZ=1 build-fuzz/libfieldlm.a build-fuzz/libfieldlm_dev.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
+	  extra=""; case $$t in fuzz_serve_request) extra="app/serve/request.c $(SERVE_LIBS)" ;; esac; \
 	  clang $(CFLAGS_BASE) $(DEP_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o build-fuzz/$$t fuzz/$$t.c \
-	    build-fuzz/libfieldlm_dev.a build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
+	    $$extra build-fuzz/libfieldlm_dev.a build-fuzz/libfieldlm.a $(DEP_LIBS) -lm -pthread; \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 build-fuzz/corpus-$$t fuzz/seeds/$$t \

@@ -220,6 +220,15 @@ typedef struct {
     int n_ctx;                 /* > 0, at most max_position_embeddings; unset:
                                   min(4096, max_position_embeddings) */
     int n_threads;             /* > 0; unset: flm_open_options.n_threads */
+    /* OpenAI's penalties (not in transformers), over the ids generated so far, applied to
+     * the logits before everything above: logit -= count * frequency_penalty +
+     * presence_penalty for each generated id (count: its occurrences). */
+    double presence_penalty;   /* in [-2, 2]; unset (or 0): off */
+    double frequency_penalty;  /* in [-2, 2]; unset (or 0): off */
+    int logprobs;              /* 1: compute each generated token's log-probability for
+                                  flm_token_logprobs; unset (or 0): off */
+    int top_logprobs;          /* 0..20 most likely alternatives flm_token_logprobs also gives
+                                  (needs logprobs 1); unset: 0 */
 } flm_gen_settings;
 
 /* Every field unset, seed 0, no stop strings. s NULL is a no-op. */
@@ -246,6 +255,28 @@ FLM_API int flm_session_n_ctx(const flm_session *s);
  * CLI prints as "sampling: ...". stop points into the session (valid until
  * flm_session_free). */
 FLM_API int flm_session_settings(const flm_session *s, flm_gen_settings *out);
+/* Replaces a session's generation settings between generations, keeping its KV cache
+ * (so the next flm_generate* still reuses the common prefix) and restarting its PRNG
+ * from settings->seed: a server gives each request its own settings on a long-lived
+ * session. Fields resolve as in flm_session_new (unset: the model's defaults);
+ * n_ctx and n_threads must be unset or equal to the session's (FLM_ERR_ARG).
+ * On failure the session is unchanged and flm_session_errmsg(s) says why. */
+FLM_API int flm_session_configure(flm_session *s, const flm_gen_settings *settings);
+
+/* A token and its log-probability (natural log). */
+typedef struct {
+    int32_t token;
+    float logprob;
+} flm_token_logprob;
+
+/* Inside a flm_token_fn call for a token (token >= 0) on a session whose settings have
+ * logprobs 1: that token's log-probability under the model (log-softmax of the model's
+ * logits, before penalties, temperature and filters) in *chosen, and the
+ * min(cap, top_logprobs) most likely tokens in top[] (most likely first; ties: lower
+ * id first), their count in *n_top. FLM_ERR_ARG outside such a call or without
+ * logprobs. top may be NULL when cap is 0. */
+FLM_API int flm_token_logprobs(const flm_session *s, flm_token_logprob *chosen, flm_token_logprob *top, int cap,
+                               int *n_top);
 
 /* A conversation turn. Roles as the chat template knows them: "system", "user",
  * "assistant". */

@@ -65,6 +65,7 @@ TEST(check_layers_names_each_violation_injected_into_the_repository) {
         {"layers-upward", "src/base/tensor.c (layer base) includes runtime/session.h", "layer base may not use runtime"},
         {"layers-cycle", "include cycle: ", "text/zz_cycle_"},
         {"layers-app", "app/cmd_convert.c includes runtime/session.h", "fieldlm.h"},
+        {"layers-serve", "app/serve/metrics.c includes app/serve/metrics.h, which includes base/common.h", NULL},
     };
     for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
         CHECK_MSG(!line_with(out0, want[k].n1, want[k].n2), "%s: already reported before the injection:\n%s", want[k].name, out0);
@@ -75,6 +76,9 @@ TEST(check_layers_names_each_violation_injected_into_the_repository) {
         } else if (k == 1) { /* (b) two headers including each other */
             put(root, "src/text/zz_cycle_a.h", "#include \"text/zz_cycle_b.h\"\n");
             put(root, "src/text/zz_cycle_b.h", "#include \"base/common.h\"\n#include \"text/zz_cycle_a.h\"\n");
+        } else if (k == 3) { /* (d) a server module's header reaching the library's internals */
+            snprintf(cmd, sizeof cmd, "printf '#include \"base/common.h\"\\n' >> '%s/app/serve/metrics.h'", root);
+            REQUIRE(test_run(cmd, NULL, NULL) == 0);
         } else { /* (c) a user-facing command including an internal header, as its first include */
             snprintf(cmd, sizeof cmd, "f='%s/app/cmd_convert.c'; { printf '#include \"runtime/session.h\"\\n'; cat \"$f\"; } > \"$f.new\" && mv \"$f.new\" \"$f\"",
                      root);
@@ -106,7 +110,7 @@ static char *tiny_tree(const char *name) {
     put(root, "src/model/m.h", "#include \"base/b.h\"\nint flm_m(void);\n");
     put(root, "src/model/m.c", "#include \"model/m.h\"\nint flm_m(void) { return flm_b() + 1; }\n");
     put(root, "app/cli.h", "#include \"fieldlm.h\"\n#include <stdio.h>\n");
-    static const char *const cmds[] = {"run", "chat", "tokenize", "template", "convert"};
+    static const char *const cmds[] = {"run", "chat", "tokenize", "template", "convert", "serve"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char rel[64];
         snprintf(rel, sizeof rel, "app/cmd_%s.c", cmds[i]);

@@ -5,6 +5,9 @@ missing=""
 have_header() { printf '#include <%s>\n' "$1" | ${CC:-gcc} -E -x c - >/dev/null 2>&1; }
 have_header utf8proc.h || missing="$missing libutf8proc-dev"
 have_header zlib.h || missing="$missing zlib1g-dev"
+# fieldlm serve: HTTP (libmicrohttpd) and JSON for the network input (json-c)
+have_header microhttpd.h || missing="$missing libmicrohttpd-dev"
+have_header json-c/json.h || missing="$missing libjson-c-dev"
 printf '#define PCRE2_CODE_UNIT_WIDTH 8\n#include <pcre2.h>\n' | ${CC:-gcc} -E -x c - >/dev/null 2>&1 || missing="$missing libpcre2-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 [ -z "$missing" ] && exit 0

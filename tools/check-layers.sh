@@ -5,13 +5,15 @@
 #  2. no include cycle between the library's files;
 #  3. no call cycle between the library's source files: from the built objects' symbol
 #     tables (nm), a.c depends on b.c when a.o uses a symbol b.o defines; any cycle is listed.
-#  4. the user-facing commands in app/ (APP_PUBLIC below) include only fieldlm.h and app/ headers,
-#     and those app/ headers (transitively) only fieldlm.h, system headers and such app/ headers.
+#  4. the user-facing commands in app/ (APP_PUBLIC below, and the files of APP_PUBLIC_DIRS) include
+#     only fieldlm.h and app/ headers, and those app/ headers (transitively) only fieldlm.h, system
+#     headers and such app/ headers. A quoted include is looked up beside the including file, then in app/.
 # Usage: tools/check-layers.sh [BUILD_DIR]   (step 3 runs when BUILD_DIR/src has objects)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-APP_PUBLIC="run chat tokenize template convert"   # detokenize lives in cmd_tokenize.c
+APP_PUBLIC="run chat tokenize template convert serve"   # detokenize lives in cmd_tokenize.c
+APP_PUBLIC_DIRS="app/serve"   # every .c file in these folders too (the server's modules)
 status=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
@@ -84,8 +86,12 @@ fi
 # every app/ header it reaches, transitively, obeys the same rule (so cli_dev.h, which
 # includes the library's internal headers, is out of their reach).
 quoted_includes() { grep -o '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"]*"' "$1" | sed 's/.*"\(.*\)"/\1/'; }
-for c in $APP_PUBLIC; do
-  f=app/cmd_$c.c
+public_files=""
+for c in $APP_PUBLIC; do public_files="$public_files app/cmd_$c.c"; done
+for d in $APP_PUBLIC_DIRS; do
+  for f in "$d"/*.c; do [ -f "$f" ] && public_files="$public_files $f"; done
+done
+for f in $public_files; do
   [ -f "$f" ] || { echo "layers: $f missing"; status=1; continue; }
   todo="$f"; seen=" "
   while [ -n "$todo" ]; do
@@ -94,10 +100,11 @@ for c in $APP_PUBLIC; do
     seen="$seen$cur "
     for inc in $(quoted_includes "$cur"); do
       if [ "$inc" = fieldlm.h ]; then continue; fi
-      case "$inc" in
-        */*) ;;
-        *) if [ -f "app/$inc" ]; then todo="$todo app/$inc"; continue; fi ;;
+      dir=$(dirname "$cur")
+      case "$dir/$inc" in
+        app/*) if [ -f "$dir/$inc" ] && [ "${inc#*..}" = "$inc" ]; then todo="$todo $dir/$inc"; continue; fi ;;
       esac
+      if [ -f "app/$inc" ] && [ "${inc#*..}" = "$inc" ]; then todo="$todo app/$inc"; continue; fi
       if [ "$cur" = "$f" ]; then
         echo "layers: $f includes $inc (user-facing commands use only fieldlm.h and app/ headers)"
       else

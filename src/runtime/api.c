@@ -425,6 +425,10 @@ void flm_gen_settings_init(flm_gen_settings *s) {
     s->max_new_tokens = FLM_UNSET_INT;
     s->n_ctx = FLM_UNSET_INT;
     s->n_threads = FLM_UNSET_INT;
+    s->presence_penalty = FLM_UNSET_FLOAT;
+    s->frequency_penalty = FLM_UNSET_FLOAT;
+    s->logprobs = FLM_UNSET_INT;
+    s->top_logprobs = FLM_UNSET_INT;
 }
 
 int flm_is_unset(double v) { return isnan(v); }
@@ -451,6 +455,16 @@ static int settings_to_params(const flm_handle *h, const flm_gen_settings *st, f
     if (st->n_threads != FLM_UNSET_INT && st->n_threads <= 0) return bad_setting("n_threads", "> 0", st->n_threads);
     if (st->n_stop < 0 || (st->n_stop > 0 && !st->stop))
         return flm_fail(FLM_ERR_ARG, "flm_gen_settings: stop is NULL with n_stop %d", st->n_stop);
+    if (!isnan(st->presence_penalty) && !(st->presence_penalty >= -2 && st->presence_penalty <= 2))
+        return bad_setting("presence_penalty", "in [-2, 2]", st->presence_penalty);
+    if (!isnan(st->frequency_penalty) && !(st->frequency_penalty >= -2 && st->frequency_penalty <= 2))
+        return bad_setting("frequency_penalty", "in [-2, 2]", st->frequency_penalty);
+    if (st->logprobs != FLM_UNSET_INT && st->logprobs != 0 && st->logprobs != 1)
+        return bad_setting("logprobs", "0 or 1", st->logprobs);
+    if (st->top_logprobs != FLM_UNSET_INT && !(st->top_logprobs >= 0 && st->top_logprobs <= FLM_GEN_MAX_TOP_LOGPROBS))
+        return bad_setting("top_logprobs", "in [0, 20]", st->top_logprobs);
+    if (st->top_logprobs > 0 && st->logprobs != 1)
+        return flm_fail(FLM_ERR_ARG, "flm_gen_settings.top_logprobs needs logprobs 1");
     flm_gen_config ov;
     flm_gen_config_defaults(&ov);
     if (st->do_sample != FLM_UNSET_INT) flm_gen_config_set_do_sample(&ov, st->do_sample != 0);
@@ -465,6 +479,9 @@ static int settings_to_params(const flm_handle *h, const flm_gen_settings *st, f
     p->n_threads = st->n_threads != FLM_UNSET_INT ? st->n_threads : h->n_threads;
     p->stop = st->stop;
     p->n_stop = st->n_stop;
+    p->presence_penalty = isnan(st->presence_penalty) ? 0 : st->presence_penalty;
+    p->frequency_penalty = isnan(st->frequency_penalty) ? 0 : st->frequency_penalty;
+    p->top_logprobs = st->logprobs == 1 ? (st->top_logprobs > 0 ? st->top_logprobs : 0) : -1;
     return FLM_OK;
 }
 
@@ -484,6 +501,10 @@ static void params_to_settings(const flm_handle *h, const flm_gen_params *p, int
     int max_pos = h->a->model->cfg.max_position_embeddings;
     s->n_ctx = n_ctx > 0 ? n_ctx : (max_pos < 4096 ? max_pos : 4096);
     s->n_threads = p->n_threads > 0 ? p->n_threads : flm_physical_cores();
+    s->presence_penalty = p->presence_penalty;
+    s->frequency_penalty = p->frequency_penalty;
+    s->logprobs = p->top_logprobs >= 0 ? 1 : 0;
+    s->top_logprobs = p->top_logprobs >= 0 ? p->top_logprobs : 0;
 }
 
 int flm_gen_settings_defaults(const flm_handle *h, flm_gen_settings *s) {
@@ -537,6 +558,37 @@ int flm_session_settings(const flm_session *s, flm_gen_settings *out) {
     if (!s || !out) return flm_fail(FLM_ERR_ARG, "flm_session_settings: %s is NULL", s ? "out" : "s");
     params_to_settings(s->h, flm_gen_session_params(s->g), flm_gen_session_n_ctx(s->g), out);
     return FLM_OK;
+}
+
+int flm_session_configure(flm_session *s, const flm_gen_settings *settings) {
+    if (!s || !settings) return flm_fail(FLM_ERR_ARG, "flm_session_configure: %s is NULL", s ? "settings" : "s");
+    const flm_gen_params *cur = flm_gen_session_params(s->g);
+    int n_threads = cur->n_threads > 0 ? cur->n_threads : flm_physical_cores();
+    if (settings->n_ctx != FLM_UNSET_INT && settings->n_ctx != flm_gen_session_n_ctx(s->g))
+        return keep_error(s->err, flm_fail(FLM_ERR_ARG, "flm_session_configure: n_ctx is fixed at session creation "
+                                                        "(%d; got %d)", flm_gen_session_n_ctx(s->g), settings->n_ctx));
+    if (settings->n_threads != FLM_UNSET_INT && settings->n_threads != n_threads)
+        return keep_error(s->err, flm_fail(FLM_ERR_ARG, "flm_session_configure: n_threads is fixed at session creation "
+                                                        "(%d; got %d)", n_threads, settings->n_threads));
+    flm_gen_params p;
+    int rc = settings_to_params(s->h, settings, &p);
+    if (!rc) rc = flm_gen_session_set_params(s->g, &p);
+    return keep_error(s->err, rc);
+}
+
+int flm_token_logprobs(const flm_session *s, flm_token_logprob *chosen, flm_token_logprob *top, int cap, int *n_top) {
+    if (n_top) *n_top = 0;
+    if (!s || !chosen || !n_top || cap < 0 || (cap > 0 && !top))
+        return flm_fail(FLM_ERR_ARG, "flm_token_logprobs: bad arguments");
+    int32_t ids[FLM_GEN_MAX_TOP_LOGPROBS];
+    float lps[FLM_GEN_MAX_TOP_LOGPROBS];
+    if (cap > FLM_GEN_MAX_TOP_LOGPROBS) cap = FLM_GEN_MAX_TOP_LOGPROBS;
+    int rc = flm_gen_token_logprobs(s->g, &chosen->token, &chosen->logprob, ids, lps, cap, n_top);
+    for (int i = 0; !rc && i < *n_top; i++) {
+        top[i].token = ids[i];
+        top[i].logprob = lps[i];
+    }
+    return rc;
 }
 
 static void fill_result(const flm_gen_result *g, flm_result *res) {

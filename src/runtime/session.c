@@ -6,6 +6,7 @@
  * streaming, cancellation and timings. See session.h and docs/GENERATION.md. */
 #include "runtime/session.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,7 @@ void flm_gen_params_from_config(const flm_assets *a, const flm_gen_config *overr
         if (!(overrides && (overrides->from_user & FLM_GEN_REPETITION_PENALTY))) p->sp.repetition_penalty = 1.0;
     }
     p->max_new_tokens = gc.max_new_tokens > 0 ? (long)gc.max_new_tokens : FLM_DEFAULT_MAX_NEW_TOKENS;
+    p->top_logprobs = -1;
 }
 
 /* ================================ session ================================ */
@@ -206,7 +208,49 @@ struct flm_gen_session {
     size_t emitted;
     strbuf piece;                /* scratch for one callback's text */
     atomic_int cancel;
+    int *counts;                 /* [n_vocab] generated-id counts for presence/frequency penalties, or NULL */
+    float *raw;                  /* [n_vocab] this step's raw logits when log-probabilities are asked for */
+    double raw_lse;              /* log-sum-exp of raw */
+    int32_t last_tok;            /* the token the current piece callback is about */
 };
+
+static void free_stops(char **stop, size_t *stop_len, int n) {
+    for (int i = 0; stop && i < n; i++) free(stop[i]);
+    free(stop);
+    free(stop_len);
+}
+
+/* Owned copies of p's stop strings (NULL when there are none). */
+static int copy_stops(const flm_gen_params *p, char ***stop, size_t **stop_len) {
+    *stop = NULL;
+    *stop_len = NULL;
+    if (!p->n_stop) return FLM_OK;
+    char **st = flm_calloc((size_t)p->n_stop, sizeof *st);
+    size_t *len = flm_calloc((size_t)p->n_stop, sizeof *len);
+    int rc = FLM_ERR_NOMEM;
+    if (!st || !len) goto fail;
+    for (int i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i] || !p->stop[i][0]) { rc = flm_fail(FLM_ERR_ARG, "stop string %d is empty", i); goto fail; }
+        if (!(st[i] = flm_strdup(p->stop[i]))) goto fail;
+        len[i] = strlen(st[i]);
+    }
+    *stop = st;
+    *stop_len = len;
+    return FLM_OK;
+fail:
+    free_stops(st, len, p->n_stop);
+    return rc;
+}
+
+static int check_extras(const flm_gen_params *p) {
+    if (!(p->presence_penalty >= -2 && p->presence_penalty <= 2))
+        return flm_fail(FLM_ERR_ARG, "presence_penalty must be in [-2, 2] (got %g)", p->presence_penalty);
+    if (!(p->frequency_penalty >= -2 && p->frequency_penalty <= 2))
+        return flm_fail(FLM_ERR_ARG, "frequency_penalty must be in [-2, 2] (got %g)", p->frequency_penalty);
+    if (p->top_logprobs > FLM_GEN_MAX_TOP_LOGPROBS)
+        return flm_fail(FLM_ERR_ARG, "top_logprobs must be at most %d (got %d)", FLM_GEN_MAX_TOP_LOGPROBS, p->top_logprobs);
+    return FLM_OK;
+}
 
 int flm_gen_session_new(const flm_assets *a, const flm_gen_params *p, flm_gen_session **out) {
     *out = NULL;
@@ -219,18 +263,10 @@ int flm_gen_session_new(const flm_assets *a, const flm_gen_params *p, flm_gen_se
     atomic_init(&s->cancel, 0);
     flm_sb_init(&s->text);
     flm_sb_init(&s->piece);
-    int rc = FLM_ERR_NOMEM;
-    if (p->n_stop) {
-        s->stop = flm_calloc((size_t)p->n_stop, sizeof *s->stop);
-        s->stop_len = flm_calloc((size_t)p->n_stop, sizeof *s->stop_len);
-        if (!s->stop || !s->stop_len) goto fail;
-        for (int i = 0; i < p->n_stop; i++) {
-            if (!p->stop[i] || !p->stop[i][0]) { rc = flm_fail(FLM_ERR_ARG, "stop string %d is empty", i); goto fail; }
-            if (!(s->stop[i] = flm_strdup(p->stop[i]))) goto fail;
-            s->stop_len[i] = strlen(s->stop[i]);
-        }
-    }
+    int rc = copy_stops(p, &s->stop, &s->stop_len);
+    if (rc) goto fail;
     s->p.stop = (const char *const *)s->stop;
+    if ((rc = check_extras(p))) goto fail;
     if ((rc = flm_sampler_new(&p->sp, a->model->cfg.vocab_size, &s->smp))) goto fail;
     if ((rc = flm_forward_new(a->model, p->n_ctx, &s->fw))) goto fail;
     if ((rc = flm_forward_set_threads(s->fw, p->n_threads))) goto fail;
@@ -250,9 +286,9 @@ fail:
 
 void flm_gen_session_free(flm_gen_session *s) {
     if (!s) return;
-    for (int i = 0; s->stop && i < s->p.n_stop; i++) free(s->stop[i]);
-    free(s->stop);
-    free(s->stop_len);
+    free_stops(s->stop, s->stop_len, s->p.n_stop);
+    free(s->counts);
+    free(s->raw);
     flm_sampler_free(s->smp);
     flm_forward_free(s->fw);
     free(s->logits);
@@ -276,6 +312,78 @@ void flm_gen_session_reset(flm_gen_session *s) {
 }
 
 void flm_gen_cancel(flm_gen_session *s) { atomic_store(&s->cancel, 1); }
+
+int flm_gen_session_set_params(flm_gen_session *s, const flm_gen_params *p) {
+    if (p->max_new_tokens <= 0) return flm_fail(FLM_ERR_ARG, "max_new_tokens must be positive (got %ld)", p->max_new_tokens);
+    if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop)) return flm_fail(FLM_ERR_ARG, "bad stop string list");
+    int rc = check_extras(p);
+    if (rc) return rc;
+    char **stop;
+    size_t *stop_len;
+    if ((rc = copy_stops(p, &stop, &stop_len))) return rc;
+    flm_sampler *smp;
+    if ((rc = flm_sampler_new(&p->sp, s->n_vocab, &smp))) { free_stops(stop, stop_len, p->n_stop); return rc; }
+    free_stops(s->stop, s->stop_len, s->p.n_stop);
+    flm_sampler_free(s->smp);
+    int n_ctx = s->p.n_ctx, n_threads = s->p.n_threads;
+    s->p = *p;
+    s->p.n_ctx = n_ctx;
+    s->p.n_threads = n_threads;
+    s->stop = stop;
+    s->stop_len = stop_len;
+    s->p.stop = (const char *const *)stop;
+    s->smp = smp;
+    return FLM_OK;
+}
+
+int flm_gen_token_logprobs(const flm_gen_session *s, int32_t *token, float *logprob, int32_t *top_ids,
+                           float *top_lp, int cap, int *n_top) {
+    *n_top = 0;
+    if (s->p.top_logprobs < 0 || !s->raw || s->last_tok < 0)
+        return flm_fail(FLM_ERR_ARG, "no log-probabilities: the session does not compute them (top_logprobs unset) "
+                                     "or no token is being delivered");
+    *token = s->last_tok;
+    *logprob = (float)(s->raw[s->last_tok] - s->raw_lse);
+    int want = s->p.top_logprobs < cap ? s->p.top_logprobs : cap;
+    /* one pass keeping the `want` largest sorted (most likely first; a later id never
+     * displaces an equal earlier one, so ties keep the lower id first) */
+    int n = 0;
+    for (int32_t i = 0; i < s->n_vocab && want > 0; i++) {
+        float v = s->raw[i];
+        if (n == want && !(v > s->raw[top_ids[n - 1]])) continue;
+        int j = n < want ? n++ : n - 1;
+        while (j > 0 && v > s->raw[top_ids[j - 1]]) { top_ids[j] = top_ids[j - 1]; j--; }
+        top_ids[j] = i;
+    }
+    for (int k = 0; k < n; k++) top_lp[k] = (float)(s->raw[top_ids[k]] - s->raw_lse);
+    *n_top = n;
+    return FLM_OK;
+}
+
+/* The raw logits kept for log-probabilities (before penalties), with their log-sum-exp. */
+static void keep_raw(flm_gen_session *s) {
+    memcpy(s->raw, s->logits, (size_t)s->n_vocab * sizeof *s->raw);
+    float mx = -INFINITY;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (s->raw[i] > mx) mx = s->raw[i];
+    double sum = 0;
+    for (int i = 0; i < s->n_vocab; i++) sum += exp((double)s->raw[i] - mx);
+    s->raw_lse = mx + log(sum);
+}
+
+/* OpenAI's presence and frequency penalties over the ids generated so far:
+ * logit -= count * frequency_penalty + presence_penalty for every generated id. */
+static void apply_openai_penalties(flm_gen_session *s) {
+    const int32_t *gen = s->hist + s->n_prompt;
+    int n = s->n_hist - s->n_prompt;
+    for (int i = 0; i < n; i++) s->counts[gen[i]]++;
+    for (int i = 0; i < n; i++) {
+        int c = s->counts[gen[i]];
+        if (c <= 0) continue; /* done already */
+        s->logits[gen[i]] -= (float)(c * s->p.frequency_penalty + s->p.presence_penalty);
+        s->counts[gen[i]] = 0;
+    }
+}
 
 /* ---- stop strings ---- */
 
@@ -365,9 +473,22 @@ int flm_gen_run(flm_gen_session *s, const int32_t *prompt, int n_prompt, flm_gen
     flm_token_stream ts;
     flm_token_stream_init(&ts, a->tok);
     int n_gen = 0;
+    bool penalties = s->p.presence_penalty != 0 || s->p.frequency_penalty != 0;
+    s->last_tok = -1;
+    if (why == FLM_STOP_NONE && penalties && !s->counts && !(s->counts = flm_calloc((size_t)s->n_vocab, sizeof *s->counts))) {
+        rc = FLM_ERR_NOMEM;
+        goto fail;
+    }
+    if (why == FLM_STOP_NONE && s->p.top_logprobs >= 0 && !s->raw && !(s->raw = flm_malloc((size_t)s->n_vocab * sizeof *s->raw))) {
+        rc = FLM_ERR_NOMEM;
+        goto fail;
+    }
     while (why == FLM_STOP_NONE) {
         if (atomic_load(&s->cancel)) { why = FLM_STOP_CANCELLED; break; }
+        if (s->p.top_logprobs >= 0) keep_raw(s);
+        if (penalties) apply_openai_penalties(s);
         int32_t tok = flm_sampler_sample(s->smp, s->logits, s->n_vocab, s->hist, (size_t)s->n_hist);
+        s->last_tok = tok;
         if (tok < 0) { rc = tok; goto fail; }
         if (n_gen == 0) res->timings.ttft_s = flm_now_seconds() - t0;
         if (flm_assets_is_eos(a, tok)) { why = FLM_STOP_EOS; res->stop_token = tok; break; }
@@ -391,6 +512,7 @@ int flm_gen_run(flm_gen_session *s, const int32_t *prompt, int n_prompt, flm_gen
     /* Release what was held back (an unfinished character becomes U+FFFD, as decode
      * does) unless a stop string ended the text or the callback asked to stop. */
     bool cb_stopped = why == FLM_STOP_CANCELLED && !atomic_load(&s->cancel);
+    s->last_tok = -1;
     if (why != FLM_STOP_STRING && !cb_stopped) {
         flm_token_stream_flush(&ts, &s->text);
         if (s->text.len > s->emitted) deliver(s, s->text.len, -1, cb, user);
@@ -411,6 +533,7 @@ int flm_gen_run(flm_gen_session *s, const int32_t *prompt, int n_prompt, flm_gen
     res->text_len = s->text.len;
     return FLM_OK;
 fail:
+    s->last_tok = -1;
     /* The cache holds exactly s->cached[0..n_cached) still; a failed forward left it untouched. */
     return rc;
 }

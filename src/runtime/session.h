@@ -78,7 +78,12 @@ typedef struct {
     long max_new_tokens;       /* > 0 */
     const char *const *stop;   /* stop strings (copied) */
     int n_stop;
+    double presence_penalty;   /* OpenAI's, over the generated ids: 0 = off */
+    double frequency_penalty;  /* OpenAI's, times each generated id's count: 0 = off */
+    int top_logprobs;          /* < 0: no log-probabilities; else each generated token's and this many
+                                  alternatives' (flm_gen_token_logprobs), at most FLM_GEN_MAX_TOP_LOGPROBS */
 } flm_gen_params;
+#define FLM_GEN_MAX_TOP_LOGPROBS 20
 
 /* Parameters from the asset's generation config merged with `overrides` (user
  * fields win; NULL = none), seed as given; greedy forces argmax (and, unless the
@@ -109,6 +114,16 @@ void flm_gen_session_free(flm_gen_session *s);
 int flm_gen_session_n_ctx(const flm_gen_session *s);
 /* The parameters the session was made with (stop points at the session's copies). */
 const flm_gen_params *flm_gen_session_params(const flm_gen_session *s);
+/* Replaces the parameters (sampler reseeded with p's seed, stop strings copied) and
+ * keeps the KV cache; p->n_ctx and p->n_threads are ignored (they stay). On failure
+ * nothing changes. */
+int flm_gen_session_set_params(flm_gen_session *s, const flm_gen_params *p);
+/* During a piece callback for a token (token >= 0): that token's log-probability
+ * under the model (log-softmax of the raw logits, before penalties and sampling
+ * filters), and the top alternatives, most likely first (ties: lower id first):
+ * *n_top = min(cap, top_logprobs). FLM_ERR_ARG when top_logprobs < 0. */
+int flm_gen_token_logprobs(const flm_gen_session *s, int32_t *token, float *logprob, int32_t *top_ids,
+                           float *top_lp, int cap, int *n_top);
 /* Forgets the cache and reseeds the sampler with the params' seed. */
 void flm_gen_session_reset(flm_gen_session *s);
 /* Sets the cancel flag (atomic; async-signal-safe). flm_gen_run clears it on entry. */
