@@ -78,6 +78,9 @@ typedef struct {
     long max_new_tokens;       /* > 0 */
     const char *const *stop;   /* stop strings (copied) */
     int n_stop;
+    /* NULL: fieldlm's own numerics. Else LiteRT's dynamic_int8 numerics emulated with
+     * these int8 weights (litert_int8.h; borrowed, must outlive the session). */
+    const flm_litert_int8 *litert_int8;
 } flm_gen_params;
 
 /* Parameters from the asset's generation config merged with `overrides` (user
