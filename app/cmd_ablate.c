@@ -12,13 +12,14 @@
 #include "dev/ablate.h"
 #include "runtime/session.h"
 
-#define DEFAULT_MAX_TOKENS 64
+#define DEFAULT_MAX_TOKENS 48
+#define DEFAULT_CONVERSATIONS 4
 #define DEFAULT_TURNS 20
 
 static void help(FILE *f) {
     fprintf(f,
             "usage: fieldlm ablate [-m MODEL] [--lora DIR[:S]]... --questions FILE.jsonl [-n N] [--json]\n"
-            "                      [--max-tokens N] [--seed N] [--turns N] [--variants LIST] [-t N] [-o FILE]\n"
+            "                      [--max-tokens N] [--seed N] [--turns N] [--conversations N] [--variants LIST] [-t N] [-o FILE]\n"
             "                      [--answers FILE]\n\n"
             "Answers the questions with fieldlm's faithful configuration (the baseline, equal to\n"
             "transformers: the model's chat template, generation_config.json's sampler with seed S+i for\n"
@@ -28,10 +29,10 @@ static void help(FILE *f) {
             "  stop_endoftext_only     only <|endoftext|> stops (generation runs past <|im_end|>)\n"
             "  affix_template          LiteRT-LM's prompt without a Jinja template: affixes, role `model`,\n"
             "                          no default system prompt\n"
-            "  kv_cap_1280             conversations of --turns consecutive questions (earlier questions and\n"
-            "                          answers as history) against a capacity of 1280 tokens: a longer prompt is\n"
-            "                          refused, decoding stops at the capacity; compared with the same\n"
-            "                          conversations uncapped\n"
+            "  kv_cap_1280             --conversations conversations of --turns consecutive questions (the\n"
+            "                          earlier questions and the uncapped answers as history) against a capacity\n"
+            "                          of 1280 tokens: a longer prompt is refused, decoding stops at the\n"
+            "                          capacity; compared with the same conversations uncapped\n"
             "  dynamic_int8            LiteRT's dynamic_int8 numerics, emulated (int8 weights per channel,\n"
             "                          inputs quantized per row to asymmetric int8)\n"
             "  litert_defaults         all of them together, on the single questions\n"
@@ -48,6 +49,8 @@ static void help(FILE *f) {
             "      --max-tokens N    new tokens per answer at most (default %d)\n"
             "      --seed N          question i samples with seed N+i (default 0)\n"
             "      --turns N         kv_cap_1280: questions per conversation (default %d)\n"
+            "      --conversations N kv_cap_1280: conversations, over the first N x turns questions (default %d;\n"
+            "                        0: all the questions)\n"
             "      --variants LIST   comma-separated names to run (the baseline always runs; default: all)\n"
             "  -t, --threads N       forward-pass threads (default: physical cores)\n"
             "      --json            print one JSON object instead of the table\n"
@@ -58,7 +61,7 @@ static void help(FILE *f) {
             "  -h, --help            this help\n\n"
             "Progress goes to stderr. Exit status: 0 done, 1 error (unreadable model or questions file),\n"
             "2 usage.\n",
-            DEFAULT_MAX_TOKENS, DEFAULT_TURNS);
+            DEFAULT_MAX_TOKENS, DEFAULT_TURNS, DEFAULT_CONVERSATIONS);
 }
 
 static bool g_tty;
@@ -122,7 +125,7 @@ static int cmd_ablate(int argc, char **argv) {
     cli_model_args ma = {0};
     const char *questions = NULL, *outp = NULL, *answers = NULL;
     bool as_json = false;
-    long n = 0, max_tokens = DEFAULT_MAX_TOKENS, seed = 0, turns = DEFAULT_TURNS, threads = 0;
+    long n = 0, max_tokens = DEFAULT_MAX_TOKENS, seed = 0, turns = DEFAULT_TURNS, threads = 0, convs = DEFAULT_CONVERSATIONS;
     unsigned variants = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_arg(&ma, argc, argv, &i, "ablate");
@@ -135,6 +138,7 @@ static int cmd_ablate(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n")) { if (!int_opt(argc, argv, &i, 1, 1000000, &n)) return EXIT_USAGE; }
         else if (!strcmp(argv[i], "--max-tokens")) { if (!int_opt(argc, argv, &i, 1, 8192, &max_tokens)) return EXIT_USAGE; }
         else if (!strcmp(argv[i], "--seed")) { if (!int_opt(argc, argv, &i, 0, 0x7fffffffL, &seed)) return EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--conversations")) { if (!int_opt(argc, argv, &i, 0, 100000, &convs)) return EXIT_USAGE; }
         else if (!strcmp(argv[i], "--turns")) { if (!int_opt(argc, argv, &i, 1, 1000, &turns)) return EXIT_USAGE; }
         else if (cli_is(argv[i], "-t", "--threads")) { if (!int_opt(argc, argv, &i, 1, 1024, &threads)) return EXIT_USAGE; }
         else if (cli_is(argv[i], "-o", "--output")) { if (!(outp = cli_value(argc, argv, &i, "ablate"))) return EXIT_USAGE; }
@@ -168,7 +172,7 @@ static int cmd_ablate(int argc, char **argv) {
     if (a->warning) fprintf(stderr, "fieldlm ablate: warning: %s\n", a->warning);
     g_tty = isatty(fileno(stderr));
     flm_ablate_options o = {.max_tokens = (int)max_tokens, .seed = (uint64_t)seed, .n_threads = (int)threads, .kv_cap = 1280,
-                            .turns = (int)turns, .variants = variants, .progress = progress};
+                            .turns = (int)turns, .conversations = (int)convs, .variants = variants, .progress = progress};
     fprintf(stderr, "ablate: %d questions, at most %ld new tokens each, model %s%s\n", qs.n, max_tokens, ma.model, lora.n ? " + LoRA" : "");
     if (answers) {
         if (flm_outfile_open(answers, &af)) { cli_error("ablate"); goto done; }

@@ -247,6 +247,9 @@ static bool in_set(const int32_t *set, int n, int32_t id) {
     return false;
 }
 
+static int decode(runner *r, const flm_assets *a, int n_prompt, int n_gen, flm_sampler *smp, const int32_t *stops,
+                  int n_stops, int max_new, answer *out);
+
 static int generate(runner *r, const flm_assets *a, const int32_t *prompt, int n_prompt, flm_sampler *smp,
                     const int32_t *stops, int n_stops, int max_new, answer *out) {
     memset(out, 0, sizeof *out);
@@ -262,7 +265,14 @@ static int generate(runner *r, const flm_assets *a, const int32_t *prompt, int n
     }
     memcpy(r->hist, prompt, (size_t)n_prompt * sizeof *prompt);
     r->prompt_in_cache = n_prompt;
-    int n_hist = n_prompt, n_gen = 0;
+    return decode(r, a, n_prompt, 0, smp, stops, n_stops, max_new, out);
+}
+
+/* The decoding loop from r->logits, with n_gen tokens already generated after the
+ * n_prompt prompt tokens in r->hist (0: a fresh answer). */
+static int decode(runner *r, const flm_assets *a, int n_prompt, int n_gen, flm_sampler *smp, const int32_t *stops,
+                  int n_stops, int max_new, answer *out) {
+    int rc, n_hist = n_prompt + n_gen;
     flm_stop_reason why = FLM_STOP_NONE;
     while (why == FLM_STOP_NONE) {
         int32_t tok = flm_sampler_sample(smp, r->logits, r->V, r->hist, (size_t)n_hist);
@@ -276,6 +286,9 @@ static int generate(runner *r, const flm_assets *a, const int32_t *prompt, int n
     }
     out->stop = why;
     out->n = n_gen;
+    free(out->ids);
+    free(out->text);
+    out->text = NULL;
     out->ids = flm_malloc(((size_t)n_gen + 1) * sizeof *out->ids);
     if (!out->ids) return FLM_ERR_NOMEM;
     memcpy(out->ids, r->hist + n_prompt, (size_t)n_gen * sizeof *out->ids);
@@ -286,6 +299,50 @@ static int generate(runner *r, const flm_assets *a, const int32_t *prompt, int n
     out->text_len = sb.len;
     out->text = sb.data ? sb.data : flm_strdup("");
     return out->text ? FLM_OK : FLM_ERR_NOMEM;
+}
+
+/* stop_endoftext_only from the baseline's run b (the runner and sampler just as b's
+ * generation left them): up to the baseline's stop both runs are one computation (same
+ * prompt, numerics, seed and draws); they part only where the baseline stopped on an
+ * id that is not <|endoftext|> — there this run appends it, feeds it and goes on. */
+static int continue_past(runner *r, const flm_assets *a, int n_prompt, const answer *b, flm_sampler *smp, int32_t eot,
+                         int max_new, answer *out) {
+    memset(out, 0, sizeof *out);
+    out->stop_token = -1;
+    if (b->stop != FLM_STOP_EOS || b->stop_token == eot) {
+        /* the same answer: copy it */
+        out->stop = b->stop;
+        out->stop_token = b->stop_token;
+        out->n = b->n;
+        out->ids = flm_malloc(((size_t)b->n + 1) * sizeof *out->ids);
+        out->text = flm_malloc(b->text_len + 1);
+        if (!out->ids || !out->text) return FLM_ERR_NOMEM;
+        memcpy(out->ids, b->ids, (size_t)b->n * sizeof *out->ids);
+        memcpy(out->text, b->text, b->text_len + 1);
+        out->text_len = b->text_len;
+        return FLM_OK;
+    }
+    int32_t tok = b->stop_token;
+    int n_gen = b->n, n_hist = n_prompt + n_gen;
+    r->hist[n_hist++] = tok;
+    n_gen++;
+    if (n_gen >= max_new || n_hist >= r->n_ctx) {
+        out->stop = n_gen >= max_new ? FLM_STOP_LENGTH : FLM_STOP_CONTEXT;
+        out->n = n_gen;
+        out->ids = flm_malloc(((size_t)n_gen + 1) * sizeof *out->ids);
+        if (!out->ids) return FLM_ERR_NOMEM;
+        memcpy(out->ids, r->hist + n_prompt, (size_t)n_gen * sizeof *out->ids);
+        strbuf sb;
+        flm_sb_init(&sb);
+        int rc = flm_tokenizer_decode(a->tok, out->ids, (size_t)n_gen, &sb);
+        if (rc || sb.oom) { flm_sb_free(&sb); return rc ? rc : FLM_ERR_NOMEM; }
+        out->text_len = sb.len;
+        out->text = sb.data ? sb.data : flm_strdup("");
+        return out->text ? FLM_OK : FLM_ERR_NOMEM;
+    }
+    int rc = flm_forward(r->fw, &tok, 1, r->logits, FLM_LOGITS_LAST);
+    if (rc) return rc;
+    return decode(r, a, n_prompt, n_gen, smp, &eot, 1, max_new, out);
 }
 
 /* The logits of the positions that predict T[0..m) after the prompt (row j predicts
@@ -509,6 +566,15 @@ int flm_ablate_run(const flm_assets *a, const flm_ablate_questions *qs, const fl
         if ((rc = generate(&r_f32, a, prompt_chat, n_chat, s_base, a->eos, a->n_eos, o->max_tokens, b))) goto done;
         if (b->refused) { rc = flm_fail(FLM_ERR_CONTEXT, "question %d: its prompt of %d tokens does not fit the context", i + 1, n_chat); goto done; }
         if ((rc = report_answer(o, FLM_ABL_BASELINE, i, b)) || (rc = targets(b, &T, &m))) goto done;
+        res[FLM_ABL_BASELINE].seconds += flm_now_seconds() - t0;
+        if (want & (1u << FLM_ABL_STOP_EOT)) {
+            t0 = flm_now_seconds();
+            answer *x = &res[FLM_ABL_STOP_EOT].ans[i];
+            if ((rc = continue_past(&r_f32, a, n_chat, b, s_base, eot, o->max_tokens, x)) || (rc = report_answer(o, FLM_ABL_STOP_EOT, i, x))) goto done;
+            res[FLM_ABL_STOP_EOT].identical += same_answer(x, b);
+            res[FLM_ABL_STOP_EOT].seconds += flm_now_seconds() - t0;
+        }
+        t0 = flm_now_seconds();
         int rows_b = 0;
         if ((rc = teacher(&r_f32, prompt_chat, n_chat, T, m, base_rows, &rows_b))) goto done;
         lse_rows(base_rows, rows_b, V, base_lse);
@@ -520,6 +586,11 @@ int flm_ablate_run(const flm_assets *a, const flm_ablate_questions *qs, const fl
 
         for (int v = 1; v < FLM_ABL_N; v++) {
             if (v == FLM_ABL_KV_CAP || !(want & (1u << v))) continue;
+            if (v == FLM_ABL_STOP_EOT) { /* generated above; the baseline's prompt and numerics */
+                res[v].kl_sum += kl_same;
+                res[v].kl_pos += rows_b;
+                continue;
+            }
             behaviour bh = behaviour_of(v);
             t0 = flm_now_seconds();
             runner *rn = bh.int8 ? (bh.cap ? &r_i8cap : &r_i8) : &r_f32;
@@ -557,8 +628,10 @@ int flm_ablate_run(const flm_assets *a, const flm_ablate_questions *qs, const fl
         char **hist_text = flm_calloc((size_t)o->turns, sizeof *hist_text);
         if (!roles || !contents || !hist_text) { free(hist_text); rc = FLM_ERR_NOMEM; goto done; }
         answer ref = {0};
-        for (int c0 = 0; c0 < N; c0 += o->turns) {
-            int turns = N - c0 < o->turns ? N - c0 : o->turns;
+        int n_conv_q = o->conversations > 0 && o->conversations * o->turns < N ? o->conversations * o->turns : N;
+        res[FLM_ABL_KV_CAP].n = n_conv_q;
+        for (int c0 = 0; c0 < n_conv_q; c0 += o->turns) {
+            int turns = n_conv_q - c0 < o->turns ? n_conv_q - c0 : o->turns;
             rep->n_conversations++;
             for (int k = 0; k < turns; k++) {
                 int i = c0 + k, n_msg = 0;
@@ -592,7 +665,7 @@ int flm_ablate_run(const flm_assets *a, const flm_ablate_questions *qs, const fl
                 }
                 if (!(hist_text[k] = flm_strdup(ref.text ? ref.text : ""))) { rc = FLM_ERR_NOMEM; break; }
                 answer_free(&ref);
-                if (o->progress) o->progress(o->progress_ctx, "kv_cap_1280 conversations", i + 1, N, flm_now_seconds() - t_start);
+                if (o->progress) o->progress(o->progress_ctx, "kv_cap_1280 conversation turns", i + 1, n_conv_q, flm_now_seconds() - t_start);
             }
             for (int k = 0; k < o->turns; k++) { free(hist_text[k]); hist_text[k] = NULL; }
             if (rc) break;
@@ -605,9 +678,10 @@ int flm_ablate_run(const flm_assets *a, const flm_ablate_questions *qs, const fl
 
     for (int v = 0; v < FLM_ABL_N; v++) {
         if (!(want & (1u << v))) continue;
-        res[v].n = N;
+        if (v != FLM_ABL_KV_CAP) res[v].n = N;
         summarize(&res[v], im_end, &rep->v[v]);
     }
+    rep->n_turns = res[FLM_ABL_KV_CAP].n;
     rep->n_questions = N;
     rep->turns = o->turns;
     rep->max_tokens = o->max_tokens;
@@ -644,8 +718,8 @@ void flm_ablate_report_json(const flm_ablate_report *r, const char *model, const
     flm_sb_puts(sb, "], \"questions\": ");
     flm_sb_json_string(sb, questions, strlen(questions), false);
     flm_sb_printf(sb, ", \"n_questions\": %d, \"max_tokens\": %d, \"seed\": %llu, \"kv_cap\": %d, \"turns\": %d, "
-                  "\"conversations\": %d, \"seconds\": %.2f, \"variants\": [",
-                  r->n_questions, r->max_tokens, (unsigned long long)r->seed, r->kv_cap, r->turns, r->n_conversations, r->seconds);
+                  "\"conversations\": %d, \"conversation_turns\": %d, \"seconds\": %.2f, \"variants\": [",
+                  r->n_questions, r->max_tokens, (unsigned long long)r->seed, r->kv_cap, r->turns, r->n_conversations, r->n_turns, r->seconds);
     bool first = true;
     for (int v = 0; v < FLM_ABL_N; v++) {
         const flm_ablate_variant *x = &r->v[v];
@@ -676,7 +750,7 @@ void flm_ablate_report_table(const flm_ablate_report *r, strbuf *sb) {
                       x->n_refused);
     }
     flm_sb_printf(sb, "%d questions, at most %d new tokens each, seeds %llu..%llu; kv_cap_1280: %d conversations of up to %d turns "
-                  "against a capacity of %d, compared with the same conversations uncapped; %.1f s\n",
+                  "(%d answers) against a capacity of %d, compared with the same conversations uncapped; %.1f s\n",
                   r->n_questions, r->max_tokens, (unsigned long long)r->seed, (unsigned long long)(r->seed + (uint64_t)r->n_questions - 1),
-                  r->n_conversations, r->turns, r->kv_cap, r->seconds);
+                  r->n_conversations, r->turns, r->n_turns, r->kv_cap, r->seconds);
 }

@@ -75,6 +75,7 @@ typedef struct {
     int n_threads;       /* forward threads (<= 0: physical cores) */
     int kv_cap;          /* LiteRT-LM capacity (max_num_tokens), e.g. 1280 */
     int turns;           /* kv_cap_1280: questions per conversation */
+    int conversations;   /* kv_cap_1280: conversations (the first conversations*turns questions); <= 0: all */
     unsigned variants;   /* bit per variant to run (baseline always runs); 0: all */
     void (*progress)(void *ctx, const char *phase, int done, int total, double seconds);
     void *progress_ctx;
@@ -97,6 +98,7 @@ typedef struct {
 typedef struct {
     flm_ablate_variant v[FLM_ABL_N];
     int n_questions, n_conversations, turns, max_tokens, kv_cap;
+    int n_turns;         /* kv_cap_1280's answers: turns of all conversations */
     uint64_t seed;
     double seconds;
 } flm_ablate_report;
