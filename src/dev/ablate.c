@@ -120,7 +120,11 @@ static int parse_question(const char *path, int line, const char *text, size_t l
     char what[64];
     snprintf(what, sizeof what, "line %d", line);
     flm_json_doc *doc = flm_json_parse(text, len, what);
-    if (!doc) return flm_fail(FLM_ERR_FORMAT, "%s: %s (each line must be one JSON object {\"messages\": [...]})", path, flm_last_error());
+    if (!doc) {
+        char msg[512]; /* the message lives in the buffer flm_fail writes */
+        snprintf(msg, sizeof msg, "%s", flm_last_error());
+        return flm_fail(FLM_ERR_FORMAT, "%s: %s (each line must be one JSON object {\"messages\": [...]})", path, msg);
+    }
     int rc = FLM_ERR_FORMAT;
     const flm_json *root = flm_json_root(doc), *msgs = flm_json_get(root, "messages");
     if (root->type != JSON_OBJECT || !msgs || msgs->type != JSON_ARRAY || msgs->len == 0) {
