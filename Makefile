@@ -9,6 +9,7 @@
 #   make install    CLI, libfieldlm.a, libfieldlm.so, fieldlm.h, fieldlm.pc under PREFIX
 #   make test-install  install into a temporary prefix, check exports, build an example via pkg-config
 #   make check-layers  the layer rules of docs/DESIGN.md (src/LAYERS): no upward include, no cycle
+#   make ablate-report the LiteRT-LM ablation of docs/FIDELITY.md (200 KCC questions, base + LoRA; slow)
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
