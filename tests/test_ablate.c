@@ -311,7 +311,7 @@ static int collect(void *ctx, int v, int q, const int32_t *ids, int n, const cha
     (void)text; (void)len;
     collected *c = ctx;
     if (q >= 8 || n > 64) return 0;
-    memcpy(c->ids[v][q], ids, (size_t)n * sizeof *ids);
+    if (n) memcpy(c->ids[v][q], ids, (size_t)n * sizeof *ids);
     c->len[v][q] = n;
     snprintf(c->stop[v][q], sizeof c->stop[v][q], "%s", stop);
     c->n++;
@@ -327,9 +327,9 @@ TEST(ablate_capacity_refuses_and_cuts_as_litert_lm) {
     CHECK_EQ_INT(qs.n, 3);
     static collected c;
     memset(&c, 0, sizeof c);
-    /* a capacity of 80: turn 1 (~35 prompt tokens) fits but its answer is cut at the
-     * capacity; turn 3's history is longer than 80: refused */
-    flm_ablate_options o = {.max_tokens = 40, .seed = 5, .n_threads = 1, .kv_cap = 80, .turns = 3, .conversations = 1,
+    /* a capacity of 60: turn 1 (~35 prompt tokens) fits, its answer may be cut at the
+     * capacity; turn 3's history is longer than 60: refused */
+    flm_ablate_options o = {.max_tokens = 24, .seed = 5, .n_threads = 1, .kv_cap = 60, .turns = 3, .conversations = 1,
                             .variants = 1u << FLM_ABL_KV_CAP | 1u << FLM_ABL_STOP_EOT, .answer = collect, .answer_ctx = &c};
     flm_ablate_report r;
     REQUIRE(flm_ablate_run(a, &qs, &o, &r) == 0);
