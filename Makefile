@@ -9,6 +9,7 @@
 #   make install    CLI, libfieldlm.a, libfieldlm.so, fieldlm.h, fieldlm.pc under PREFIX
 #   make test-install  install into a temporary prefix, check exports, build an example via pkg-config
 #   make check-layers  the layer rules of docs/DESIGN.md (src/LAYERS): no upward include, no cycle
+#   make ablate-report the LiteRT-LM ablation of docs/FIDELITY.md (200 KCC questions, base + LoRA; slow)
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -56,6 +57,7 @@ APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/serve_page.o
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 $(BUILD)/src/kernels/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/src/runtime/litert_int8.o: EXTRA_CFLAGS = -O3
 $(BUILD)/src/kernels/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
 
 .PHONY: all deps test test-san test-neon fuzz demo clean
@@ -76,6 +78,7 @@ $(BUILD)/pic/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -fPIC -c $< -o $@
 $(BUILD)/pic/src/kernels/kernels_avx2.o: EXTRA_CFLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/pic/src/runtime/litert_int8.o: EXTRA_CFLAGS = -O3
 $(BUILD)/pic/src/kernels/kernels_avx512.o: EXTRA_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx2
 
 
@@ -198,3 +201,17 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(DEV_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
+
+# The published ablation (docs/FIDELITY.md, "Which suspect causes which symptom"): every
+# LiteRT-LM behaviour on the first 200 KCC questions, for kcc-advisor and with its LoRA.
+# Reports (JSON, answers, a markdown table) go to build/ablate/.
+ABLATE_N ?= 200
+ABLATE_ARGS ?= -n $(ABLATE_N) -t 2
+ablate-report: $(BUILD)/fieldlm
+	@mkdir -p $(BUILD)/ablate
+	$(BUILD)/fieldlm ablate -m models/kcc-advisor --questions data/ablate/kcc-questions.jsonl $(ABLATE_ARGS) --json \
+	  -o $(BUILD)/ablate/kcc-advisor.json --answers $(BUILD)/ablate/kcc-advisor.answers.jsonl
+	$(BUILD)/fieldlm ablate -m models/kcc-advisor --lora tests/data/kcc-advisor-lora --questions data/ablate/kcc-questions.jsonl \
+	  $(ABLATE_ARGS) --json -o $(BUILD)/ablate/kcc-advisor-lora.json --answers $(BUILD)/ablate/kcc-advisor-lora.answers.jsonl
+	python3 tools/ablate-table.py $(BUILD)/ablate/kcc-advisor.json $(BUILD)/ablate/kcc-advisor-lora.json | tee $(BUILD)/ablate/table.md
+.PHONY: ablate-report

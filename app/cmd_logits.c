@@ -13,13 +13,16 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: fieldlm logits -m MODEL --ids 1,2,3 -o FILE [--lora DIR[:SCALE]]...\n\n"
+            "usage: fieldlm logits -m MODEL --ids 1,2,3 -o FILE [--lora DIR[:SCALE]]... [--litert-int8]\n\n"
             "Prefills the token ids and writes the logits of every position to FILE as\n"
             "float32 little-endian, shape [n_ids, vocab], row-major, nothing else.\n\n"
             "  -m, --model MODEL     Hugging Face folder or .gguf package\n"
             "      --ids LIST        comma-separated token ids\n"
             "  -o, --output FILE     output file (written atomically: FILE.XXXXXX.tmp, then renamed)\n"
             "      --lora DIR[:S]    merge a PEFT LoRA adapter at load (HF folders), scale S (default 1)\n"
+            "      --litert-int8     compute as LiteRT's dynamic_int8 recipe does (int8 weights per output\n"
+            "                        channel, inputs of every product quantized per row to asymmetric int8),\n"
+            "                        emulated (docs/LITERT.md); default: fieldlm's own numerics\n"
             "      --mmap, --no-mmap run the weights from the file mapping / load them into memory\n"
             "                        (default: load when they take at most half of the free memory)\n"
             "  -h, --help            this help\n\n"
@@ -32,12 +35,14 @@ static void help(FILE *f) {
 static int cmd_logits(int argc, char **argv) {
     cli_model_args ma = {0};
     const char *ids_s = NULL, *outp = NULL;
+    bool litert_int8 = false;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_arg(&ma, argc, argv, &i, "logits");
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
         if (cli_is(argv[i], "-h", "--help")) { help(stdout); return EXIT_OK; }
         else if (!strcmp(argv[i], "--ids")) { if (!(ids_s = cli_value(argc, argv, &i, "logits"))) return EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--litert-int8")) litert_int8 = true;
         else if (cli_is(argv[i], "-o", "--output")) { if (!(outp = cli_value(argc, argv, &i, "logits"))) return EXIT_USAGE; }
         else { fprintf(stderr, "fieldlm logits: unknown option '%s'\n", argv[i]); help(stderr); return EXIT_USAGE; }
     }
@@ -60,9 +65,11 @@ static int cmd_logits(int argc, char **argv) {
     size_t V = (size_t)m->cfg.vocab_size;
     float *logits = malloc((size_t)n * V * sizeof(float));
     flm_forward_state *st = NULL;
+    flm_litert_int8 *li8 = NULL;
     if (!logits) { fprintf(stderr, "fieldlm logits: out of memory\n"); goto done; }
     int ctx = n > m->cfg.max_position_embeddings ? m->cfg.max_position_embeddings : n;
-    if (flm_forward_new(m, ctx, &st) || flm_forward(st, (const int32_t *)ids, n, logits, FLM_LOGITS_ALL)) { cli_error("logits"); goto done; }
+    if (flm_forward_new(m, ctx, &st) || (litert_int8 && (flm_litert_int8_new(m, 0, &li8) || flm_forward_set_litert_int8(st, li8))) ||
+        flm_forward(st, (const int32_t *)ids, n, logits, FLM_LOGITS_ALL)) { cli_error("logits"); goto done; }
     flm_outfile of;
     if (flm_outfile_open(outp, &of)) { cli_error("logits"); goto done; }
     if (flm_outfile_write(&of, logits, (size_t)n * V * sizeof(float))) {
@@ -74,6 +81,7 @@ static int cmd_logits(int argc, char **argv) {
     rc = EXIT_OK;
 done:
     flm_forward_free(st);
+    flm_litert_int8_free(li8);
     free(logits);
     free(ids);
     flm_model_close(m);

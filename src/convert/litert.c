@@ -22,6 +22,7 @@
 #include "format/flatbuf.h"
 #include "format/litertlm.h"
 #include "format/tflite.h"
+#include "kernels/quant.h"
 #include "base/json.h"
 
 #define WEIGHT_ALIGN 64
@@ -672,15 +673,7 @@ static void convert_part(void *ctx, int ith, int nth) {
             for (int64_t i = 0; i < cols; i++) o[i] = flm_f32_to_f16(xr[i]);
             continue;
         }
-        float amax = 0;
-        for (int64_t i = 0; i < cols; i++) amax = fmaxf(amax, fabsf(xr[i]));
-        float scale = amax > 0 ? amax / 127.0f : 1.0f;
-        w->scales[s->row0 + r] = scale;
-        int8_t *o = (int8_t *)s->y + r * cols;
-        for (int64_t i = 0; i < cols; i++) {
-            float q = roundf(xr[i] / scale);
-            o[i] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
-        }
+        w->scales[s->row0 + r] = flm_quantize_row_i8_channel(xr, (int8_t *)s->y + r * cols, cols);
     }
 }
 

@@ -72,6 +72,36 @@ void flm_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = flm_f32_to_bf16(x[i]);
 }
 
+float flm_quantize_row_i8_channel(const float *x, int8_t *q, int64_t n) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float scale = amax > 0 ? amax / 127.0f : 1.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float v = roundf(x[i] / scale);
+        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    return scale;
+}
+
+float flm_quantize_row_i8_asym(const float *x, int8_t *q, int64_t n, int32_t *zero_point) {
+    float lo = 0, hi = 0; /* min(0, min x), max(0, max x) */
+    for (int64_t i = 0; i < n; i++) { lo = fminf(lo, x[i]); hi = fmaxf(hi, x[i]); }
+    const float qmin = -128.0f, qmax = 127.0f;
+    float m = lo == hi ? 1.0f : (qmax - qmin) / (hi - lo);
+    float dmin = lo * m, dmax = hi * m;
+    float zp = (qmin + dmin) + (qmax + dmax) > 0 ? qmin - dmin : qmax - dmax;
+    zp = fminf(fmaxf(zp, qmin), qmax);
+    int32_t z = (int32_t)rintf(zp);
+    float inv = 1.0f / m, mult = 1.0f / inv; /* the conversion's multiplier, as the runtime rounds it */
+    float lo_c = qmin - (float)z, hi_c = qmax - (float)z;
+    for (int64_t i = 0; i < n; i++) {
+        float v = fminf(fmaxf(x[i] * mult, lo_c), hi_c);
+        q[i] = (int8_t)((int32_t)rintf(v) + z);
+    }
+    *zero_point = z;
+    return inv;
+}
+
 bool flm_quant_row_ok(flm_dtype t, int64_t row_len) {
     const flm_dtype_info *d = flm_dtype_get(t);
     return d && row_len > 0 && row_len % d->block_size == 0;

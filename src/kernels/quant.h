@@ -26,6 +26,22 @@ void flm_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n);
 void flm_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
 void flm_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n);
 
+/* LiteRT int8 weights (AI Edge Torch's dynamic_int8 / weight_only_int8 recipes): one
+ * row (output channel) -> int8, symmetric, one scale for the row: scale = amax/127
+ * (1 when the row is all zero), q = roundf(x/scale) clamped to [-127, 127]. Returns the
+ * scale. fieldlm's .tflite writer (convert/litert.c) stores exactly these, and the
+ * runtime's dynamic_int8 emulation (runtime/litert_int8.c) computes with them. */
+float flm_quantize_row_i8_channel(const float *x, int8_t *q, int64_t n);
+
+/* XNNPACK's dynamic per-row input quantization (its f32->qd8 conversion in front of a
+ * FULLY_CONNECTED with float input and int8 weights, "asymmetric_quantize_inputs"):
+ * rmin = min(0, min x), rmax = max(0, max x); m = 255/(rmax-rmin) (1 if equal); the zero
+ * point is -128 - rmin*m or 127 - rmax*m (whichever side has the smaller error), clamped to
+ * [-128, 127] and rounded to nearest even; q = clamp(rint(x * (1/(1/m))) + zp) to [-128, 127].
+ * Returns the dequantization scale 1/m (a product sum(q_x - zp)*q_w is multiplied by it);
+ * *zero_point receives zp. */
+float flm_quantize_row_i8_asym(const float *x, int8_t *q, int64_t n, int32_t *zero_point);
+
 /* float32 -> half / bfloat16 rows (round to nearest even; NaN stays NaN). */
 void flm_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 void flm_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n);

@@ -16,6 +16,7 @@
 
 #include "base/common.h"
 #include "base/threadpool.h"
+#include "kernels/quant.h"
 
 #define FWD_CHUNK 64
 #define KV_MIN_CAP 256
@@ -50,6 +51,11 @@ struct flm_forward_state {
     void *qx[2];      /* X prepared for the int8 products (k->qprep), for q8_0 and q4_0 */
     size_t qx_cap[2];
     struct chunk_range *ranges; /* [n_threads]: each thread's chunks of the current product */
+    /* LiteRT dynamic_int8 emulation (flm_forward_set_litert_int8), or NULL */
+    const flm_litert_int8 *li8;
+    int8_t *i8x;      /* [CHUNK, max cols] the product's input, quantized per row */
+    float *i8s;       /* [CHUNK] dequantization scale per row */
+    int32_t *i8z;     /* [CHUNK] zero point per row */
 };
 
 static int n_caches(const flm_forward_state *st) { return st->m->cfg.n_layers * st->m->cfg.n_kv_heads; }
@@ -68,6 +74,7 @@ void flm_forward_free(flm_forward_state *st) {
     free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
     free(st->rope_cos); free(st->rope_sin);
     free(st->qx[0]); free(st->qx[1]); free(st->ranges);
+    free(st->i8x); free(st->i8s); free(st->i8z);
     flm_pool_free(st->pool);
     free(st);
 }
@@ -113,6 +120,27 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
 }
 
 void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k) { st->k = k; }
+
+int flm_forward_set_litert_int8(flm_forward_state *st, const flm_litert_int8 *q) {
+    if (q && (q->n_layers != st->m->cfg.n_layers || q->embed.cols != st->m->cfg.hidden_size))
+        return flm_fail(FLM_ERR_ARG, "the int8 weights were made for another model shape");
+    if (q && !st->i8x) {
+        const flm_config *c = &st->m->cfg;
+        int cols = c->hidden_size;
+        if (c->intermediate_size > cols) cols = c->intermediate_size;
+        if (c->n_heads * c->head_dim > cols) cols = c->n_heads * c->head_dim;
+        st->i8x = flm_malloc((size_t)FWD_CHUNK * (size_t)cols);
+        st->i8s = flm_malloc(FWD_CHUNK * sizeof *st->i8s);
+        st->i8z = flm_malloc(FWD_CHUNK * sizeof *st->i8z);
+        if (!st->i8x || !st->i8s || !st->i8z) {
+            free(st->i8x); free(st->i8s); free(st->i8z);
+            st->i8x = NULL; st->i8s = NULL; st->i8z = NULL;
+            return FLM_ERR_NOMEM;
+        }
+    }
+    st->li8 = q;
+    return FLM_OK;
+}
 
 /* Attention scratch: for each thread, a group of query heads' scores over cap positions. */
 static size_t scores_floats(const flm_forward_state *st, int cap, int n_threads) {
@@ -193,6 +221,7 @@ static int ensure_cache(flm_forward_state *st, int need) {
 typedef struct {
     const flm_kernels *k;
     const flm_tensor *W[MAX_FUSED];
+    const flm_i8_matrix *Q[MAX_FUSED]; /* LiteRT dynamic_int8 emulation: the int8 copy of W[i], else NULL */
     float *Y[MAX_FUSED];
     int n_mat;
     const float *X;
@@ -204,12 +233,14 @@ typedef struct {
     int chunk_rows[MAX_FUSED];       /* per group */
     int first[MAX_FUSED + 1];        /* first chunk of each group; first[n_groups] = total */
     struct chunk_range *ranges;      /* one per thread */
+    const int8_t *i8x; const float *i8s; const int32_t *i8z; /* X quantized per row for Q */
 } matmul_job;
 
 static void rows_of(const matmul_job *j, int i, int r0, int r1) {
     const flm_tensor *W = j->W[i];
     int rows = (int)W->shape[0], cols = (int)W->shape[1];
-    if (j->Xp[i]) j->k->qrun(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
+    if (j->Q[i]) flm_i8_hybrid_rows(j->Q[i], j->i8x, j->i8s, j->i8z, j->Y[i], j->n_tok, r0, r1);
+    else if (j->Xp[i]) j->k->qrun(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
     else j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
 }
 
@@ -265,10 +296,16 @@ static const void *prepare_x(flm_forward_state *st, flm_dtype dt, const float *X
 }
 
 static void matmul_run(flm_forward_state *st, matmul_job *j) {
+    if (j->Q[0]) { /* emulation: X quantized per row once for the job's products (they share X) */
+        int cols = j->Q[0]->cols;
+        for (int t = 0; t < j->n_tok; t++)
+            st->i8s[t] = flm_quantize_row_i8_asym(j->X + (size_t)t * (size_t)cols, st->i8x + (size_t)t * (size_t)cols, cols, &st->i8z[t]);
+        j->i8x = st->i8x; j->i8s = st->i8s; j->i8z = st->i8z;
+    }
     for (int i = 0; i < j->n_mat; i++) { /* X prepared once per weight type */
         int e = 0;
         while (e < i && j->W[e]->dtype != j->W[i]->dtype) e++;
-        j->Xp[i] = e < i ? j->Xp[e] : prepare_x(st, j->W[i]->dtype, j->X, j->n_tok, (int)j->W[i]->shape[1]);
+        j->Xp[i] = j->Q[i] ? NULL : e < i ? j->Xp[e] : prepare_x(st, j->W[i]->dtype, j->X, j->n_tok, (int)j->W[i]->shape[1]);
     }
     j->n_groups = j->swiglu ? 1 : j->n_mat;
     j->first[0] = 0;
@@ -290,8 +327,8 @@ static void matmul_run(flm_forward_state *st, matmul_job *j) {
     flm_pool_run(st->pool, matmul_part, j);
 }
 
-static void matmul(flm_forward_state *st, const flm_tensor *W, const float *X, float *Y, int n_tok) {
-    matmul_job j = {.k = st->k, .W = {W}, .Y = {Y}, .n_mat = 1, .X = X, .n_tok = n_tok};
+static void matmul(flm_forward_state *st, const flm_tensor *W, const flm_i8_matrix *Q, const float *X, float *Y, int n_tok) {
+    matmul_job j = {.k = st->k, .W = {W}, .Q = {Q}, .Y = {Y}, .n_mat = 1, .X = X, .n_tok = n_tok};
     matmul_run(st, &j);
 }
 
@@ -402,26 +439,29 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
 
     for (int t = 0; t < n; t++)
         rope_angles(p0 + t, st->inv_freq, hd / 2, st->rope_cos + (size_t)t * (hd / 2), st->rope_sin + (size_t)t * (hd / 2));
-    embed_rows(&m->embed, ids, n, st->x, H);
+    if (st->li8)
+        for (int t = 0; t < n; t++) flm_i8_embed_row(&st->li8->embed, ids[t], st->x + (size_t)t * (size_t)H);
+    else embed_rows(&m->embed, ids, n, st->x, H);
     layer_job lj = {st, &m->layers[0], 0, n, p0, m->layers[0].attn_norm.data, false};
     flm_pool_run(st->pool, residual_norm_part, &lj);
     for (int l = 0; l < c->n_layers; l++) {
         const flm_layer *L = &m->layers[l];
+        const flm_i8_layer *QL = st->li8 ? &st->li8->layers[l] : NULL;
         lj.L = L;
         lj.layer = l;
         /* xb = attn_norm(x) here */
-        matmul_job qkv = {.k = st->k, .W = {&L->wq, &L->wk, &L->wv}, .Y = {st->q, st->kv_k, st->kv_v}, .n_mat = 3, .X = st->xb, .n_tok = n};
+        matmul_job qkv = {.k = st->k, .W = {&L->wq, &L->wk, &L->wv}, .Q = {QL ? &QL->wq : NULL, QL ? &QL->wk : NULL, QL ? &QL->wv : NULL}, .Y = {st->q, st->kv_k, st->kv_v}, .n_mat = 3, .X = st->xb, .n_tok = n};
         matmul_run(st, &qkv);
         flm_pool_run(st->pool, qkv_finish_part, &lj);
         attn_job aj = {.st = st, .layer = l, .n = n, .p0 = p0, .sub = attention_sub(c, n, flm_pool_size(st->pool))};
         flm_pool_run(st->pool, attention_part, &aj);
-        matmul(st, &L->wo, st->att, st->xb, n);
+        matmul(st, &L->wo, QL ? &QL->wo : NULL, st->att, st->xb, n);
         lj.norm_w = L->ffn_norm.data;
         lj.add = true;
         flm_pool_run(st->pool, residual_norm_part, &lj);
-        matmul_job ffn = {.k = st->k, .W = {&L->w_gate, &L->w_up}, .Y = {st->hb, st->hb2}, .n_mat = 2, .X = st->xb, .n_tok = n, .swiglu = true};
+        matmul_job ffn = {.k = st->k, .W = {&L->w_gate, &L->w_up}, .Q = {QL ? &QL->w_gate : NULL, QL ? &QL->w_up : NULL}, .Y = {st->hb, st->hb2}, .n_mat = 2, .X = st->xb, .n_tok = n, .swiglu = true};
         matmul_run(st, &ffn); /* hb = silu(xb Wg) * (xb Wu) */
-        matmul(st, &L->w_down, st->hb, st->xb, n);
+        matmul(st, &L->w_down, QL ? &QL->w_down : NULL, st->hb, st->xb, n);
         /* x += xb, then the next layer's attn_norm (or the final norm, when logits follow) */
         bool last_layer = l + 1 == c->n_layers;
         if (!last_layer) lj.norm_w = m->layers[l + 1].attn_norm.data;
@@ -432,7 +472,7 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
     if (mode == FLM_LOGITS_NONE || !logits) return;
     /* xb = final_norm(x) for every token of the chunk */
     int first = mode == FLM_LOGITS_ALL ? 0 : n - 1;
-    matmul(st, &m->lm_head, st->xb + (size_t)first * H, logits, n - first);
+    matmul(st, &m->lm_head, st->li8 ? &st->li8->lm_head : NULL, st->xb + (size_t)first * H, logits, n - first);
 }
 
 int flm_forward(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "runtime/litert_int8.h"
 
 typedef struct flm_forward_state flm_forward_state;
 
@@ -23,6 +24,12 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out);
 void flm_forward_free(flm_forward_state *st);
 /* Uses a specific kernel table (tests); default flm_kernels_best(). */
 void flm_forward_set_kernels(flm_forward_state *st, const flm_kernels *k);
+
+/* LiteRT dynamic_int8 numerics emulated (litert_int8.h): every matrix product and the
+ * embedding lookup use q's int8 weights, with the input quantized per row as LiteRT's
+ * XNNPACK does; NULL (the default) = fieldlm's own numerics, untouched. q must outlive
+ * the state's use of it. FLM_ERR_ARG if q was made for another shape. */
+int flm_forward_set_litert_int8(flm_forward_state *st, const flm_litert_int8 *q);
 
 /* Runs the matrix products and attention on n_threads threads (<= 0: physical
  * cores; 1: the calling thread only, the default). Results are bit-identical for

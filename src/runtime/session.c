@@ -270,6 +270,7 @@ int flm_gen_session_new(const flm_assets *a, const flm_gen_params *p, flm_gen_se
     if ((rc = flm_sampler_new(&p->sp, a->model->cfg.vocab_size, &s->smp))) goto fail;
     if ((rc = flm_forward_new(a->model, p->n_ctx, &s->fw))) goto fail;
     if ((rc = flm_forward_set_threads(s->fw, p->n_threads))) goto fail;
+    if (p->litert_int8 && (rc = flm_forward_set_litert_int8(s->fw, p->litert_int8))) goto fail;
     int n_ctx = flm_forward_n_ctx(s->fw);
     s->n_vocab = a->model->cfg.vocab_size;
     rc = FLM_ERR_NOMEM;

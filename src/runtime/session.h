@@ -82,6 +82,9 @@ typedef struct {
     double frequency_penalty;  /* OpenAI's, times each generated id's count: 0 = off */
     int top_logprobs;          /* < 0: no log-probabilities; else each generated token's and this many
                                   alternatives' (flm_gen_token_logprobs), at most FLM_GEN_MAX_TOP_LOGPROBS */
+    /* NULL: fieldlm's own numerics. Else LiteRT's dynamic_int8 numerics emulated with
+     * these int8 weights (litert_int8.h; borrowed, must outlive the session). */
+    const flm_litert_int8 *litert_int8;
 } flm_gen_params;
 #define FLM_GEN_MAX_TOP_LOGPROBS 20
 

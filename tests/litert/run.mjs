@@ -3,6 +3,13 @@
 // compares with a transformers reference (tests/data/*/reference.safetensors).
 //
 //   node run.mjs MODEL.tflite|MODEL.litertlm REFERENCE.safetensors [--greedy N] [--cases a,b]
+//   node run.mjs MODEL.tflite ids:ID,ID,... --logits-out OUT.bin [--prefix P]
+//
+// The second form dumps LiteRT's logits along a given token sequence (teacher-forced):
+// ids[0..P-1) through the prefill signatures (P default: all but the last id), then
+// ids[P-1], ids[P], ... one at a time through `decode`; OUT.bin receives one float32
+// row of the vocabulary per decode step (n - P + 1 rows, position P-1 first), and
+// stdout {"rows":…, "vocab":…, "errors":[…]}.
 //
 // Prints one JSON object on stdout: per case the max |logit - reference| at the last
 // prompt position, the greedy tokens compared (stopping at the first reference margin
@@ -96,10 +103,12 @@ if (args.length < 2) {
   process.exit(2);
 }
 const [modelPath, refPath] = args;
-let greedyMax = 1e9, caseSel = null;
+let greedyMax = 1e9, caseSel = null, logitsOut = null, prefixLen = -1;
 for (let i = 2; i < args.length; i++) {
   if (args[i] === '--greedy') greedyMax = Number(args[++i]);
   else if (args[i] === '--cases') caseSel = args[++i].split(',').map(Number);
+  else if (args[i] === '--logits-out') logitsOut = args[++i];
+  else if (args[i] === '--prefix') prefixLen = Number(args[++i]);
 }
 
 const {loadLiteRt, loadAndCompile, Tensor} = await import(path.join(coreDir, 'dist', 'index.js'));
@@ -153,6 +162,29 @@ async function prefill(ids, cache) {
     await run(name, toks, pos, cache);
     at += n;
   }
+}
+
+if (refPath.startsWith('ids:')) {
+  const ids = refPath.slice(4).split(',').map(Number);
+  if (!logitsOut || ids.length < 2 || ids.some((x) => !Number.isInteger(x) || x < 0 || x >= vocab)) {
+    console.log('ids: needs --logits-out OUT and at least two ids within the vocabulary');
+    process.exit(2);
+  }
+  if (ids.length >= S) throw new Error(`${ids.length} ids do not fit the cache of ${S}`);
+  const P = prefixLen > 0 ? prefixLen : ids.length;
+  const cache = {};
+  for (const n of kvNames) cache[n] = new Float32Array(kvSize);
+  await prefill(ids.slice(0, P - 1), cache);
+  const fd = fs.openSync(logitsOut, 'w');
+  let rows = 0;
+  for (let p = P - 1; p < ids.length; p++) {
+    const logits = await run('decode', [ids[p]], [p], cache);
+    fs.writeSync(fd, Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength));
+    rows++;
+  }
+  fs.closeSync(fd);
+  console.log(JSON.stringify({model: modelPath, rows, vocab, errors: liteErrors}));
+  process.exit(liteErrors.length ? 1 : 0);
 }
 
 const argmax = (a) => { let b = 0; for (let i = 1; i < a.length; i++) if (a[i] > a[b]) b = i; return b; };
