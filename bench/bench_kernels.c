@@ -5,7 +5,8 @@
  * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
  * q8_0/q4_0 run twice: float activations (TABLE) and int8 activations (TABLE+i8).
  * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available)
- * BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_HOT=1 reuses one copy of the weights
+ * BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_INT8_ONLY=1 skips the float-activation
+ * q8_0/q4_0 kernels; BENCH_NO_PREFILL=1 skips the prefill timing (0 printed); BENCH_HOT=1 reuses one copy of the weights
  * (cache-resident: the kernels' compute ceiling instead of DRAM streaming).
  * BENCH_CLOCK=cpu times calls with this thread's CPU time instead of the wall clock: on
  * a host shared with other work the time the thread was descheduled is not counted
@@ -97,9 +98,10 @@ static double time_matmul(const flm_kernels *k, flm_dtype dt, const char *wbuf, 
 }
 
 int main(int argc, char **argv) {
-    const char *def[] = {"scalar", "avx2", "avx512", "neon"};
+    const char *def[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     const char **names = argc > 1 ? (const char **)(argv + 1) : def;
-    int nnames = argc > 1 ? argc - 1 : 4;
+    int nnames = argc > 1 ? argc - 1 : (int)(sizeof def / sizeof *def);
+    const char *i8only = getenv("BENCH_INT8_ONLY"), *noprefill = getenv("BENCH_NO_PREFILL");
     static const flm_dtype dts[] = {FLM_F32, FLM_F16, FLM_BF16, FLM_Q8_0, FLM_Q4_0};
     static const int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
     const char *clk = getenv("BENCH_CLOCK");
@@ -125,6 +127,7 @@ int main(int argc, char **argv) {
         for (int ni = 0; ni < nnames * 2; ni++) {
             bool qact = ni % 2 == 1;
             if (qact && dt != FLM_Q8_0 && dt != FLM_Q4_0) continue;
+            if (!qact && i8only && atoi(i8only) && (dt == FLM_Q8_0 || dt == FLM_Q4_0)) continue;
             const flm_kernels *k = flm_kernels_variant(names[ni / 2], qact);
             if (!k) continue;
             char label[32];
@@ -133,8 +136,8 @@ int main(int argc, char **argv) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 double sec = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 1, rows, cols);
                 double gbs = (double)wbytes / sec / 1e9;
-                double sp = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
-                double gflops = 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9;
+                double sp = noprefill && atoi(noprefill) ? 0 : time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
+                double gflops = sp > 0 ? 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9 : 0;
                 printf("%-10s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", label, flm_dtype_get(dt)->name, rows, cols,
                        sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
                 fflush(stdout);
