@@ -5,7 +5,9 @@
  * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
  * q8_0/q4_0 run twice: float activations (TABLE) and int8 activations (TABLE+i8).
  * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available)
- * BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_INT8_ONLY=1 skips the float-activation
+ * BENCH_SHAPE=RxC replaces 8960x1536 by R x C (C a multiple of 32, both <= 8960) and its
+ * transpose by C x R (R rounded down to 32): with BENCH_HOT=1, a shape that fits in L2
+ * measures the arithmetic alone. BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_INT8_ONLY=1 skips the float-activation
  * q8_0/q4_0 kernels; BENCH_NO_PREFILL=1 skips the prefill timing (0 printed); BENCH_HOT=1 reuses one copy of the weights
  * (cache-resident: the kernels' compute ceiling instead of DRAM streaming).
  * BENCH_CLOCK=cpu times calls with this thread's CPU time instead of the wall clock: on
@@ -103,7 +105,13 @@ int main(int argc, char **argv) {
     int nnames = argc > 1 ? argc - 1 : (int)(sizeof def / sizeof *def);
     const char *i8only = getenv("BENCH_INT8_ONLY"), *noprefill = getenv("BENCH_NO_PREFILL");
     static const flm_dtype dts[] = {FLM_F32, FLM_F16, FLM_BF16, FLM_Q8_0, FLM_Q4_0};
-    static const int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
+    int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
+    const char *shape = getenv("BENCH_SHAPE");
+    if (shape && sscanf(shape, "%dx%d", &shapes[0][0], &shapes[0][1]) == 2 && shapes[0][0] > 0 && shapes[0][0] <= 8960 &&
+        shapes[0][1] > 0 && shapes[0][1] <= 8960 && shapes[0][1] % 32 == 0) {
+        shapes[1][0] = shapes[0][1];
+        shapes[1][1] = shapes[0][0] / 32 * 32 ? shapes[0][0] / 32 * 32 : 32;
+    }
     const char *clk = getenv("BENCH_CLOCK");
     g_cpu_clock = clk && strcmp(clk, "cpu") == 0;
     double bw = read_bandwidth();
@@ -117,7 +125,7 @@ int main(int argc, char **argv) {
         flm_dtype dt = dts[di];
         const char *only = getenv("BENCH_DTYPES");
         if (only && !strstr(only, flm_dtype_get(dt)->name)) continue;
-        size_t wbytes = flm_dtype_bytes(dt, (uint64_t)8960 * 1536);
+        size_t wbytes = flm_dtype_bytes(dt, (uint64_t)shapes[0][0] * (uint64_t)shapes[0][1]); /* >= the transpose's */
         const char *hot = getenv("BENCH_HOT");
         size_t ncopies = hot && atoi(hot) ? 1 : ROTATE_BYTES / wbytes + 1;
         char *wbuf = malloc(wbytes * ncopies);
@@ -135,7 +143,7 @@ int main(int argc, char **argv) {
             for (int s = 0; s < 2; s++) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 double sec = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 1, rows, cols);
-                double gbs = (double)wbytes / sec / 1e9;
+                double gbs = (double)flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols) / sec / 1e9;
                 double sp = noprefill && atoi(noprefill) ? 0 : time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
                 double gflops = sp > 0 ? 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9 : 0;
                 printf("%-10s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", label, flm_dtype_get(dt)->name, rows, cols,
