@@ -4,6 +4,7 @@
  * Buffers are kept small (hidden --membw-mib) so the tests stay fast; the numbers
  * are not judged here. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/common.h"
 #include "base/json.h"
@@ -142,6 +143,31 @@ TEST(bench_follows_flm_kernels_int8_only_tables) {
             free(out);
             free(err);
         }
+    }
+}
+
+/* bench/vs-llama.sh refuses a llama-bench that is not there and a bad round count
+ * before it makes any file (the 1.5B-shape run itself is too big for the suite). */
+TEST(bench_vs_llama_script_usage_errors) {
+    static const char *const cases[][2] = {
+        {"LLAMA_BENCH=/nonexistent/llama-bench", "is not an executable file"},
+        {"ROUNDS=0", "ROUNDS must be a positive number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        strbuf cmd, work;
+        flm_sb_init(&cmd);
+        flm_sb_init(&work);
+        flm_sb_printf(&work, "%s/vs-llama-%zu", test_tmpdir(), i);
+        flm_sb_printf(&cmd, "%s FLM=%s sh bench/vs-llama.sh %s", cases[i][0], test_bin(), flm_sb_cstr(&work));
+        char *out = NULL, *err = NULL;
+        int rc = test_run(flm_sb_cstr(&cmd), &out, &err);
+        CHECK_MSG(rc != 0, "%s: exit 0", cases[i][0]);
+        CHECK_MSG(err && strstr(err, cases[i][1]), "%s: stderr %s", cases[i][0], err ? err : "");
+        CHECK_MSG(access(flm_sb_cstr(&work), F_OK) != 0, "%s: made %s", cases[i][0], flm_sb_cstr(&work));
+        flm_sb_free(&cmd);
+        flm_sb_free(&work);
+        free(out);
+        free(err);
     }
 }
 
