@@ -60,7 +60,7 @@ FLAGS=$( (cpu_field flags; cpu_field Features) | tr ' ' '\n' | grep -E -x \
     'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512dq|avx512_vnni|avx512vbmi|avx512_bf16|avx_vnni|amx_int8|asimddp|i8mm|sve' |
     tr '\n' ' ')
 echo "cpu: ${VENDOR:-?} family ${FAMILY:-?} model ${MODEL:-?} (${NAME:-?}), $(nproc) CPUs; flags: ${FLAGS:-none of interest}"
-echo "fieldlm: $FLM ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))${FLM_KERNELS:+, FLM_KERNELS=$FLM_KERNELS}"
+echo "fieldlm: $FLM (source tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?'))${FLM_KERNELS:+, FLM_KERNELS=$FLM_KERNELS}"
 [ -n "$LLAMA_BENCH" ] && echo "llama.cpp: $LLAMA_BENCH"
 echo "threads $THREADS, rounds $ROUNDS, prompt $PROMPT, decode $DECODE; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
