@@ -5,8 +5,14 @@
  * copies (>= 512 MiB) that every call reads them from DRAM, not cache.
  * q8_0/q4_0 run twice: float activations (TABLE) and int8 activations (TABLE+i8).
  * Usage: bench_kernels [TABLE...]   (default: scalar and every SIMD table available)
- * BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_HOT=1 reuses one copy of the weights
- * (cache-resident: the kernels' compute ceiling instead of DRAM streaming). */
+ * BENCH_SHAPE=RxC replaces 8960x1536 by R x C (C a multiple of 32, both <= 8960) and its
+ * transpose by C x R (R rounded down to 32): with BENCH_HOT=1, a shape that fits in L2
+ * measures the arithmetic alone. BENCH_DTYPES=q8_0,q4_0 limits the dtypes; BENCH_INT8_ONLY=1 skips the float-activation
+ * q8_0/q4_0 kernels; BENCH_NO_PREFILL=1 skips the prefill timing (0 printed); BENCH_HOT=1 reuses one copy of the weights
+ * (cache-resident: the kernels' compute ceiling instead of DRAM streaming).
+ * BENCH_CLOCK=cpu times calls with this thread's CPU time instead of the wall clock: on
+ * a host shared with other work the time the thread was descheduled is not counted
+ * (cache and memory contention still are), so kernels can be compared under load. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +26,17 @@
 
 #define ROTATE_BYTES ((size_t)512 << 20)
 #define MIN_SECONDS 0.6
+
+#include <time.h>
+
+static bool g_cpu_clock;
+/* Seconds: wall clock, or this thread's CPU time with BENCH_CLOCK=cpu. */
+static double now(void) {
+    if (!g_cpu_clock) return flm_now_seconds();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static uint64_t rng = 88172645463325252ull;
 static uint8_t rnd_byte(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint8_t)(rng >> 24); }
@@ -54,9 +71,9 @@ static double read_bandwidth(void) {
     double best = 0;
     volatile float sink = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = flm_now_seconds();
+        double t0 = now();
         for (size_t i = 0; i + (size_t)chunk <= n; i += (size_t)chunk) sink += k->dot(a + i, b + i, chunk);
-        double gbs = 2.0 * (double)n * sizeof(float) / (flm_now_seconds() - t0) / 1e9;
+        double gbs = 2.0 * (double)n * sizeof(float) / (now() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
     (void)sink;
@@ -70,26 +87,36 @@ static double time_matmul(const flm_kernels *k, flm_dtype dt, const char *wbuf, 
                           const float *X, float *Y, int n_tok, int rows, int cols) {
     size_t calls = 0, c = 0;
     k->matmul[dt](wbuf, X, Y, n_tok, cols, rows, 0, rows); /* warm-up */
-    double t0 = flm_now_seconds(), best = 1e30;
+    double t0 = now(), best = 1e30;
     do {
-        double t1 = flm_now_seconds();
+        double t1 = now();
         k->matmul[dt](wbuf + c * wbytes, X, Y, n_tok, cols, rows, 0, rows);
-        double dt1 = flm_now_seconds() - t1;
+        double dt1 = now() - t1;
         if (dt1 < best) best = dt1;
         c = (c + 1) % ncopies;
         calls++;
-    } while (flm_now_seconds() - t0 < MIN_SECONDS || calls < 3);
+    } while (now() - t0 < MIN_SECONDS || calls < 3);
     return best;
 }
 
 int main(int argc, char **argv) {
-    const char *def[] = {"scalar", "avx2", "avx512", "neon"};
+    const char *def[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     const char **names = argc > 1 ? (const char **)(argv + 1) : def;
-    int nnames = argc > 1 ? argc - 1 : 4;
+    int nnames = argc > 1 ? argc - 1 : (int)(sizeof def / sizeof *def);
+    const char *i8only = getenv("BENCH_INT8_ONLY"), *noprefill = getenv("BENCH_NO_PREFILL");
     static const flm_dtype dts[] = {FLM_F32, FLM_F16, FLM_BF16, FLM_Q8_0, FLM_Q4_0};
-    static const int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
+    int shapes[2][2] = {{8960, 1536}, {1536, 8960}}; /* rows, cols */
+    const char *shape = getenv("BENCH_SHAPE");
+    if (shape && sscanf(shape, "%dx%d", &shapes[0][0], &shapes[0][1]) == 2 && shapes[0][0] > 0 && shapes[0][0] <= 8960 &&
+        shapes[0][1] > 0 && shapes[0][1] <= 8960 && shapes[0][1] % 32 == 0) {
+        shapes[1][0] = shapes[0][1];
+        shapes[1][1] = shapes[0][0] / 32 * 32 ? shapes[0][0] / 32 * 32 : 32;
+    }
+    const char *clk = getenv("BENCH_CLOCK");
+    g_cpu_clock = clk && strcmp(clk, "cpu") == 0;
     double bw = read_bandwidth();
-    printf("single-core read bandwidth (best table's dot over %zu MiB): %.1f GB/s\n", ROTATE_BYTES >> 20, bw);
+    printf("single-core read bandwidth (best table's dot over %zu MiB): %.1f GB/s%s\n", ROTATE_BYTES >> 20, bw,
+           g_cpu_clock ? " (thread CPU time)" : "");
     float *X = malloc(64 * 8960 * sizeof(float)), *Y = malloc(64 * 8960 * sizeof(float));
     if (!X || !Y) return 1;
     for (int i = 0; i < 64 * 8960; i++) X[i] = (float)(rnd_byte() & 0x7F) / 64.0f - 1.0f;
@@ -98,7 +125,7 @@ int main(int argc, char **argv) {
         flm_dtype dt = dts[di];
         const char *only = getenv("BENCH_DTYPES");
         if (only && !strstr(only, flm_dtype_get(dt)->name)) continue;
-        size_t wbytes = flm_dtype_bytes(dt, (uint64_t)8960 * 1536);
+        size_t wbytes = flm_dtype_bytes(dt, (uint64_t)shapes[0][0] * (uint64_t)shapes[0][1]); /* >= the transpose's */
         const char *hot = getenv("BENCH_HOT");
         size_t ncopies = hot && atoi(hot) ? 1 : ROTATE_BYTES / wbytes + 1;
         char *wbuf = malloc(wbytes * ncopies);
@@ -108,6 +135,7 @@ int main(int argc, char **argv) {
         for (int ni = 0; ni < nnames * 2; ni++) {
             bool qact = ni % 2 == 1;
             if (qact && dt != FLM_Q8_0 && dt != FLM_Q4_0) continue;
+            if (!qact && i8only && atoi(i8only) && (dt == FLM_Q8_0 || dt == FLM_Q4_0)) continue;
             const flm_kernels *k = flm_kernels_variant(names[ni / 2], qact);
             if (!k) continue;
             char label[32];
@@ -115,9 +143,9 @@ int main(int argc, char **argv) {
             for (int s = 0; s < 2; s++) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 double sec = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 1, rows, cols);
-                double gbs = (double)wbytes / sec / 1e9;
-                double sp = time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
-                double gflops = 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9;
+                double gbs = (double)flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols) / sec / 1e9;
+                double sp = noprefill && atoi(noprefill) ? 0 : time_matmul(k, dt, wbuf, wbytes, ncopies, X, Y, 64, rows, cols);
+                double gflops = sp > 0 ? 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9 : 0;
                 printf("%-10s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", label, flm_dtype_get(dt)->name, rows, cols,
                        sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
                 fflush(stdout);

@@ -6,7 +6,7 @@
 set -e
 OUT=build/bench
 mkdir -p $OUT
-F="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude -Isrc -Wall -Wextra"
+F="${BENCH_CFLAGS:-} -std=c11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude -Isrc -Wall -Wextra"
 SRC="bench/bench_kernels.c src/kernels/kernels_ref.c src/kernels/drivers.c src/kernels/cpu.c src/base/common.c src/base/tensor.c"
 case "$(${CC:-cc} -dumpmachine)" in
 x86_64*)

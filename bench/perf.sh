@@ -12,7 +12,8 @@
 #     user message through the chat template) with fieldlm run, best of 2 runs;
 #   * peak RSS with a 4096-token context actually filled (-c 4096 -p 3968 -n 128;
 #     the KV cache grows with the tokens processed), and decode speed at that depth.
-# The results go to WORK/results.md (a markdown table with llama.cpp ratios) and
+# The results go to WORK/results.md (a markdown table; llama.cpp is compared on the same
+# files in the same run by bench/vs-llama.sh, not here) and
 # stdout. Big files stay in WORK (default /tmp/fieldlm-perf), never in the repo.
 #
 # usage (from the repository root): sh bench/perf.sh [WORK]
@@ -106,29 +107,16 @@ for M in $MODELS; do
     fi
 done
 
-# llama.cpp (Feb 2025 build, 2 threads) on this machine type, from issue 6:
-# prefill(512) and decode tok/s.
-ref() {
-    case "$1" in
-    f16) echo "66.6 10.1" ;;
-    q8_0) echo "74.9 17.7" ;;
-    q4_0) echo "84.0 31.2" ;;
-    *) echo "- -" ;;
-    esac
-}
-
 {
     first=${MODELS# }
     first=${first%% *}
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs; kernels: $(jget "$WORK/bench-${first%%:*}.json" kernels); threads: $THREADS; load average $load_start before, $(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?") after"
     echo
-    echo "| type | prefill $PROMPT tok/s (× llama.cpp) | decode tok/s (× llama.cpp) | decode GB/s | measured bandwidth GB/s | decode / bandwidth | decode step median / slowest | load into memory | decode tok/s with --mmap (slowest step) | TTFT, 256-token chat prompt | peak RSS (p$PROMPT+n$DECODE) | peak RSS, $CTX ctx filled | decode tok/s at $CTX ctx | convert time, peak RSS |"
+    echo "| type | prefill $PROMPT tok/s | decode tok/s | decode GB/s | measured bandwidth GB/s | decode / bandwidth | decode step median / slowest | load into memory | decode tok/s with --mmap (slowest step) | TTFT, 256-token chat prompt | peak RSS (p$PROMPT+n$DECODE) | peak RSS, $CTX ctx filled | decode tok/s at $CTX ctx | convert time, peak RSS |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for M in $MODELS; do
         T=${M%%:*}
         B=$WORK/bench-$T.json
-        set -- $(ref "$T")
-        rp=$1 rd=$2
         pf=$(jget "$B" prefill_tok_s); dc=$(jget "$B" decode_tok_s); gb=$(jget "$B" decode_gb_s)
         bw=$(jget "$B" membw_gb_s); pct=$(jget "$B" decode_membw_pct); rss=$(jget "$B" peak_rss_mb)
         smed=$(jget "$B" decode_step_median_ms); smax=$(jget "$B" decode_step_max_ms); ld=$(jget "$B" load_s)
@@ -146,17 +134,15 @@ ref() {
             conv="$wall, $(awk -v k="$kb" 'BEGIN { printf "%.0f MiB", k / 1024 }')"
         fi
         awk -v t="$T" -v pf="$pf" -v dc="$dc" -v gb="$gb" -v bw="$bw" -v pct="$pct" -v rss="$rss" -v tt="$tt" \
-            -v how="$how" -v crss="$crss" -v cdec="$cdec" -v rp="$rp" -v rd="$rd" -v conv="$conv" \
+            -v how="$how" -v crss="$crss" -v cdec="$cdec" -v conv="$conv" \
             -v smed="$smed" -v smax="$smax" -v ld="$ld" -v mdc="$mdc" -v mmax="$mmax" 'BEGIN {
-            rpf = (rp == "-") ? "" : sprintf(" (%.2f×)", pf / rp)
-            rdc = (rd == "-") ? "" : sprintf(" (%.2f×)", dc / rd)
             note = (how == "run") ? "" : " (bench prefill)"
             c1 = (crss == "-") ? "-" : sprintf("%.0f MiB", crss)
             c2 = (cdec == "-") ? "-" : sprintf("%.1f", cdec)
-            printf "| %s | %.1f%s | %.1f%s | %.1f | %.1f | %.0f%% | %.1f / %.1f ms | %.2f s | %.1f (%.0f ms) | %.3f s%s | %.0f MiB | %s | %s | %s |\n",
-                t, pf, rpf, dc, rdc, gb, bw, pct, smed, smax, ld, mdc, mmax, tt, note, rss, c1, c2, conv
+            printf "| %s | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.1f / %.1f ms | %.2f s | %.1f (%.0f ms) | %.3f s%s | %.0f MiB | %s | %s | %s |\n",
+                t, pf, dc, gb, bw, pct, smed, smax, ld, mdc, mmax, tt, note, rss, c1, c2, conv
         }'
     done
     echo
-    echo "llama.cpp reference (issue 6, same machine type, 2 threads): f16 66.6 / 10.1, q8_0 74.9 / 17.7, q4_0 84.0 / 31.2 tok/s (prefill 512 / decode), ~44.5 GB/s read bandwidth."
+    echo "llama.cpp on the same files in the same run: LLAMA_BENCH=/path/to/llama-bench sh bench/vs-llama.sh"
 } | tee "$WORK/results.md"

@@ -4,6 +4,7 @@
  * Buffers are kept small (hidden --membw-mib) so the tests stay fast; the numbers
  * are not judged here. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/common.h"
 #include "base/json.h"
@@ -114,6 +115,60 @@ TEST(bench_membw_follows_flm_kernels) {
     }
     CHECK(ran >= 1);
     CHECK_STR(flm_membw_isa(), flm_kernels_best()->name);
+}
+
+/* FLM_KERNELS reaches the int8-only tables (issue 14): bench names the forced table;
+ * with FLM_QACT=0 they do not exist, and the run says so and uses the best table. */
+TEST(bench_follows_flm_kernels_int8_only_tables) {
+    static const char *const tables[] = {"avx2-vnni", "avx512-vnni256"};
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        if (!flm_kernels_variant(tables[i], true)) { printf("    (%s: not on this CPU)\n", tables[i]); continue; }
+        for (int qact = 1; qact >= 0; qact--) {
+            strbuf cmd;
+            flm_sb_init(&cmd);
+            flm_sb_printf(&cmd, "FLM_KERNELS=%s FLM_QACT=%d %s bench -m %s -p 8 -n 2 -t 1 --no-membw --json", tables[i], qact,
+                          test_bin(), MICRO);
+            char *out = NULL, *err = NULL;
+            int rc = test_run(flm_sb_cstr(&cmd), &out, &err);
+            flm_sb_free(&cmd);
+            flm_json_doc *d = rc == 0 ? flm_json_parse(out, strlen(out), "bench --json") : NULL;
+            CHECK_MSG(d != NULL, "FLM_KERNELS=%s bench: exit %d %s", tables[i], rc, err ? err : "");
+            const char *k = d ? flm_json_string(flm_json_get(flm_json_root(d), "kernels"), NULL) : NULL;
+            if (qact) CHECK_MSG(k && !strcmp(k, tables[i]), "FLM_KERNELS=%s: bench used %s", tables[i], k ? k : "?");
+            else {
+                CHECK_MSG(k && strcmp(k, tables[i]) != 0, "FLM_QACT=0 FLM_KERNELS=%s: bench used it", tables[i]);
+                CHECK_MSG(err && strstr(err, tables[i]) && strstr(err, "not available"), "no warning: %s", err ? err : "");
+            }
+            flm_json_free(d);
+            free(out);
+            free(err);
+        }
+    }
+}
+
+/* bench/vs-llama.sh refuses a llama-bench that is not there and a bad round count
+ * before it makes any file (the 1.5B-shape run itself is too big for the suite). */
+TEST(bench_vs_llama_script_usage_errors) {
+    static const char *const cases[][2] = {
+        {"LLAMA_BENCH=/nonexistent/llama-bench", "is not an executable file"},
+        {"ROUNDS=0", "ROUNDS must be a positive number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        strbuf cmd, work;
+        flm_sb_init(&cmd);
+        flm_sb_init(&work);
+        flm_sb_printf(&work, "%s/vs-llama-%zu", test_tmpdir(), i);
+        flm_sb_printf(&cmd, "%s FLM=%s sh bench/vs-llama.sh %s", cases[i][0], test_bin(), flm_sb_cstr(&work));
+        char *out = NULL, *err = NULL;
+        int rc = test_run(flm_sb_cstr(&cmd), &out, &err);
+        CHECK_MSG(rc != 0, "%s: exit 0", cases[i][0]);
+        CHECK_MSG(err && strstr(err, cases[i][1]), "%s: stderr %s", cases[i][0], err ? err : "");
+        CHECK_MSG(access(flm_sb_cstr(&work), F_OK) != 0, "%s: made %s", cases[i][0], flm_sb_cstr(&work));
+        flm_sb_free(&cmd);
+        flm_sb_free(&work);
+        free(out);
+        free(err);
+    }
 }
 
 TEST(bench_micro_json) {

@@ -32,7 +32,7 @@
  * ulp (random signs), and reaches the output through the scale. */
 #define RMS_REL_TOL(n) ((4.0 + sqrt((double)(n))) * FLT_EPSILON)
 
-static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon"};
+static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
 #define N_SIMD_TABLES (sizeof SIMD_TABLES / sizeof SIMD_TABLES[0])
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -283,6 +283,48 @@ TEST(kernels_qact_quantizer) {
 TEST(kernels_qact_q8_0) { run_qact_dtype(FLM_Q8_0); }
 TEST(kernels_qact_q4_0) { run_qact_dtype(FLM_Q4_0); }
 
+/* The 256-bit vpdpbusd int8 kernels (avx2-vnni: AVX-VNNI or AVX512_VNNI+VL encoding;
+ * avx512-vnni256: EVEX) give exactly the bits of the avx2 int8 kernels (the same
+ * integers per lane and the same float operations): odd row counts, every multiple
+ * of 32 columns to 512 and the model's sizes, decode and prefill batches, misaligned
+ * W and X, padded Y rows left untouched. */
+TEST(kernels_vnni256_equals_avx2_int8) {
+    const flm_kernels *base = flm_kernels_variant("avx2", true);
+    if (!base) { printf("    (no AVX2 on this CPU/build: skipped)\n"); return; }
+    static const char *const NAMES[] = {"avx2-vnni", "avx512-vnni256"};
+    static const int BIG[] = {1536, 8960};
+    static const int TOKS[] = {1, 2, 3, 4, 5, 9};
+    int compared = 0;
+    for (size_t ni = 0; ni < 2; ni++) {
+        const flm_kernels *k = flm_kernels_variant(NAMES[ni], true);
+        if (!k) { printf("    (%s: not on this CPU)\n", NAMES[ni]); continue; }
+        for (int dti = 0; dti < 2; dti++) {
+            flm_dtype dt = dti ? FLM_Q4_0 : FLM_Q8_0;
+            for (int ci = 0; ci < 16 + 2; ci++) {
+                int cols = ci < 16 ? 32 * (ci + 1) : BIG[ci - 16];
+                int rows = 1 + (int)(rnd_u32() % 13u), n_tok = TOKS[ci % 6], mis = ci & 1;
+                size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), ldy = (size_t)rows + 2;
+                char *wbuf = malloc(wbytes + 8);
+                float *xbuf = malloc(((size_t)n_tok * (size_t)cols + 1) * sizeof(float));
+                float *ya = malloc((size_t)n_tok * ldy * sizeof(float)), *yb = malloc((size_t)n_tok * ldy * sizeof(float));
+                REQUIRE(wbuf && xbuf && ya && yb);
+                void *W = wbuf + (mis ? 2 : 0);
+                float *X = xbuf + mis;
+                fill_weights(dt, W, rows, cols);
+                for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f();
+                for (size_t i = 0; i < (size_t)n_tok * ldy; i++) ya[i] = yb[i] = -777.0f;
+                base->matmul[dt](W, X, ya, n_tok, cols, (int)ldy, 0, rows);
+                k->matmul[dt](W, X, yb, n_tok, cols, (int)ldy, 0, rows);
+                CHECK_MSG(memcmp(ya, yb, (size_t)n_tok * ldy * sizeof(float)) == 0, "%s %s rows=%d cols=%d n_tok=%d mis=%d differs from avx2",
+                          k->name, flm_dtype_get(dt)->name, rows, cols, n_tok, mis);
+                compared++;
+                free(wbuf); free(xbuf); free(ya); free(yb);
+            }
+        }
+    }
+    printf("    %d shapes compared bit for bit\n", compared);
+}
+
 static const int VEC_SIZES[] = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1536, 4095, 8960};
 #define N_VEC_SIZES (sizeof VEC_SIZES / sizeof VEC_SIZES[0])
 #define VEC_MAX 8960
@@ -358,20 +400,30 @@ TEST(kernels_selection) {
     const char *env = getenv("FLM_KERNELS");
     if (env && flm_kernels_by_name(env)) CHECK_STR(best->name, env);
     else {
-        /* Unforced: the best available, in order of preference. */
-        static const char *const pref[] = {"avx512", "avx2", "neon"};
+        /* Unforced: the first available in this CPU's order of preference, which puts
+         * the widest ISA first (an int8-only sibling of it may come before it). */
         const char *want = "scalar";
-        for (size_t i = 0; i < sizeof pref / sizeof *pref && !strcmp(want, "scalar"); i++)
-            if (flm_kernels_by_name(pref[i])) want = pref[i];
+        for (const char *const *n = flm_kernels_preference(); *n; n++)
+            if (flm_kernels_by_name(*n)) { want = *n; break; }
         CHECK_STR(best->name, want);
+        const flm_cpu_features *f = flm_cpu_get();
+        const char *isa = f->avx512 ? "avx512" : f->avx2 ? "avx2" : f->neon ? "neon" : "scalar";
+        CHECK_MSG(!strncmp(best->name, isa, strlen(isa)), "best table %s is not of the widest ISA %s", best->name, isa);
     }
+    /* The int8-only tables: no float variant; their float kernels are their base's. */
+    CHECK(flm_kernels_variant("avx2-vnni", false) == NULL && flm_kernels_variant("avx512-vnni256", false) == NULL);
+    const flm_kernels *v2 = flm_kernels_variant("avx2-vnni", true), *v5 = flm_kernels_variant("avx512-vnni256", true);
+    if (v2) CHECK(v2->matmul[FLM_F16] == flm_kernels_variant("avx2", false)->matmul[FLM_F16] && !strcmp(v2->name, "avx2-vnni"));
+    if (v5) CHECK(v5->matmul[FLM_F16] == flm_kernels_variant("avx512", false)->matmul[FLM_F16] && !strcmp(v5->name, "avx512-vnni256"));
     const flm_cpu_features *f = flm_cpu_get();
     CHECK(!f->avx512 || f->avx2);
     CHECK(!f->avx512vnni || f->avx512);
     CHECK(!f->avx512vbmi || f->avx512);
-    printf("    tables: best=%s%s%s%s%s%s, q8_0/q4_0 activations: %s\n", best->name, f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "",
-           f->avx512vnni ? " avx512vnni" : "", f->avx512vbmi ? " avx512vbmi" : "", f->neon ? " neon" : "",
-           flm_kernels_qact_default() ? "int8" : "float");
+    CHECK(!f->avxvnni || f->avx2);
+    printf("    tables: best=%s%s%s%s%s%s%s, q8_0/q4_0 activations: %s; cpu %s family %#x model %#x\n", best->name,
+           f->avx2 ? " avx2" : "", f->avx512 ? " avx512" : "", f->avx512vnni ? " avx512vnni" : "",
+           f->avx512vbmi ? " avx512vbmi" : "", f->avxvnni ? " avxvnni" : "", f->neon ? " neon" : "",
+           flm_kernels_qact_default() ? "int8" : "float", f->vendor[0] ? f->vendor : "-", (unsigned)f->family, (unsigned)f->model);
     if (!flm_kernels_by_name("avx2") && !flm_kernels_by_name("neon"))
         printf("    (no SIMD table on this CPU/build: matmul tests compared nothing)\n");
 }
@@ -458,7 +510,7 @@ TEST(kernels_rope) {
  * the one-call matmul of the same table: every qact table including the scalar
  * reference, both types, decode and prefill batches, odd row chunks. */
 TEST(kernels_qact_prepared_equals_matmul) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     static const int SHAPES[][3] = {{37, 1536, 1}, {20, 8960, 1}, {19, 96, 5}, {33, 1536, 64}, {7, 2080, 3}};
     for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++) {
         const flm_kernels *k = flm_kernels_variant(ALL[ti], true);
@@ -499,7 +551,7 @@ TEST(kernels_qact_prepared_equals_matmul) {
  * written past the row. The fixture is sensitive: somewhere a multiply-then-add
  * chain gives other bits than the fused one. */
 TEST(kernels_lora_row) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     static const int RANK[] = {1, 2, 3, 4, 7, 16, 64};
     static const int COLS[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257};
     enum { MAXR = 64, MAXC = 257 };
@@ -553,7 +605,7 @@ TEST(kernels_lora_row) {
  * inaccessible page, and a byte past n does not change the value), and its value
  * depends on every byte (one byte changed anywhere changes it; restored, it is back). */
 TEST(kernels_stream_read) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 16 * (size_t)FLM_STREAM_CHUNK;
     size_t span = (n + page - 1) / page * page;
     unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

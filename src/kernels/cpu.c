@@ -44,10 +44,28 @@ static void detect(void) {
     bool f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     bool vnni = (c >> 11) & 1; /* leaf 7 ECX bit 11: AVX512_VNNI */
     bool vbmi = (c >> 1) & 1;  /* leaf 7 ECX bit 1: AVX512_VBMI (vpermb, vpermt2b) */
+    bool avxvnni = false;
+    if (a >= 1) { /* leaf 7 subleaf 1 EAX bit 4: AVX-VNNI (VEX vpdpbusd) */
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        avxvnni = (a1 >> 4) & 1;
+    }
     g_cpu.avx2 = ymm_ok && avx2 && fma && f16c;
     g_cpu.avx512 = g_cpu.avx2 && zmm_ok && f && dq && bw && vl;
     g_cpu.avx512vnni = g_cpu.avx512 && vnni;
     g_cpu.avx512vbmi = g_cpu.avx512 && vbmi;
+    g_cpu.avxvnni = g_cpu.avx2 && avxvnni;
+    unsigned v[4];
+    __cpuid(0, v[0], v[1], v[2], v[3]);
+    memcpy(g_cpu.vendor, &v[1], 4);
+    memcpy(g_cpu.vendor + 4, &v[3], 4);
+    memcpy(g_cpu.vendor + 8, &v[2], 4);
+    __cpuid(1, a, b, c, d);
+    unsigned fam = (a >> 8) & 0xF, mod = (a >> 4) & 0xF;
+    if (fam == 0xF) fam += (a >> 20) & 0xFF;
+    if (fam == 0x6 || fam >= 0xF) mod += ((a >> 16) & 0xF) << 4;
+    g_cpu.family = (int)fam;
+    g_cpu.model = (int)mod;
 #elif defined(__aarch64__)
     g_cpu.neon = true;
 #endif
@@ -75,13 +93,25 @@ static const flm_kernels *float_table(const char *name) {
     return NULL;
 }
 
-/* The int8-activation matmuls that go with a float table (the best this CPU runs
- * for that ISA: AVX-512 without VNNI and VBMI borrows the AVX2 ones). */
+/* The tables that exist only with int8 activations: the float table of another
+ * name with other q8_0/q4_0 kernels (256-bit vpdpbusd). */
+static const char *int8_only_base(const char *name) {
+    if (strcmp(name, "avx2-vnni") == 0) return "avx2";
+    if (strcmp(name, "avx512-vnni256") == 0) return "avx512";
+    return NULL;
+}
+
+/* The int8-activation matmuls that go with a table (the best this CPU runs for that
+ * ISA: AVX-512 without VBMI uses 256-bit vpdpbusd with VNNI, else the AVX2 ones), or
+ * NULL when the CPU cannot run them. */
 static const flm_qact_fns *qact_fns(const char *name) {
     const flm_cpu_features *f = flm_cpu_get();
 #if defined(__x86_64__)
-    if (strcmp(name, "avx512") == 0) return f->avx512vnni && f->avx512vbmi ? flm_qact_avx512vnni() : flm_qact_avx2();
+    if (strcmp(name, "avx512") == 0)
+        return f->avx512vnni && f->avx512vbmi ? flm_qact_avx512vnni() : f->avx512vnni ? flm_qact_avx512vnni256() : flm_qact_avx2();
     if (strcmp(name, "avx2") == 0) return flm_qact_avx2();
+    if (strcmp(name, "avx2-vnni") == 0) return f->avxvnni ? flm_qact_avxvnni() : f->avx512vnni ? flm_qact_avx512vnni256() : NULL;
+    if (strcmp(name, "avx512-vnni256") == 0) return f->avx512vnni ? flm_qact_avx512vnni256() : NULL;
 #endif
 #if defined(__aarch64__)
     if (strcmp(name, "neon") == 0) return flm_qact_neon();
@@ -90,7 +120,7 @@ static const flm_qact_fns *qact_fns(const char *name) {
     return flm_qact_scalar();
 }
 
-static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
 #define N_TABLES (sizeof TABLE_NAMES / sizeof TABLE_NAMES[0])
 static flm_kernels g_qact[N_TABLES];
 static bool g_qact_ok[N_TABLES];
@@ -98,10 +128,13 @@ static pthread_once_t g_qact_once = PTHREAD_ONCE_INIT;
 
 static void compose_qact(void) {
     for (size_t i = 0; i < N_TABLES; i++) {
-        const flm_kernels *base = float_table(TABLE_NAMES[i]);
+        const char *b = int8_only_base(TABLE_NAMES[i]);
+        const flm_kernels *base = float_table(b ? b : TABLE_NAMES[i]);
         if (!base) continue;
         const flm_qact_fns *q = qact_fns(TABLE_NAMES[i]);
+        if (!q) continue;
         g_qact[i] = *base;
+        g_qact[i].name = TABLE_NAMES[i];
         g_qact[i].matmul[FLM_Q8_0] = q->q8_0;
         g_qact[i].matmul[FLM_Q4_0] = q->q4_0;
         g_qact[i].qprep_bytes = q->prep_bytes;
@@ -137,10 +170,21 @@ const flm_kernels *flm_kernels_by_name(const char *name) { return flm_kernels_va
 static const flm_kernels *g_selected;
 static pthread_once_t g_select_once = PTHREAD_ONCE_INIT;
 
+/* Whether this CPU runs 512-bit vectors on 256-bit units (AMD family 19h with AVX-512:
+ * Zen 4), where the 256-bit int8 kernels are the better choice (docs/KERNELS.md). */
+static bool half_width_avx512(const flm_cpu_features *f) {
+    return f->avx512 && strcmp(f->vendor, "AuthenticAMD") == 0 && f->family == 0x19;
+}
+
+const char *const *flm_kernels_preference(void) {
+    static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon", "scalar", NULL};
+    static const char *const other[] = {"avx512", "avx2-vnni", "avx2", "neon", "scalar", NULL};
+    return half_width_avx512(flm_cpu_get()) ? zen4 : other;
+}
+
 static const flm_kernels *best_for_cpu(void) {
-    static const char *const order[] = {"avx512", "avx2", "neon", "scalar"};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        const flm_kernels *k = flm_kernels_by_name(order[i]);
+    for (const char *const *n = flm_kernels_preference(); *n; n++) {
+        const flm_kernels *k = flm_kernels_by_name(*n);
         if (k) return k;
     }
     return flm_kernels_scalar();

@@ -12,14 +12,18 @@ typedef struct {
     bool avx512vnni; /* avx512 and AVX512_VNNI (vpdpbusd on zmm) */
     bool avx512vbmi; /* avx512 and AVX512_VBMI (vpermb/vpermt2b); the int8 AVX-512
                       * kernels need both, else the avx512 table uses the AVX2 ones */
+    bool avxvnni;    /* avx2 and AVX-VNNI (VEX vpdpbusd on ymm) */
     bool neon;       /* aarch64 Advanced SIMD (always, when built for aarch64) */
+    char vendor[13]; /* cpuid vendor string ("GenuineIntel", "AuthenticAMD"), x86-64 */
+    int family, model; /* cpuid display family and model, x86-64 (0 elsewhere) */
 } flm_cpu_features;
 
 /* Detected on first call (thread-safe); the same pointer every time. */
 const flm_cpu_features *flm_cpu_get(void);
 
-/* The table called `name` ("scalar", "avx2", "avx512", "neon") if it is built in and
- * this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
+/* The table called `name` ("scalar", "avx2", "avx512", "neon"; with int8 activations
+ * only, "avx2-vnni" and "avx512-vnni256": the avx2 / avx512 table with 256-bit
+ * vpdpbusd q8_0/q4_0 kernels) if it is built in and this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
  * activations to int8 blocks (integer dot products; see docs/KERNELS.md); without,
  * every matmul keeps float activations. The scalar tables are the references. */
 const flm_kernels *flm_kernels_variant(const char *name, bool qact);
@@ -30,6 +34,11 @@ const flm_kernels *flm_kernels_by_name(const char *name);
 /* Whether q8_0/q4_0 use int8 activations by default: yes, unless the environment
  * has FLM_QACT=0 (read once). */
 bool flm_kernels_qact_default(void);
+
+/* The table names in this CPU's order of preference, NULL-terminated (chosen by CPU
+ * family where several tables are correct: see docs/KERNELS.md). The first one
+ * flm_kernels_by_name returns is the default. */
+const char *const *flm_kernels_preference(void);
 
 /* The best table this CPU runs, honouring FLM_KERNELS=<name> (an unknown or
  * unsupported name warns once on stderr and falls back to the best) and FLM_QACT.

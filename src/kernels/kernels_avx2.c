@@ -216,8 +216,11 @@ static xquant xquant_at(const void *buf, int n_tok, int cols) {
     return xq;
 }
 
-/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d. */
-static void quantize_x(const float *X, int n_tok, int cols, const xquant *xq) {
+/* flm_quantize_act_ref, vectorised: the same operations, so the same q and d; corr
+ * gets bias times the lane sums of q (bias 8 or 128; negated when neg: the VNNI kernels
+ * start vpdpbusd from it). */
+static void quantize_x_corr(const float *X, int n_tok, int cols, const xquant *xq, int bias, bool neg) {
+    const __m256i vbias = _mm256_set1_epi8((char)(uint8_t)bias); /* an unsigned byte operand of vpmaddubsw */
     size_t nq = (size_t)n_tok * (size_t)cols, nb = nq / QK;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -238,11 +241,14 @@ static void quantize_x(const float *X, int n_tok, int cols, const xquant *xq) {
         __m256i q = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
         q = _mm256_permutevar8x32_epi32(q, perm);
         _mm256_storeu_si256((__m256i *)(xq->q + b * QK), q);
-        __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), q), _mm256_set1_epi16(1));
+        __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(vbias, q), _mm256_set1_epi16(1));
+        if (neg) c = _mm256_sub_epi32(_mm256_setzero_si256(), c);
         _mm256_storeu_si256((__m256i *)(xq->corr + b * 8), c);
         xq->d[b] = db;
     }
 }
+
+static void quantize_x(const float *X, int n_tok, int cols, const xquant *xq) { quantize_x_corr(X, n_tok, cols, xq, 8, false); }
 
 /* Block b of a row: q8_0 bytes q_w (signed) or q4_0 nibbles n (unsigned, in order
  * 0..31), and d_w broadcast. */
@@ -345,6 +351,24 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
 
 static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
 const flm_qact_fns *flm_qact_avx2(void) { return &QACT; }
+
+/* The same products with 256-bit vpdpbusd, once per encoding: AVX-VNNI (VEX; Alder
+ * Lake and later, Zen 5) and AVX512_VNNI + AVX512_VL (EVEX; Zen 4, Cascade Lake, Ice
+ * Lake and later). Bit-identical to the kernels above (kernels_vnni256.h). */
+#define VNNI256_TARGET __attribute__((target("avxvnni")))
+#define VNNI256_DPBUSD _mm256_dpbusd_avx_epi32
+#define VNNI256(name) name##_avxvnni
+#include "kernels/kernels_vnni256.h"
+const flm_qact_fns *flm_qact_avxvnni(void) { return &VNNI256(QACT); }
+#undef VNNI256_TARGET
+#undef VNNI256_DPBUSD
+#undef VNNI256
+
+#define VNNI256_TARGET __attribute__((target("avx512f,avx512vl,avx512vnni")))
+#define VNNI256_DPBUSD _mm256_dpbusd_epi32
+#define VNNI256(name) name##_avx512vl
+#include "kernels/kernels_vnni256.h"
+const flm_qact_fns *flm_qact_avx512vnni256(void) { return &VNNI256(QACT); }
 
 /* ---- vector ops --------------------------------------------------------------- */
 
