@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels_neon.h"
 #include "kernels/kernels_simd.h"
 
 #if defined(__x86_64__)
@@ -85,12 +86,14 @@ static const flm_qact_fns *qact_fns(const char *name) {
 #endif
 #if defined(__aarch64__)
     if (strcmp(name, "neon") == 0) return flm_qact_neon();
+    if (strcmp(name, "neon-dotprod") == 0) return flm_qact_neon_dotprod(); /* NULL without SDOT */
+    if (strcmp(name, "neon-i8mm") == 0) return flm_qact_neon_i8mm();       /* NULL without SMMLA */
 #endif
     (void)f;
     return flm_qact_scalar();
 }
 
-static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod", "neon-i8mm"};
 #define N_TABLES (sizeof TABLE_NAMES / sizeof TABLE_NAMES[0])
 static flm_kernels g_qact[N_TABLES];
 static bool g_qact_ok[N_TABLES];
@@ -98,10 +101,12 @@ static pthread_once_t g_qact_once = PTHREAD_ONCE_INIT;
 
 static void compose_qact(void) {
     for (size_t i = 0; i < N_TABLES; i++) {
-        const flm_kernels *base = float_table(TABLE_NAMES[i]);
-        if (!base) continue;
+        /* "neon-dotprod", "neon-i8mm": the neon table with other int8 products (no float table) */
+        const flm_kernels *base = float_table(strncmp(TABLE_NAMES[i], "neon-", 5) == 0 ? "neon" : TABLE_NAMES[i]);
         const flm_qact_fns *q = qact_fns(TABLE_NAMES[i]);
+        if (!base || !q) continue;
         g_qact[i] = *base;
+        g_qact[i].name = TABLE_NAMES[i];
         g_qact[i].matmul[FLM_Q8_0] = q->q8_0;
         g_qact[i].matmul[FLM_Q4_0] = q->q4_0;
         g_qact[i].qprep_bytes = q->prep_bytes;
@@ -138,7 +143,7 @@ static const flm_kernels *g_selected;
 static pthread_once_t g_select_once = PTHREAD_ONCE_INIT;
 
 static const flm_kernels *best_for_cpu(void) {
-    static const char *const order[] = {"avx512", "avx2", "neon", "scalar"};
+    static const char *const order[] = {"avx512", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar"};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const flm_kernels *k = flm_kernels_by_name(order[i]);
         if (k) return k;
