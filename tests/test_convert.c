@@ -680,5 +680,26 @@ TEST(convert_same_bytes_for_any_thread_count) {
         free(data[0]);
         free(data[1]);
     }
+    /* with a LoRA merge (its rows split over the pool too) */
+    {
+        char *data[2] = {NULL, NULL};
+        size_t len[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            char *out = flm_path_join(test_tmpdir(), k ? "lora-t3.gguf" : "lora-t1.gguf");
+            snprintf(cmd, sizeof cmd, "%s convert %s/tiny-qwen2 --lora %s/tiny-qwen2-lora -o %s --type q8_0 -t %d -q", test_bin(),
+                     TEST_DATA, TEST_DATA, out, k ? 3 : 1);
+            rc = test_run(cmd, &o, &e);
+            CHECK_MSG(rc == 0, "convert with LoRA -t %d: %s", k ? 3 : 1, e);
+            free(o);
+            free(e);
+            CHECK(flm_read_file(out, &data[k], &len[k]) == FLM_OK);
+            remove(out);
+            free(out);
+        }
+        CHECK_MSG(data[0] && data[1] && len[0] == len[1] && len[0] > 0 && memcmp(data[0], data[1], len[0]) == 0,
+                  "LoRA merge: -t 1 and -t 3 packages differ");
+        free(data[0]);
+        free(data[1]);
+    }
     free(dir);
 }

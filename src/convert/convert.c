@@ -386,7 +386,7 @@ static int write_tensor(wqueue *wq, flm_pool *pool, const plan_entry *e, const f
             break;
         }
         if (e->lora) {
-            for (int i = 0; i < n_lora && !rc; i++) rc = flm_lora_apply(ad[i], e->hf_name, x, rows, cols);
+            for (int i = 0; i < n_lora && !rc; i++) rc = flm_lora_apply_pool(ad[i], e->hf_name, x, rows, cols, pool);
             if (rc) break;
             quant_job qj = {x, y, e->out, n, cols, out_row};
             flm_pool_run(pool, quant_part, &qj);
