@@ -18,8 +18,9 @@ typedef struct {
 /* Detected on first call (thread-safe); the same pointer every time. */
 const flm_cpu_features *flm_cpu_get(void);
 
-/* The table called `name` ("scalar", "avx2", "avx512", "neon") if it is built in and
- * this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
+/* The table called `name` ("scalar", "avx2", "avx512", "neon"; with qact also
+ * "neon-dotprod" and "neon-i8mm", the neon table with SDOT / SMMLA int8 products) if
+ * it is built in and this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
  * activations to int8 blocks (integer dot products; see docs/KERNELS.md); without,
  * every matmul keeps float activations. The scalar tables are the references. */
 const flm_kernels *flm_kernels_variant(const char *name, bool qact);
