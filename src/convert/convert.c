@@ -6,6 +6,13 @@
  * rows, so even the 151936-row embedding needs a few MB, and no source page stays
  * in the process's resident set. Norms and biases stay f32 (as llama.cpp does).
  *
+ * Three things overlap: the pool's threads read and convert a chunk (each thread its
+ * own rows: pread, widen one row into a cached float row, convert it to the output
+ * type; LoRA targets are widened whole, merged on the pool, then converted), a writer
+ * thread writes the previous chunks (a ring of three output buffers), and the hasher
+ * reads the sources. Every row's bytes depend only on that row, so the package is
+ * the same for any thread count.
+ *
  * Sources that change under the converter are errors, not signals: the weights are
  * read with pread (a truncated shard is a short read, where the mapping would raise
  * SIGBUS), and every source file's size is checked against its size at open before

@@ -109,7 +109,45 @@ void flm_quantize_row_q8_0_spec(const float *x, block_q8_0 *y, int64_t n) {
     }
 }
 
+#if defined(__x86_64__)
+/* One q4_0 block's 16 bytes: nibble q = min(15, trunc(v)) for v = x * id + 8.5 (a
+ * multiply, then an add, as the scalar code), NaN to 0 and v < 0 to 0 (to_i8, then
+ * the clamp to [0, 15]): v is clamped to [0, 15] first, where truncation gives the
+ * same. Element j in the low nibble of byte j, element j + 16 in the high one. */
+static inline void nibbles_q4_0(const float *x, float id, uint8_t *qs) {
+    const __m128 vid = _mm_set1_ps(id), off = _mm_set1_ps(8.5f), zero = _mm_setzero_ps(), top = _mm_set1_ps(15.0f);
+    __m128i r[8];
+    for (int k = 0; k < 8; k++) {
+        __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(x + 4 * k), vid), off);
+        v = _mm_and_ps(v, _mm_cmpord_ps(v, v));
+        r[k] = _mm_cvttps_epi32(_mm_min_ps(_mm_max_ps(v, zero), top));
+    }
+    __m128i lo = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3])); /* elements 0..15 */
+    __m128i hi = _mm_packus_epi16(_mm_packs_epi32(r[4], r[5]), _mm_packs_epi32(r[6], r[7])); /* 16..31 */
+    _mm_storeu_si128((__m128i *)(void *)qs, _mm_or_si128(lo, _mm_slli_epi16(hi, 4))); /* nibbles: no carry across bytes */
+}
+
 void flm_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n) {
+    for (int64_t b = 0; b < n / QK; b++, x += QK) {
+        /* the first element of largest magnitude, with its sign (0 when every |x| is 0 or NaN) */
+        const float amax = block_amax(x);
+        float max = 0.0f;
+        if (amax > 0.0f)
+            for (int j = 0; j < QK; j++)
+                if (fabsf(x[j]) == amax) { max = x[j]; break; }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = flm_f32_to_f16(d);
+        nibbles_q4_0(x, id, y[b].qs);
+    }
+}
+#else
+void flm_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n) { flm_quantize_row_q4_0_spec(x, y, n); }
+#endif
+
+/* The specification of flm_quantize_row_q4_0 (ggml's quantize_row_q4_0_ref with
+ * defined non-finite handling): the tests compare the two. */
+void flm_quantize_row_q4_0_spec(const float *x, block_q4_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / QK; b++, x += QK) {
         float amax = 0.0f, max = 0.0f; /* the first element of largest magnitude, with its sign */
         for (int j = 0; j < QK; j++) {
