@@ -229,22 +229,24 @@ static int wq_start(wqueue *q, flm_gguf_writer *w) {
 /* The writer's failure as this thread's error. */
 static int wq_error(const wqueue *q) { return flm_fail(q->rc, "%s", q->msg); }
 
-/* The next free slot, with room for n bytes (NULL: out of memory, or the writer
- * failed: the error is set). */
-static unsigned char *wq_acquire(wqueue *q, size_t n) {
+/* The next free slot, with room for n bytes, in *out; an error when out of memory or
+ * when the writer failed (its message). */
+static int wq_acquire(wqueue *q, size_t n, unsigned char **out) {
+    *out = NULL;
     pthread_mutex_lock(&q->mu);
     while (q->count == WQ_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
     int rc = q->rc;
     pthread_mutex_unlock(&q->mu);
-    if (rc) { wq_error(q); return NULL; }
+    if (rc) return wq_error(q);
     int s = q->next; /* not queued, so the writer does not touch it */
     if (q->cap[s] < n) {
         free(q->buf[s]);
         q->cap[s] = 0;
-        if (!(q->buf[s] = flm_malloc(n))) return NULL;
+        if (!(q->buf[s] = flm_malloc(n))) return FLM_ERR_NOMEM;
         q->cap[s] = n;
     }
-    return q->buf[s];
+    *out = q->buf[s];
+    return FLM_OK;
 }
 
 /* Queues the acquired slot's first n bytes. */
@@ -377,8 +379,8 @@ static int write_tensor(wqueue *wq, flm_pool *pool, const plan_entry *e, const f
     for (int64_t r0 = 0; !rc && r0 < rows; r0 += chunk) {
         if (cancel && *cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); break; }
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
-        unsigned char *y = wq_acquire(wq, (size_t)n * out_row);
-        if (!y) { rc = wq->rc ? wq->rc : FLM_ERR_NOMEM; break; }
+        unsigned char *y;
+        if ((rc = wq_acquire(wq, (size_t)n * out_row, &y))) break;
         deq_job dj = {.src = t, .fd = shard ? src->fd : -1, .off = shard ? flm_st_offset(shard, t->data) : 0, .raw = raw,
                       .dst = x, .rowf = rowf, .n_rowf = nth, .out = y, .out_type = e->out, .out_row = out_row,
                       .row0 = r0, .rows = n, .cols = cols};
