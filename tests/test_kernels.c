@@ -32,7 +32,7 @@
  * ulp (random signs), and reaches the output through the scale. */
 #define RMS_REL_TOL(n) ((4.0 + sqrt((double)(n))) * FLT_EPSILON)
 
-static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
 #define N_SIMD_TABLES (sizeof SIMD_TABLES / sizeof SIMD_TABLES[0])
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -280,6 +280,46 @@ TEST(kernels_qact_quantizer) {
     }
 }
 
+/* The NEON SDOT/SMMLA variants compute each output with the reference's operations
+ * (exact block sums, then acc + (float)isum * (d_w * d_x)): the same bits as the
+ * scalar qact table, on odd row counts (tails of the 4-row tiles), every token count
+ * around the 2x2 and 4-token tiles, misaligned weights and activations. */
+static void check_qact_exact(const char *name, flm_dtype dt) {
+    const flm_kernels *k = flm_kernels_variant(name, true), *ref = flm_kernels_variant("scalar", true);
+    if (!k) return;
+    static const int SHAPES[][2] = {{1, 32}, {3, 64}, {5, 96}, {7, 1536}, {9, 160}, {13, 8960}, {4, 2080}, {6, 352}};
+    int checked = 0;
+    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++)
+        for (int n_tok = 1; n_tok <= 10; n_tok += (si & 1) + 1) {
+            int rows = SHAPES[si][0], cols = SHAPES[si][1], mis = (int)(si + (size_t)n_tok) & 1;
+            size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), ny = (size_t)n_tok * (size_t)(rows + 2);
+            char *wbuf = malloc(wbytes + 8);
+            float *xbuf = malloc(((size_t)n_tok * (size_t)cols + 1) * sizeof(float));
+            float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+            REQUIRE(wbuf && xbuf && y1 && y2);
+            void *W = wbuf + (mis ? 2 : 0);
+            float *X = xbuf + mis;
+            fill_weights(dt, W, rows, cols);
+            for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f() * (i % 11 == 0 ? 9.0f : 1.0f);
+            for (size_t i = 0; i < ny; i++) y1[i] = y2[i] = -777.0f;
+            ref->matmul[dt](W, X, y1, n_tok, cols, rows + 2, 0, rows);
+            k->matmul[dt](W, X, y2, n_tok, cols, rows + 2, 0, rows);
+            CHECK_MSG(memcmp(y1, y2, ny * sizeof(float)) == 0, "%s %s %dx%d n_tok=%d mis=%d: not the reference's bits", name,
+                      flm_dtype_get(dt)->name, rows, cols, n_tok, mis);
+            checked++;
+            free(wbuf); free(xbuf); free(y1); free(y2);
+        }
+    printf("    %s %s int8 activations: %d shapes bit-identical to the scalar reference\n", name, flm_dtype_get(dt)->name, checked);
+}
+
+TEST(kernels_qact_neon_exact) {
+    static const char *const NAMES[] = {"neon-dotprod", "neon-i8mm"};
+    for (size_t i = 0; i < 2; i++) {
+        check_qact_exact(NAMES[i], FLM_Q8_0);
+        check_qact_exact(NAMES[i], FLM_Q4_0);
+    }
+}
+
 TEST(kernels_qact_q8_0) { run_qact_dtype(FLM_Q8_0); }
 TEST(kernels_qact_q4_0) { run_qact_dtype(FLM_Q4_0); }
 
@@ -510,7 +550,7 @@ TEST(kernels_rope) {
  * the one-call matmul of the same table: every qact table including the scalar
  * reference, both types, decode and prefill batches, odd row chunks. */
 TEST(kernels_qact_prepared_equals_matmul) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
     static const int SHAPES[][3] = {{37, 1536, 1}, {20, 8960, 1}, {19, 96, 5}, {33, 1536, 64}, {7, 2080, 3}};
     for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++) {
         const flm_kernels *k = flm_kernels_variant(ALL[ti], true);
@@ -551,7 +591,7 @@ TEST(kernels_qact_prepared_equals_matmul) {
  * written past the row. The fixture is sensitive: somewhere a multiply-then-add
  * chain gives other bits than the fused one. */
 TEST(kernels_lora_row) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
     static const int RANK[] = {1, 2, 3, 4, 7, 16, 64};
     static const int COLS[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257};
     enum { MAXR = 64, MAXC = 257 };
@@ -605,7 +645,7 @@ TEST(kernels_lora_row) {
  * inaccessible page, and a byte past n does not change the value), and its value
  * depends on every byte (one byte changed anywhere changes it; restored, it is back). */
 TEST(kernels_stream_read) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
     size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 16 * (size_t)FLM_STREAM_CHUNK;
     size_t span = (n + page - 1) / page * page;
     unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -766,3 +766,35 @@ TEST(lora_same_adapter_twice_refused) {
     CHECK_MSG(has(flm_errmsg(NULL), "given twice") && has(flm_errmsg(NULL), KCC_LORA ":2"), "%s", flm_errmsg(NULL));
     flm_close(h);
 }
+
+/* flm_lora_apply_pool (the converter's merge, rows split over a pool) gives the bits of
+ * the one-thread flm_lora_apply for pools of 1, 2 and 3 threads, on every targeted
+ * tensor of the micro fixture. */
+TEST(lora_merge_on_a_pool_same_bits) {
+    flm_lora *l = NULL;
+    REQUIRE(flm_lora_open(MICRO_LORA, 1.0f, &l) == FLM_OK);
+    flm_st_file *base = NULL;
+    REQUIRE(flm_st_open(MICRO_BASE, &base) == FLM_OK);
+    int checked = 0;
+    for (int nt = 1; nt <= 3; nt++) {
+        flm_pool *pool = NULL;
+        REQUIRE(flm_pool_new(nt, &pool) == FLM_OK);
+        for (size_t i = 0; i < flm_st_count(base); i++) {
+            const flm_tensor *t = flm_st_tensor_at(base, i);
+            if (!flm_lora_targets(l, t->name)) continue;
+            int64_t rows = t->shape[0], cols = t->shape[1];
+            float *w1 = tensor_f32(t), *w2 = tensor_f32(t);
+            REQUIRE(w1 && w2);
+            CHECK_EQ_INT(flm_lora_apply(l, t->name, w1, rows, cols), FLM_OK);
+            CHECK_EQ_INT(flm_lora_apply_pool(l, t->name, w2, rows, cols, pool), FLM_OK);
+            CHECK_MSG(memcmp(w1, w2, (size_t)flm_tensor_numel(t) * sizeof(float)) == 0, "%s with %d threads: other bits", t->name, nt);
+            checked++;
+            free(w1);
+            free(w2);
+        }
+        flm_pool_free(pool);
+    }
+    CHECK(checked == 18);
+    flm_st_close(base);
+    flm_lora_close(l);
+}

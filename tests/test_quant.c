@@ -203,3 +203,59 @@ TEST(quant_row_converters_and_predicate) {
     CHECK(strstr(flm_last_error(), "q8_0"));
     CHECK_EQ_INT(flm_quantize_row(FLM_I32, x, &q, 1), FLM_ERR_ARG);
 }
+
+/* flm_quantize_row_q8_0 / _q4_0 (vectorised, no libm call) give the bytes of their
+ * specifications (ggml's loops): random blocks at many scales, exact ties
+ * (values whose x * id lands on k + 0.5, where roundf rounds away from zero and a
+ * round-to-even would not), the boundaries +-127/-128, signed zeros, subnormals,
+ * infinities and NaN. */
+TEST(quant_fast_equals_spec) {
+    enum { NB = 4096 };
+    float *x = malloc(NB * 32 * sizeof(float));
+    block_q8_0 *a = malloc(NB * sizeof *a), *b = malloc(NB * sizeof *b);
+    REQUIRE(x && a && b);
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (int blk = 0; blk < NB; blk++) {
+        float *v = x + blk * 32;
+        float scale = ldexpf(1.0f, (blk % 61) - 30);
+        for (int j = 0; j < 32; j++) {
+            rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+            v[j] = ((float)(rng >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+        }
+        switch (blk % 8) {
+        case 1: /* amax 127: id = 1, so halves are exact ties */
+            v[0] = 127.0f;
+            for (int j = 1; j < 32; j++) v[j] = (float)((int)((rng >> j) % 253u) - 126) + ((j & 1) ? 0.5f : -0.5f);
+            break;
+        case 2: v[3] = INFINITY; break;
+        case 3: v[5] = NAN; v[6] = -0.0f; break;
+        case 4: for (int j = 0; j < 32; j++) v[j] = ldexpf(v[j], -120); break; /* subnormal range */
+        case 5: v[7] = -v[0] * 1.0000001f; v[9] = 0.0f; break;
+        case 6: v[1] = -INFINITY; v[2] = NAN; break;
+        default: break;
+        }
+    }
+    flm_quantize_row_q8_0(x, a, NB * 32);
+    flm_quantize_row_q8_0_spec(x, b, NB * 32);
+    int bad = 0;
+    for (int blk = 0; blk < NB; blk++)
+        if (memcmp(&a[blk], &b[blk], sizeof a[blk]) != 0 && bad++ < 3)
+            test_fail(__FILE__, __LINE__, "q8_0 block %d: fast quantizer differs from the specification", blk);
+    /* q4_0 on the same blocks, plus ties of magnitude (the first one's sign wins), all
+     * zeros with a -0 first (d keeps the scalar's sign) and all NaN */
+    block_q4_0 *c = malloc(NB * sizeof *c), *e = malloc(NB * sizeof *e);
+    REQUIRE(c && e);
+    for (int blk = 0; blk < NB; blk += 8) {
+        float *v = x + blk * 32;
+        if (blk % 24 == 0) { v[4] = -v[30] ; v[30] = fabsf(v[30]) + 1.0f; v[2] = -v[30]; }      /* -m before +m */
+        else if (blk % 24 == 8) for (int j = 0; j < 32; j++) v[j] = j == 0 ? -0.0f : 0.0f;
+        else for (int j = 0; j < 32; j++) v[j] = NAN;
+    }
+    flm_quantize_row_q4_0(x, c, NB * 32);
+    flm_quantize_row_q4_0_spec(x, e, NB * 32);
+    for (int blk = 0; blk < NB; blk++)
+        if (memcmp(&c[blk], &e[blk], sizeof c[blk]) != 0 && bad++ < 6)
+            test_fail(__FILE__, __LINE__, "q4_0 block %d: fast quantizer differs from the specification", blk);
+    free(c); free(e);
+    free(x); free(a); free(b);
+}

@@ -6,6 +6,13 @@
  * rows, so even the 151936-row embedding needs a few MB, and no source page stays
  * in the process's resident set. Norms and biases stay f32 (as llama.cpp does).
  *
+ * Three things overlap: the pool's threads read and convert a chunk (each thread its
+ * own rows: pread, widen one row into a cached float row, convert it to the output
+ * type; LoRA targets are widened whole, merged on the pool, then converted), a writer
+ * thread writes the previous chunks (a ring of three output buffers), and the hasher
+ * reads the sources. Every row's bytes depend only on that row, so the package is
+ * the same for any thread count.
+ *
  * Sources that change under the converter are errors, not signals: the weights are
  * read with pread (a truncated shard is a short read, where the mapping would raise
  * SIGBUS), and every source file's size is checked against its size at open before
@@ -164,7 +171,116 @@ static void free_hash_job(hash_job *h) {
     free(h->hex);
 }
 
-/* ---- quantizing a chunk of rows on the pool ---- */
+/* ---- the writer thread: tensor data goes out while the next chunk is converted ----
+ * A ring of WQ_SLOTS output buffers. The converter fills the next free slot and
+ * queues it; the writer thread writes queued slots in order (the GGUF writer is
+ * used by that thread alone until wq_close) and frees them. A write error stops the
+ * writer, which drops what is queued; the converter sees it at its next acquire. */
+#define WQ_SLOTS 3
+
+typedef struct {
+    flm_gguf_writer *w;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned char *buf[WQ_SLOTS];
+    size_t cap[WQ_SLOTS], len[WQ_SLOTS];
+    int head, count, next; /* queued: count slots from head; the converter fills `next` */
+    bool closing, started;
+    int rc;                /* the writer's error (FLM_OK while none) */
+    char msg[512];         /* its message, handed over from the writer's thread */
+} wqueue;
+
+static void *wq_thread(void *arg) {
+    wqueue *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->count && !q->closing) pthread_cond_wait(&q->cv, &q->mu);
+        if (!q->count) break;
+        int slot = q->head;
+        int rc = q->rc;
+        pthread_mutex_unlock(&q->mu);
+        if (!rc && (rc = flm_gguf_writer_write_part(q->w, q->buf[slot], q->len[slot])))
+            snprintf(q->msg, sizeof q->msg, "%s", flm_last_error());
+        pthread_mutex_lock(&q->mu);
+        if (rc) q->rc = rc;
+        q->head = (q->head + 1) % WQ_SLOTS;
+        q->count--;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+static int wq_start(wqueue *q, flm_gguf_writer *w) {
+    memset(q, 0, sizeof *q);
+    q->w = w;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    if (pthread_create(&q->th, NULL, wq_thread, q) != 0) {
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->cv);
+        return flm_fail(FLM_ERR_IO, "cannot start the writer thread");
+    }
+    q->started = true;
+    return FLM_OK;
+}
+
+/* The writer's failure as this thread's error. */
+static int wq_error(const wqueue *q) { return flm_fail(q->rc, "%s", q->msg); }
+
+/* The next free slot, with room for n bytes, in *out; an error when out of memory or
+ * when the writer failed (its message). */
+static int wq_acquire(wqueue *q, size_t n, unsigned char **out) {
+    *out = NULL;
+    pthread_mutex_lock(&q->mu);
+    while (q->count == WQ_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
+    int rc = q->rc;
+    pthread_mutex_unlock(&q->mu);
+    if (rc) return wq_error(q);
+    int s = q->next; /* not queued, so the writer does not touch it */
+    if (q->cap[s] < n) {
+        free(q->buf[s]);
+        q->cap[s] = 0;
+        if (!(q->buf[s] = flm_malloc(n))) return FLM_ERR_NOMEM;
+        q->cap[s] = n;
+    }
+    *out = q->buf[s];
+    return FLM_OK;
+}
+
+/* Queues the acquired slot's first n bytes. */
+static void wq_submit(wqueue *q, size_t n) {
+    pthread_mutex_lock(&q->mu);
+    q->len[q->next] = n;
+    q->next = (q->next + 1) % WQ_SLOTS;
+    q->count++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Writes what is queued (drop: drops it instead, for a conversion that failed),
+ * stops the thread, frees the slots; returns the writer's error code, if any (its
+ * message: wq_error). Safe to call twice. */
+static int wq_close(wqueue *q, bool drop) {
+    if (!q->started) return FLM_OK;
+    pthread_mutex_lock(&q->mu);
+    q->closing = true;
+    if (drop && !q->rc) {
+        q->rc = FLM_ERR_CANCELLED;
+        snprintf(q->msg, sizeof q->msg, "conversion stopped");
+    }
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->th, NULL);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    for (int i = 0; i < WQ_SLOTS; i++) free(q->buf[i]);
+    q->started = false;
+    return q->rc;
+}
+
+/* ---- converting a chunk of rows on the pool ---- */
 typedef struct {
     const float *x;
     unsigned char *dst;
@@ -179,15 +295,23 @@ static void quant_part(void *ctx, int ith, int nth) {
     for (int64_t r = r0; r < r1; r++) flm_quantize_row(q->t, q->x + r * q->cols, q->dst + (size_t)r * q->row_bytes, q->cols);
 }
 
-/* Rows [row0, row0 + rows) of src → float32. A tensor in a shard is read with pread
- * (each thread its own rows) into `raw`; one held in memory (an f32 copy) is read
- * in place. */
+/* Rows [row0, row0 + rows) of src, each thread its own rows: a tensor in a shard is
+ * read with pread into `raw`, one held in memory (an f32 copy) is read in place.
+ * Then either every row to float32 into dst (LoRA targets: the merge needs the
+ * whole tensor), or row by row straight to the output type into out: widened into
+ * the thread's row of `rowf` (cols floats, in cache) and converted from there, so
+ * the chunk's float32 copy never goes through memory. */
 typedef struct {
     const flm_tensor *src;
     int fd;                    /* the shard, or -1: src->data is in memory */
     uint64_t off;              /* the tensor's offset in the shard */
     unsigned char *raw;        /* the chunk's source bytes */
-    float *dst;
+    float *dst;                /* float32 rows, or NULL: convert to `out` */
+    float *rowf;               /* n_rowf rows of cols floats: one per thread */
+    int n_rowf;
+    unsigned char *out;        /* the chunk's output rows (out_row bytes each) */
+    flm_dtype out_type;
+    size_t out_row;
     int64_t row0, rows, cols;
     atomic_int failed;         /* 0, errno of a failed read, or -1 for end of file */
     _Atomic uint64_t fail_at;  /* file offset of that read */
@@ -219,11 +343,25 @@ static void deq_part(void *ctx, int ith, int nth) {
         }
         base = d->raw;
     }
-    for (int64_t r = r0; r < r1; r++) di->to_float(base + (size_t)r * rb, d->dst + r * d->cols, (size_t)d->cols);
+    if (d->dst) {
+        for (int64_t r = r0; r < r1; r++) di->to_float(base + (size_t)r * rb, d->dst + r * d->cols, (size_t)d->cols);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        unsigned char *y = d->out + (size_t)r * d->out_row;
+        if (d->out_type == FLM_F32) {
+            di->to_float(base + (size_t)r * rb, (float *)(void *)y, (size_t)d->cols);
+        } else {
+            float *f = d->rowf + (size_t)(ith < d->n_rowf ? ith : 0) * (size_t)d->cols;
+            di->to_float(base + (size_t)r * rb, f, (size_t)d->cols);
+            flm_quantize_row(d->out_type, f, y, d->cols);
+        }
+    }
 }
 
-/* Writes one tensor; `shard` is the file holding its data (NULL: in memory). */
-static int write_tensor(flm_gguf_writer *w, flm_pool *pool, const plan_entry *e, const flm_st_file *shard, const watched_file *src,
+/* Converts one tensor into the writer's queue; `shard` is the file holding its data
+ * (NULL: in memory). */
+static int write_tensor(wqueue *wq, flm_pool *pool, const plan_entry *e, const flm_st_file *shard, const watched_file *src,
                         flm_lora **ad, int n_lora, volatile sig_atomic_t *cancel) {
     const flm_tensor *t = e->src;
     int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
@@ -232,15 +370,20 @@ static int write_tensor(flm_gguf_writer *w, flm_pool *pool, const plan_entry *e,
     if (chunk < 1) chunk = 1;
     if (chunk > rows) chunk = rows;
     size_t src_row = flm_dtype_bytes(t->dtype, (uint64_t)cols);
-    float *x = flm_malloc((size_t)chunk * (size_t)cols * sizeof(float));
-    unsigned char *y = e->out == FLM_F32 ? NULL : flm_malloc((size_t)chunk * out_row);
+    int nth = flm_pool_size(pool);
+    /* LoRA targets: the whole tensor in float32; others: one float row per thread */
+    float *x = e->lora ? flm_malloc((size_t)chunk * (size_t)cols * sizeof(float)) : NULL;
+    float *rowf = e->lora ? NULL : flm_malloc((size_t)nth * (size_t)cols * sizeof(float));
     unsigned char *raw = shard ? flm_malloc((size_t)chunk * src_row) : NULL;
-    int rc = (!x || (e->out != FLM_F32 && !y) || (shard && !raw)) ? FLM_ERR_NOMEM : FLM_OK;
+    int rc = ((e->lora && !x) || (!e->lora && !rowf) || (shard && !raw)) ? FLM_ERR_NOMEM : FLM_OK;
     for (int64_t r0 = 0; !rc && r0 < rows; r0 += chunk) {
         if (cancel && *cancel) { rc = flm_fail(FLM_ERR_CANCELLED, "conversion interrupted"); break; }
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
+        unsigned char *y;
+        if ((rc = wq_acquire(wq, (size_t)n * out_row, &y))) break;
         deq_job dj = {.src = t, .fd = shard ? src->fd : -1, .off = shard ? flm_st_offset(shard, t->data) : 0, .raw = raw,
-                      .dst = x, .row0 = r0, .rows = n, .cols = cols};
+                      .dst = x, .rowf = rowf, .n_rowf = nth, .out = y, .out_type = e->out, .out_row = out_row,
+                      .row0 = r0, .rows = n, .cols = cols};
         atomic_init(&dj.failed, 0);
         atomic_init(&dj.fail_at, 0);
         flm_pool_run(pool, deq_part, &dj);
@@ -251,18 +394,16 @@ static int write_tensor(flm_gguf_writer *w, flm_pool *pool, const plan_entry *e,
                           failed > 0 ? strerror(failed) : "end of file (truncated?)");
             break;
         }
-        for (int i = 0; e->lora && i < n_lora && !rc; i++) rc = flm_lora_apply(ad[i], e->hf_name, x, rows, cols);
-        if (rc) break;
-        if (e->out == FLM_F32) {
-            rc = flm_gguf_writer_write_part(w, x, (size_t)n * (size_t)cols * sizeof(float));
-        } else {
+        if (e->lora) {
+            for (int i = 0; i < n_lora && !rc; i++) rc = flm_lora_apply_pool(ad[i], e->hf_name, x, rows, cols, pool);
+            if (rc) break;
             quant_job qj = {x, y, e->out, n, cols, out_row};
             flm_pool_run(pool, quant_part, &qj);
-            rc = flm_gguf_writer_write_part(w, y, (size_t)n * out_row);
         }
+        wq_submit(wq, (size_t)n * out_row);
     }
     free(x);
-    free(y);
+    free(rowf);
     free(raw);
     return rc;
 }
@@ -308,6 +449,7 @@ int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_h
     plan_entry *plan = NULL;
     flm_gguf_writer *w = NULL;
     flm_pool *pool = NULL;
+    wqueue wq = {.started = false};
     hash_job hj = {.cancel = opt->cancel};
     atomic_init(&hj.stop, 0);
     atomic_init(&hj.done, 0);
@@ -447,6 +589,7 @@ int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_h
     if (rc) goto done;
     uint64_t total = 0, done_bytes = 0;
     for (size_t i = 0; i < n_plan; i++) total += plan[i].src->nbytes;
+    if ((rc = wq_start(&wq, w))) goto done;
     for (size_t i = 0; i < n_plan && !rc; i++) {
         if (opt->progress) opt->progress(opt->progress_ctx, (int)i, (int)n_plan, plan[i].gguf_name, done_bytes, total);
         /* the hashing has not failed, and every source (shards, adapters) still has
@@ -457,9 +600,13 @@ int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_h
         while (s < m->source->n_shards && !flm_st_contains(m->source->shards[s], plan[i].src->data)) s++;
         bool in_shard = s < m->source->n_shards; /* else an owned copy (f32 norms) */
         if (!rc)
-            rc = write_tensor(w, pool, &plan[i], in_shard ? m->source->shards[s] : NULL, in_shard ? &watch[s] : NULL, ad,
+            rc = write_tensor(&wq, pool, &plan[i], in_shard ? m->source->shards[s] : NULL, in_shard ? &watch[s] : NULL, ad,
                               opt->n_lora, opt->cancel);
         done_bytes += plan[i].src->nbytes;
+    }
+    {
+        int wrc = wq_close(&wq, rc != FLM_OK); /* everything queued is written (or the writer's error) */
+        if (!rc && wrc) rc = wq_error(&wq);
     }
     for (size_t wi = 0; wi < n_watch && !rc; wi++) rc = watch_check(&watch[wi]);
     if (rc) goto done;
@@ -480,6 +627,7 @@ int flm_convert_hf(const char *hf_dir, const char *out_path, const flm_convert_h
     if (rc) { stats->bytes_written = 0; goto done; }
     stats->n_tensors = (int)n_plan;
 done:
+    wq_close(&wq, true); /* after an error: stop the writer, drop its queue, before the file goes */
     if (hashing) {
         atomic_store(&hj.stop, 1); /* an error or cancel: do not wait for the rest of the hashing */
         pthread_join(hasher, NULL);

@@ -330,7 +330,7 @@ int flm_conv_source_read(flm_conv_source *s, const flm_tensor *t, const char *hf
                           failed > 0 ? strerror(failed) : "end of file (truncated?)");
             break;
         }
-        for (int i = 0; lora && i < s->n_lora && !rc; i++) rc = flm_lora_apply(s->ad[i], hf_name, x, rows, cols);
+        for (int i = 0; lora && i < s->n_lora && !rc; i++) rc = flm_lora_apply_pool(s->ad[i], hf_name, x, rows, cols, s->pool);
         if (rc) break;
         rc = sink(ctx, x, r0, n, cols);
     }

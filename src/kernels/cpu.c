@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels_neon.h"
 #include "kernels/kernels_simd.h"
 
 #if defined(__x86_64__)
@@ -98,6 +99,7 @@ static const flm_kernels *float_table(const char *name) {
 static const char *int8_only_base(const char *name) {
     if (strcmp(name, "avx2-vnni") == 0) return "avx2";
     if (strcmp(name, "avx512-vnni256") == 0) return "avx512";
+    if (strcmp(name, "neon-dotprod") == 0 || strcmp(name, "neon-i8mm") == 0) return "neon"; /* SDOT / SMMLA int8 products */
     return NULL;
 }
 
@@ -115,12 +117,14 @@ static const flm_qact_fns *qact_fns(const char *name) {
 #endif
 #if defined(__aarch64__)
     if (strcmp(name, "neon") == 0) return flm_qact_neon();
+    if (strcmp(name, "neon-dotprod") == 0) return flm_qact_neon_dotprod(); /* NULL without SDOT */
+    if (strcmp(name, "neon-i8mm") == 0) return flm_qact_neon_i8mm();       /* NULL without SMMLA */
 #endif
     (void)f;
     return flm_qact_scalar();
 }
 
-static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
 #define N_TABLES (sizeof TABLE_NAMES / sizeof TABLE_NAMES[0])
 static flm_kernels g_qact[N_TABLES];
 static bool g_qact_ok[N_TABLES];
@@ -177,8 +181,8 @@ static bool half_width_avx512(const flm_cpu_features *f) {
 }
 
 const char *const *flm_kernels_preference(void) {
-    static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon", "scalar", NULL};
-    static const char *const other[] = {"avx512", "avx2-vnni", "avx2", "neon", "scalar", NULL};
+    static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
+    static const char *const other[] = {"avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
     return half_width_avx512(flm_cpu_get()) ? zen4 : other;
 }
 

@@ -21,10 +21,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "kernels/drivers.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_neon.h"
 #include "kernels/kernels_simd.h"
+
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20) /* Linux arch/arm64 uapi hwcap.h: SDOT/UDOT */
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13) /* SMMLA/UMMLA/USMMLA */
+#endif
 
 #define INLINE static inline __attribute__((always_inline))
 #define L 4           /* float lanes per vector */
@@ -323,6 +332,240 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
 
 static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
 const flm_qact_fns *flm_qact_neon(void) { return &QACT; }
+
+/* ---- int8 activations with FEAT_DotProd (SDOT) and FEAT_I8MM (SMMLA) -------------
+ * The "neon-dotprod" and "neon-i8mm" variants (kernels_neon.h). X is prepared as above
+ * (the reference's q and d, the same buffer layout). Each output is computed exactly
+ * as the reference run_ref does it: per block the exact integer sum isum_b (SDOT's or
+ * SMMLA's int32 lanes, reduced with integer pairwise adds, which cannot round), then
+ * acc = acc + (float)isum_b * (d_w * d_x) in block order, a multiply and an add, each
+ * rounded once (no FMA: the library is built with -std=c11, which keeps contraction
+ * off). So both variants give the reference's bits, for any tile, row split or token
+ * batch, and the tests compare them with memcmp.
+ *
+ * dotprod: a tile of 4 rows x 1 or 4 tokens; per (block, row, token) two SDOTs give 4
+ * int32 partial sums; three ADDPs turn the 4 rows' partials into one vector of 4 block
+ * sums (lanes = rows), converted and scaled by [d_w0..d_w3] * d_x with one SCVTF, two
+ * FMULs and one FADD per 4 outputs. Rows past r1 in a tail tile repeat the last row
+ * (computed, not stored).
+ * i8mm: prefill pairs rows and tokens: SMMLA multiplies a 2x8 int8 matrix (two rows'
+ * bytes k..k+7) by the transpose of another (two tokens' bytes k..k+7) into a 2x2
+ * int32 tile [r0t0 r0t1 r1t0 r1t1]; four SMMLAs cover a block. A tile of 4 rows x 4
+ * tokens is 16 SMMLAs per block (the dotprod tile needs 32 SDOTs and 12 ADDPs for the
+ * same outputs); decode (one token, nothing to pair) and odd tails use the dotprod
+ * tile, which computes the same bits. */
+
+/* Signed weights of block b of a row (two vectors of 16: elements 0..15, 16..31). */
+INLINE void load_wq_only(int dt, const char *row, int b, int8x16_t *w0, int8x16_t *w1) {
+    if (dt == FLM_Q8_0) {
+        const block_q8_0 *blk = (const block_q8_0 *)(const void *)row + b;
+        *w0 = vld1q_s8(blk->qs);
+        *w1 = vld1q_s8(blk->qs + 16);
+    } else {
+        const block_q4_0 *blk = (const block_q4_0 *)(const void *)row + b;
+        uint8x16_t v = vld1q_u8(blk->qs);
+        int8x16_t eight = vdupq_n_s8(8);
+        *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), eight);
+        *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+    }
+}
+
+/* The fp16 scale of block b (the first member of both block types) of four rows, as
+ * float (fp16 -> fp32 is exact, the same value as flm_f16_to_f32). */
+INLINE float32x4_t scales4(int dt, const char *const *rows, int b) {
+    size_t bs = dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    size_t o = (size_t)b * bs;
+    uint16_t h[4];
+    memcpy(&h[0], rows[0] + o, 2);
+    memcpy(&h[1], rows[1] + o, 2);
+    memcpy(&h[2], rows[2] + o, 2);
+    memcpy(&h[3], rows[3] + o, 2);
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+/* Rows r .. r+3 of W (rows past r1 repeat the last one). */
+INLINE void rows4(int dt, const void *W, int cols, int r, int r1, const char **rows) {
+    size_t rb = row_bytes(dt, cols);
+    for (int i = 0; i < 4; i++) rows[i] = (const char *)W + (size_t)(r + i < r1 ? r + i : r1 - 1) * rb;
+}
+
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod") /* FEAT_DotProd exists from Armv8.2 */
+
+/* The exact integer dot of 32 signed bytes, in 4 int32 partial sums. */
+INLINE int32x4_t sdot32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+}
+
+/* Rows [r, min(r+4, r1)) x tokens [t, t+TB). */
+INLINE void dtile(int dt, int TB, const void *W, const int8_t *xq, const float *dx, float *Y, int cols, int ldy, int r, int r1, int t) {
+    int nb = cols / QK;
+    const char *rows[4];
+    rows4(dt, W, cols, r, r1, rows);
+    float32x4_t acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < TB; j++) acc[j] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < nb; b++) {
+        int8x16_t w0[4], w1[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) load_wq_only(dt, rows[i], b, &w0[i], &w1[i]);
+        float32x4_t dw = scales4(dt, rows, b);
+#pragma GCC unroll 4
+        for (int j = 0; j < TB; j++) {
+            size_t xb = (size_t)(t + j) * (size_t)nb + (size_t)b;
+            int8x16_t x0 = vld1q_s8(xq + xb * QK), x1 = vld1q_s8(xq + xb * QK + 16);
+            int32x4_t s01 = vpaddq_s32(sdot32(w0[0], w1[0], x0, x1), sdot32(w0[1], w1[1], x0, x1));
+            int32x4_t s23 = vpaddq_s32(sdot32(w0[2], w1[2], x0, x1), sdot32(w0[3], w1[3], x0, x1));
+            float32x4_t sc = vmulq_n_f32(dw, dx[xb]);
+            acc[j] = vaddq_f32(acc[j], vmulq_f32(vcvtq_f32_s32(vpaddq_s32(s01, s23)), sc));
+        }
+    }
+    int n = r1 - r < 4 ? r1 - r : 4;
+#pragma GCC unroll 4
+    for (int j = 0; j < TB; j++) {
+        float *y = Y + (size_t)(t + j) * (size_t)ldy + (size_t)r;
+        if (n == 4) vst1q_f32(y, acc[j]);
+        else {
+            float tmp[4];
+            vst1q_f32(tmp, acc[j]);
+            memcpy(y, tmp, (size_t)n * sizeof(float));
+        }
+    }
+}
+
+/* Rows [r0, r1) x tokens [t0, n_tok) with dotprod tiles. */
+INLINE void run_dot_part(int dt, const void *W, const int8_t *xq, const float *dx, float *Y, int n_tok, int cols, int ldy, int r0,
+                         int r1, int t0) {
+    for (int r = r0; r < r1; r += 4) {
+        int t = t0;
+        for (; t + 4 <= n_tok; t += 4) dtile(dt, 4, W, xq, dx, Y, cols, ldy, r, r1, t);
+        for (; t < n_tok; t++) dtile(dt, 1, W, xq, dx, Y, cols, ldy, r, r1, t);
+    }
+}
+
+static void run_dot(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
+    run_dot_part(dt, W, xq, dx, Y, n_tok, cols, ldy, r0, r1, 0);
+}
+
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod+i8mm")
+
+INLINE int8x16_t zip1_64(int8x16_t a, int8x16_t b) {
+    return vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+INLINE int8x16_t zip2_64(int8x16_t a, int8x16_t b) {
+    return vreinterpretq_s8_s64(vzip2q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+
+/* Rows [r, r+4) x tokens [t, t+2*TP) (all inside the product): row pairs (r, r+1),
+ * (r+2, r+3) times token pairs, each a 2x2 SMMLA tile. */
+INLINE void mtile(int dt, int TP, const void *W, const int8_t *xq, const float *dx, float *Y, int cols, int ldy, int r, int t) {
+    int nb = cols / QK;
+    const char *rows[4];
+    rows4(dt, W, cols, r, r + 4, rows);
+    float32x4_t acc[2][2];
+#pragma GCC unroll 2
+    for (int p = 0; p < 2; p++)
+#pragma GCC unroll 2
+        for (int q = 0; q < TP; q++) acc[p][q] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < nb; b++) {
+        int8x16_t a[2][4];
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            int8x16_t u0, u1, v0, v1;
+            load_wq_only(dt, rows[2 * p], b, &u0, &u1);
+            load_wq_only(dt, rows[2 * p + 1], b, &v0, &v1);
+            a[p][0] = zip1_64(u0, v0);
+            a[p][1] = zip2_64(u0, v0);
+            a[p][2] = zip1_64(u1, v1);
+            a[p][3] = zip2_64(u1, v1);
+        }
+        float32x4_t dw = scales4(dt, rows, b);
+        float32x4_t dwp[2] = {vzip1q_f32(dw, dw), vzip2q_f32(dw, dw)}; /* [d0 d0 d1 d1], [d2 d2 d3 d3] */
+#pragma GCC unroll 2
+        for (int q = 0; q < TP; q++) {
+            size_t xb0 = (size_t)(t + 2 * q) * (size_t)nb + (size_t)b, xb1 = xb0 + (size_t)nb;
+            int8x16_t x0a = vld1q_s8(xq + xb0 * QK), x0b = vld1q_s8(xq + xb0 * QK + 16);
+            int8x16_t x1a = vld1q_s8(xq + xb1 * QK), x1b = vld1q_s8(xq + xb1 * QK + 16);
+            int8x16_t bq0 = zip1_64(x0a, x1a), bq1 = zip2_64(x0a, x1a), bq2 = zip1_64(x0b, x1b), bq3 = zip2_64(x0b, x1b);
+            float32x2_t d2 = vset_lane_f32(dx[xb1], vdup_n_f32(dx[xb0]), 1);
+            float32x4_t dxv = vcombine_f32(d2, d2); /* [dx0 dx1 dx0 dx1] */
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                int32x4_t s = vmmlaq_s32(vdupq_n_s32(0), a[p][0], bq0);
+                s = vmmlaq_s32(s, a[p][1], bq1);
+                s = vmmlaq_s32(s, a[p][2], bq2);
+                s = vmmlaq_s32(s, a[p][3], bq3);
+                acc[p][q] = vaddq_f32(acc[p][q], vmulq_f32(vcvtq_f32_s32(s), vmulq_f32(dwp[p], dxv)));
+            }
+        }
+    }
+    /* acc[p][q] = [r0t0 r0t1 r1t0 r1t1] with r0 = r + 2p, t0 = t + 2q */
+#pragma GCC unroll 2
+    for (int p = 0; p < 2; p++)
+#pragma GCC unroll 2
+        for (int q = 0; q < TP; q++) {
+            float *y00 = Y + (size_t)(t + 2 * q) * (size_t)ldy + (size_t)(r + 2 * p);
+            float *y10 = y00 + ldy; /* token t0 + 1 */
+            vst1q_lane_f32(y00, acc[p][q], 0);
+            vst1q_lane_f32(y10, acc[p][q], 1);
+            vst1q_lane_f32(y00 + 1, acc[p][q], 2);
+            vst1q_lane_f32(y10 + 1, acc[p][q], 3);
+        }
+}
+
+static void run_mm(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const int8_t *xq = Xp;
+    const float *dx = (const float *)(const void *)(xq + (size_t)n_tok * (size_t)cols);
+    int r = r0;
+    if (n_tok >= 2) {
+        int te = n_tok & ~1; /* tokens [0, te) in pairs */
+        for (; r + 4 <= r1; r += 4) {
+            int t = 0;
+            for (; t + 4 <= te; t += 4) mtile(dt, 2, W, xq, dx, Y, cols, ldy, r, t);
+            for (; t < te; t += 2) mtile(dt, 1, W, xq, dx, Y, cols, ldy, r, t);
+            if (te < n_tok) run_dot_part(dt, W, xq, dx, Y, n_tok, cols, ldy, r, r + 4, te);
+        }
+    }
+    run_dot_part(dt, W, xq, dx, Y, n_tok, cols, ldy, r, r1, 0);
+}
+
+#pragma GCC pop_options
+
+/* One call: X prepared in this thread's scratch, then the variant's run. */
+INLINE void qmatmul_with(void (*runf)(int, const void *, const void *, float *, int, int, int, int, int), int dt, const void *W,
+                         const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    void *buf = flm_kernel_scratch(0, prep_bytes(dt, n_tok, cols));
+    if (!buf) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
+    prep(dt, X, n_tok, cols, buf);
+    runf(dt, W, buf, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static void qmatmul_q8_0_dot(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_with(run_dot, FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q4_0_dot(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_with(run_dot, FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q8_0_mm(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_with(run_mm, FLM_Q8_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+static void qmatmul_q4_0_mm(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    qmatmul_with(run_mm, FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qact_fns QACT_DOT = {qmatmul_q8_0_dot, qmatmul_q4_0_dot, prep_bytes, prep, run_dot};
+static const flm_qact_fns QACT_MM = {qmatmul_q8_0_mm, qmatmul_q4_0_mm, prep_bytes, prep, run_mm};
+
+/* What the kernel reports (getauxval: Linux's view of ID_AA64ISAR0/1). */
+static bool hwcap_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+static bool hwcap_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+
+const flm_qact_fns *flm_qact_neon_dotprod(void) { return hwcap_dotprod() ? &QACT_DOT : NULL; }
+const flm_qact_fns *flm_qact_neon_i8mm(void) { return hwcap_dotprod() && hwcap_i8mm() ? &QACT_MM : NULL; }
 
 /* ---- vector ops --------------------------------------------------------------- */
 

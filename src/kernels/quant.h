@@ -22,6 +22,10 @@
  * j+16 in the high nibble. The scale is stored as IEEE half, rounded to nearest
  * even; the quants use the unrounded float scale, as ggml does. */
 void flm_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n);
+/* The same function written as ggml's scalar loop (roundf); the tests check that
+ * flm_quantize_row_q8_0 (vectorised, no libm call) gives its bytes; the same for q4_0. */
+void flm_quantize_row_q8_0_spec(const float *x, block_q8_0 *y, int64_t n);
+void flm_quantize_row_q4_0_spec(const float *x, block_q4_0 *y, int64_t n);
 void flm_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n);
 void flm_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
 void flm_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n);

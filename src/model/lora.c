@@ -767,7 +767,37 @@ int flm_lora_apply(const flm_lora *l, const char *name, float *W, int64_t rows, 
     return flm_lora_apply_with(l, flm_lora_kernels(), name, W, rows, cols);
 }
 
+/* Rows of a merge split over a pool: thread ith merges its contiguous share of the
+ * rows with its own acc scratch. Each row's result depends only on that row, so the
+ * bits are the same for any number of threads. */
+typedef struct {
+    const flm_kernels *k;
+    const float *U, *V;
+    float *W, *acc; /* acc: n_acc rows of cols floats, one per thread */
+    int n_acc, r;
+    int64_t rows, cols;
+    float scale;
+} merge_job;
+
+static void merge_part(void *ctx, int ith, int nth) {
+    const merge_job *j = ctx;
+    int64_t per = (j->rows + nth - 1) / nth, i0 = (int64_t)ith * per, i1 = i0 + per < j->rows ? i0 + per : j->rows;
+    float *acc = j->acc + (size_t)(ith < j->n_acc ? ith : 0) * (size_t)j->cols;
+    for (int64_t i = i0; i < i1; i++)
+        j->k->lora_row(j->U + (size_t)i * (size_t)j->r, j->V, j->r, j->cols, j->scale, acc, j->W + (size_t)i * (size_t)j->cols);
+}
+
+static int apply(const flm_lora *l, const flm_kernels *k, const char *name, float *W, int64_t rows, int64_t cols, flm_pool *pool);
+
 int flm_lora_apply_with(const flm_lora *l, const flm_kernels *k, const char *name, float *W, int64_t rows, int64_t cols) {
+    return apply(l, k, name, W, rows, cols, NULL);
+}
+
+int flm_lora_apply_pool(const flm_lora *l, const char *name, float *W, int64_t rows, int64_t cols, flm_pool *pool) {
+    return apply(l, flm_lora_kernels(), name, W, rows, cols, pool);
+}
+
+static int apply(const flm_lora *l, const flm_kernels *k, const char *name, float *W, int64_t rows, int64_t cols, flm_pool *pool) {
     if (!l || !name) return flm_fail(FLM_ERR_ARG, "flm_lora_apply: NULL argument");
     if (!k || !k->lora_row) return flm_fail(FLM_ERR_ARG, "flm_lora_apply: no kernel table with a LoRA merge row");
     const lora_module *m = find_module(l, name);
@@ -780,7 +810,8 @@ int flm_lora_apply_with(const flm_lora *l, const flm_kernels *k, const char *nam
     /* factors laid out so each output row reads u (r values) and V (r × cols) */
     float *V = flm_malloc((size_t)r * (size_t)cols * sizeof *V);      /* A, or Bᵀ */
     float *U = flm_malloc((size_t)r * (size_t)rows * sizeof *U);      /* B, or Aᵀ: row i at U + i·r */
-    float *acc = flm_malloc((size_t)cols * sizeof *acc);
+    int nth = pool ? flm_pool_size(pool) : 1;
+    float *acc = flm_malloc((size_t)nth * (size_t)cols * sizeof *acc);
     int rc = FLM_OK;
     if (!V || !U || !acc) { rc = FLM_ERR_NOMEM; goto done; }
     if (!l->fifo) {
@@ -790,7 +821,9 @@ int flm_lora_apply_with(const flm_lora *l, const flm_kernels *k, const char *nam
         /* W [in, out] = (B·A)ᵀ: row j += scale · Σ_k A[k][j] · Bᵀ[k][:] */
         if ((rc = to_f32(l, m, m->B, true, V)) || (rc = to_f32(l, m, m->A, true, U))) goto done;
     }
-    for (int64_t i = 0; i < rows; i++) k->lora_row(U + (size_t)i * (size_t)r, V, r, cols, m->scale, acc, W + (size_t)i * (size_t)cols);
+    merge_job j = {k, U, V, W, acc, nth, r, rows, cols, m->scale};
+    if (pool) flm_pool_run(pool, merge_part, &j);
+    else merge_part(&j, 0, 1);
 done:
     free(V);
     free(U);

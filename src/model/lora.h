@@ -24,6 +24,7 @@
 
 #include "format/safetensors.h"
 #include "base/tensor.h"
+#include "base/threadpool.h"
 #include "kernels/kernels.h"
 
 typedef struct flm_lora flm_lora;
@@ -91,6 +92,9 @@ int flm_lora_apply(const flm_lora *lora, const char *base_weight_name, float *W,
  * speed depends on k. FLM_ERR_ARG if k is NULL or has no lora_row. */
 int flm_lora_apply_with(const flm_lora *lora, const flm_kernels *k, const char *base_weight_name, float *W, int64_t rows,
                         int64_t cols);
+/* flm_lora_apply with the rows split over `pool` (NULL: this thread alone); the same
+ * bits for any pool size. The pool is used by this call until it returns. */
+int flm_lora_apply_pool(const flm_lora *lora, const char *base_weight_name, float *W, int64_t rows, int64_t cols, flm_pool *pool);
 /* The kernel table flm_lora_apply merges with: the dispatcher's choice
  * (flm_kernels_best(): the best this CPU runs, or the one FLM_KERNELS names). */
 const flm_kernels *flm_lora_kernels(void);
