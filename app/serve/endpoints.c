@@ -111,16 +111,16 @@ static void emit(job *j, void *obj) {
     pthread_mutex_lock(&j->mu);
     if (!ev) j->oom = 1;
     else if (!j->detached) {
-        if (j->len - j->pos + n > j->cap || j->pos) { /* compact, then grow */
+        if (j->pos) { /* drop what was read */
             memmove(j->buf, j->buf + j->pos, j->len - j->pos);
             j->len -= j->pos;
             j->pos = 0;
-            if (j->len + n > j->cap) {
-                size_t cap = (j->len + n) * 2 + 4096;
-                char *b = realloc(j->buf, cap);
-                if (!b) j->oom = 1;
-                else { j->buf = b; j->cap = cap; }
-            }
+        }
+        if (j->len + n > j->cap) {
+            size_t cap = (j->len + n) * 2 + 4096;
+            char *b = realloc(j->buf, cap);
+            if (!b) j->oom = 1;
+            else { j->buf = b; j->cap = cap; }
         }
         if (j->len + n <= j->cap) {
             memcpy(j->buf + j->len, ev, n);
