@@ -55,7 +55,7 @@ void *serve_json_parse_object(const char *body, size_t len, serve_error *err) {
     if (len > 0x7fffffff) { serve_error_set(err, "invalid_json", NULL, "the request body is too large"); return NULL; }
     size_t bad = utf8_bad_at((const unsigned char *)body, len);
     if (bad < len) {
-        serve_error_set(err, "invalid_json", NULL, "the request body is not valid UTF-8 (byte %zu)", bad);
+        serve_error_set(err, "invalid_json", NULL, "the request body is not valid JSON: invalid UTF-8 at byte %zu", bad);
         return NULL;
     }
     json_tokener *tok = json_tokener_new_ex(SERVE_MAX_DEPTH);
