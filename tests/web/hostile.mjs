@@ -272,7 +272,9 @@ function jsonProbes() {
   const stops = [[], [""], ["a", ""], Array(17).fill("x"), Array(1000).fill("y"), [1], [null], [["a"]], [{}], ["a", 2],
                  "", "x".repeat(100000), ["x".repeat(100000)], { a: "b" }, 5, true, ["\u0000"], ["ok", "\u0000x"]];
   for (const s of stops)
-    add("bad stop", post(good({ stop: s })), Array.isArray(s) && s.length === 0 ? "any" : "any", `stop ${JSON.stringify(s).slice(0, 30)}`);
+    add("bad stop", post(good({ stop: s })), // [] is no stop; one long stop string is allowed
+        (Array.isArray(s) && s.length === 0) || (typeof s === "string" && s.length > 1) || (Array.isArray(s) && s.length === 1 && typeof s[0] === "string" && s[0].length > 1)
+          ? "any" : "4xx", `stop ${JSON.stringify(s).slice(0, 30)}`);
 
   // other bad fields and values
   for (const [k, v] of [["n", 2], ["n", 0], ["temperature", -0.1], ["temperature", 2.1], ["top_p", 1.1], ["top_k", -1],
