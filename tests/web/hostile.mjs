@@ -8,6 +8,9 @@
 // well-formed HTTP) or closed by the server — never hang, never crash it. Afterwards the server
 // is alive, a greedy request gives the same text as before, /health shows every slot idle and
 // the queue empty, and its RSS (/proc/PID/status) is within 5% of its level before the probes.
+// Knobs for investigating: FLM_HOSTILE_TRACE=1 (RSS after each phase), FLM_HOSTILE_ONLY=CATEGORY
+// (only that category of JSON probes), FLM_HOSTILE_WARMUPS=N (warm-up passes), FLM_HOSTILE_ARENAS=N
+// (the server's MALLOC_ARENA_MAX, default 1), FLM_SAN=1 (the binary is the ASan+UBSan build).
 import net from "node:net";
 import { startServer, stopServer, alive, rssKiB, health, waitIdle, metrics, sleep } from "./lib.mjs";
 
