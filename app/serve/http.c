@@ -1,10 +1,12 @@
 /* http.c — the HTTP glue on libmicrohttpd (the only file that knows it): one thread
  * per connection, the request body collected up to --max-body (413 beyond, from the
  * Content-Length header before reading when it is given), the API key checked in
- * constant time (401), idle connections closed after --timeout seconds, answers and
+ * constant time (401), connections idle or still sending their request closed after
+ * --timeout seconds (libmicrohttpd's idle timeout and a watchdog, see conn_watch), answers and
  * SSE streams written, metrics counted per endpoint and status. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -24,6 +27,95 @@ typedef struct {
     int too_big;
     int answered;          /* a response was queued already (401/413 early) */
 } conn_ctx;
+
+/* The request clock (--timeout for a whole request, not only for idleness): libmicrohttpd's
+ * connection timeout restarts at every byte, so a client sending its headers a byte a second
+ * (slowloris) would hold a connection, and its thread, for ever. Each connection is watched from
+ * when it starts waiting for a request until that request has fully arrived; a watchdog thread
+ * shuts down the socket of one still sending after --timeout seconds (libmicrohttpd then closes
+ * it). A connection is in the list from its STARTED to its CLOSED notification, which comes
+ * before libmicrohttpd closes the socket, so the descriptor shut down is always this one's. */
+typedef struct conn_watch {
+    int fd;
+    int receiving;              /* 1: waiting for or receiving a request */
+    double since;               /* when it began, CLOCK_MONOTONIC seconds */
+    struct conn_watch *prev, *next;
+} conn_watch;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int running, stop;
+    unsigned timeout_s;
+    conn_watch *head;
+} g_watch = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&g_watch.mu);
+    while (!g_watch.stop) {
+        double now = mono_now();
+        for (conn_watch *w = g_watch.head; w; w = w->next)
+            if (w->receiving && now - w->since > (double)g_watch.timeout_s) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->receiving = 0;
+            }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&g_watch.cv, &g_watch.mu, &until);
+    }
+    pthread_mutex_unlock(&g_watch.mu);
+    return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = calloc(1, sizeof *w);
+        *socket_context = w;
+        if (!w || !ci) return;
+        w->fd = ci->connect_fd;
+        w->receiving = 1;
+        w->since = mono_now();
+        pthread_mutex_lock(&g_watch.mu);
+        w->next = g_watch.head;
+        if (g_watch.head) g_watch.head->prev = w;
+        g_watch.head = w;
+        pthread_mutex_unlock(&g_watch.mu);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_watch *w = *socket_context;
+        *socket_context = NULL;
+        if (!w) return;
+        pthread_mutex_lock(&g_watch.mu);
+        if (w->prev) w->prev->next = w->next;
+        else if (g_watch.head == w) g_watch.head = w->next;
+        if (w->next) w->next->prev = w->prev;
+        pthread_mutex_unlock(&g_watch.mu);
+        free(w);
+    }
+}
+
+/* receiving = 1: the connection waits for its next request (the clock restarts); 0: it arrived. */
+static void watch_set(struct MHD_Connection *c, int receiving) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w) return;
+    pthread_mutex_lock(&g_watch.mu);
+    w->receiving = receiving;
+    w->since = mono_now();
+    pthread_mutex_unlock(&g_watch.mu);
+}
 
 int serve_secret_equal(const char *got, size_t got_len, const char *want, size_t want_len) {
     /* the time depends on the expected key's length only, never on where they differ */
@@ -148,6 +240,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->len += n;
         return MHD_YES;
     }
+    watch_set(c, 0); /* the whole request arrived */
     if (x->too_big) {
         char msg[200];
         snprintf(msg, sizeof msg, "the request body is larger than this server's limit of %zu bytes (--max-body)", srv->max_body);
@@ -175,7 +268,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls; (void)c; (void)toe;
+    (void)cls; (void)toe;
+    watch_set(c, 1); /* kept alive: the clock runs for the next request */
     conn_ctx *x = *con_cls;
     if (!x) return;
     free(x->body);
@@ -205,12 +299,21 @@ int serve_http_start(serve_server *srv, const char *host, int port, char *err, s
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->max_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_EXTERNAL_LOGGER, quiet_log, NULL,
         MHD_OPTION_END);
     int e = errno;
     freeaddrinfo(ai);
     if (!d) {
         snprintf(err, errcap, "cannot listen on %s:%d: %s", host, port, e ? strerror(e) : "libmicrohttpd refused to start");
+        return -1;
+    }
+    g_watch.timeout_s = srv->timeout_s;
+    g_watch.stop = 0;
+    g_watch.running = pthread_create(&g_watch.thread, NULL, watchdog, NULL) == 0;
+    if (!g_watch.running) {
+        MHD_stop_daemon(d);
+        snprintf(err, errcap, "cannot start the request-timeout thread");
         return -1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -229,4 +332,12 @@ void serve_http_stop(serve_server *srv) {
     if (!srv->daemon) return;
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    if (g_watch.running) {
+        pthread_mutex_lock(&g_watch.mu);
+        g_watch.stop = 1;
+        pthread_cond_signal(&g_watch.cv);
+        pthread_mutex_unlock(&g_watch.mu);
+        pthread_join(g_watch.thread, NULL);
+        g_watch.running = 0;
+    }
 }

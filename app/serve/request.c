@@ -24,9 +24,40 @@ int serve_error_set(serve_error *err, const char *code, const char *param, const
     return -1;
 }
 
+/* Strict UTF-8 (RFC 3629): json-c's own check passes overlong forms, UTF-16 surrogates
+ * and code points above U+10FFFF. Returns the offset of the first bad byte, or len. */
+static size_t utf8_bad_at(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n;
+        unsigned lo = 0x80, hi = 0xbf;  /* the allowed range of the second byte */
+        if (c < 0x80) { i++; continue; }
+        else if (c >= 0xc2 && c <= 0xdf) n = 1;
+        else if (c == 0xe0) { n = 2; lo = 0xa0; }
+        else if (c == 0xed) { n = 2; hi = 0x9f; }
+        else if (c >= 0xe1 && c <= 0xef) n = 2;
+        else if (c == 0xf0) { n = 3; lo = 0x90; }
+        else if (c == 0xf4) { n = 3; hi = 0x8f; }
+        else if (c >= 0xf1 && c <= 0xf3) n = 3;
+        else return i;
+        if (n >= len - i) return i;  /* truncated at the end */
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k <= n; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 void *serve_json_parse_object(const char *body, size_t len, serve_error *err) {
     if (len == 0) { serve_error_set(err, "invalid_json", NULL, "the request body is empty: a JSON object is expected"); return NULL; }
     if (len > 0x7fffffff) { serve_error_set(err, "invalid_json", NULL, "the request body is too large"); return NULL; }
+    size_t bad = utf8_bad_at((const unsigned char *)body, len);
+    if (bad < len) {
+        serve_error_set(err, "invalid_json", NULL, "the request body is not valid JSON: invalid UTF-8 at byte %zu", bad);
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(SERVE_MAX_DEPTH);
     if (!tok) { serve_error_set(err, NULL, NULL, "out of memory"); return NULL; }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -133,13 +164,17 @@ static int get_bool(json_object *o, const char *name, int *got, serve_error *err
     return 0;
 }
 
-/* A string without NUL characters (the parser already checked UTF-8). */
+/* A string without NUL characters, valid UTF-8 also after json-c decoded its \\u escapes
+ * (a lone surrogate such as "\\ud800" would otherwise reach the tokenizer as invalid UTF-8). */
 static int plain_string(json_object *v, const char *name, const char **out, serve_error *err) {
     if (!json_object_is_type(v, json_type_string))
         return serve_error_set(err, "invalid_type", name, "'%s' must be a string, not %s", name, type_name(v));
     const char *s = json_object_get_string(v);
-    if ((size_t)json_object_get_string_len(v) != strlen(s))
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (len != strlen(s))
         return serve_error_set(err, "invalid_value", name, "'%s' contains a NUL character (\\u0000)", name);
+    if (utf8_bad_at((const unsigned char *)s, len) < len)
+        return serve_error_set(err, "invalid_value", name, "'%s' is not valid UTF-8 (a lone UTF-16 surrogate escape?)", name);
     *out = s;
     return 0;
 }
