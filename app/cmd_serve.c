@@ -4,6 +4,7 @@
  * then it stops accepting, cancels what is generating, waits for the connections to
  * end and exits 0. docs/SERVER.md describes the endpoints. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +132,10 @@ static int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Every connection runs on its own thread; glibc would give each a malloc arena and keep
+     * the freed memory of each, so RSS climbs in steps under many connections (measured by the
+     * hostile suite: 73 -> 127 MiB, flat with 2 arenas). The environment's MALLOC_ARENA_MAX wins. */
+    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
 
     cli_lora_list l;
     if (!cli_lora_parse(&ma, &l, "serve")) { free(bundled); return EXIT_USAGE; }
