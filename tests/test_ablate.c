@@ -267,7 +267,7 @@ TEST(ablate_every_variant_runs_json_and_answers) {
                                      "SUCKING PEST IN CHILLI MANAGEMENT"};
             REQUIRE(q >= 0 && q < 3);
             char rcmd[1024], *rout = NULL;
-            snprintf(rcmd, sizeof rcmd, "%s run --greedy -n 10 -t 1 --json -p '%s'", test_bin(), prompts[q]);
+            snprintf(rcmd, sizeof rcmd, "%s run -m models/kcc-advisor --greedy -n 10 -t 1 --json -p '%s'", test_bin(), prompts[q]);
             REQUIRE(test_run(rcmd, &rout, NULL) == 0 && rout);
             flm_json_doc *rd = flm_json_parse(rout, strlen(rout), "run --json");
             REQUIRE(rd);
@@ -429,7 +429,7 @@ TEST(ablate_dynamic_int8_emulation_matches_litert) {
     /* a real prompt and the model's own greedy answer: prefix through the prefill
      * signatures, then 30 teacher-forced decode steps */
     char *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s run --greedy -n 30 -t 1 --json -p 'FERTILIZER MANAGEMENT IN PADDY CROP'", test_bin());
+    snprintf(cmd, sizeof cmd, "%s run -m models/kcc-advisor --greedy -n 30 -t 1 --json -p 'FERTILIZER MANAGEMENT IN PADDY CROP'", test_bin());
     REQUIRE(test_run(cmd, &out, NULL) == 0 && out);
     flm_json_doc *d = flm_json_parse(out, strlen(out), "run");
     REQUIRE(d);
