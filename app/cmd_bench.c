@@ -270,7 +270,7 @@ static int cmd_bench(int argc, char **argv) {
         bw_lo = bws[i].best_gb_s < bw_lo ? bws[i].best_gb_s : bw_lo;
         bw_hi = bws[i].best_gb_s > bw_hi ? bws[i].best_gb_s : bw_hi;
     }
-    const char *kernels = flm_kernels_best()->name;
+    const char *kernels = flm_kernels_best()->name, *layout = flm_model_weight_layout(m);
     double pct = bw.best_gb_s > 0 ? 100.0 * r.decode_gb_s / bw.best_gb_s : 0;
 
     if (as_json) {
@@ -287,13 +287,15 @@ static int cmd_bench(int argc, char **argv) {
         printf("\"runs\": %ld, \"prefill_tok_s_min\": %.3f, \"prefill_tok_s_max\": %.3f, \"decode_tok_s_min\": %.3f, "
                "\"decode_tok_s_max\": %.3f, ", repeat, pre[0], pre[repeat - 1], dec[0], dec[repeat - 1]);
         printf("\"decode_step_median_ms\": %.3f, \"decode_step_max_ms\": %.3f, ", r.step_median_s * 1e3, r.step_max_s * 1e3);
-        printf("\"load_s\": %.3f, \"weights\": \"%s\", \"loaded_mb\": %.1f, \"huge_page_mb\": %.1f, ", load_s,
-               loaded ? "loaded" : "mapped", (double)loaded / MIB_F, (double)huge / MIB_F);
+        printf("\"load_s\": %.3f, \"weights\": \"%s\", \"weight_layout\": \"%s\", \"loaded_mb\": %.1f, \"huge_page_mb\": %.1f, ",
+               load_s, loaded ? "loaded" : "mapped", layout ? layout : "file", (double)loaded / MIB_F, (double)huge / MIB_F);
         printf("\"kv_cache_bytes\": %zu, \"peak_rss_mb\": %.1f}\n", r.kv_cache_bytes, (double)r.peak_rss / MIB_F);
     } else {
         printf("model: %s (%d layers, hidden %d, vocab %d)\n", ma.model, m->cfg.n_layers, m->cfg.hidden_size, m->cfg.vocab_size);
         printf("threads: %d, kernels: %s, context: %d\n", r.threads, kernels, r.n_ctx);
-        if (loaded) printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages)\n", (double)loaded / MIB_F, load_s, (double)huge / MIB_F);
+        if (loaded)
+            printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages%s%s)\n", (double)loaded / MIB_F, load_s,
+                   (double)huge / MIB_F, layout ? "; int8 matrices packed: " : "", layout ? layout : "");
         else printf("weights: run from the file mapping (opened in %.2f s)\n", load_s);
         if (repeat > 1)
             printf("runs: %ld (medians below; prefill %.1f-%.1f tok/s, decode %.1f-%.1f tok/s)\n", repeat, pre[0], pre[repeat - 1],

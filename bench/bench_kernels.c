@@ -99,6 +99,27 @@ static double time_matmul(const flm_kernels *k, flm_dtype dt, const char *wbuf, 
     return best;
 }
 
+/* time_matmul for a packed layout: X prepared and the rows run, per call, as the
+ * one-call matmul does (wbuf already packed). */
+static double time_packed(const flm_qpacked_fns *pk, flm_dtype dt, const char *wbuf, size_t wbytes, size_t ncopies,
+                          const float *X, float *Y, int n_tok, int rows, int cols) {
+    size_t calls = 0, c = 0, pb = pk->prep_bytes(dt, n_tok, cols);
+    void *P = aligned_alloc(64, (pb + 63) / 64 * 64);
+    if (!P) return 1e30;
+    double t0 = now(), best = 1e30;
+    do {
+        double t1 = now();
+        pk->prep(dt, X, n_tok, cols, P);
+        pk->run(dt, wbuf + c * wbytes, P, Y, n_tok, cols, rows, 0, rows);
+        double dt1 = now() - t1;
+        if (dt1 < best && calls > 0) best = dt1; /* the first call is the warm-up */
+        c = (c + 1) % ncopies;
+        calls++;
+    } while (now() - t0 < MIN_SECONDS || calls < 4);
+    free(P);
+    return best;
+}
+
 int main(int argc, char **argv) {
     const char *def[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
     const char **names = argc > 1 ? (const char **)(argv + 1) : def;
@@ -150,6 +171,27 @@ int main(int argc, char **argv) {
                        sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
                 fflush(stdout);
             }
+            if (!qact || !k->qpacked) continue;
+            /* the same products on weights packed at load (flm_kernels.qpacked) */
+            char *pbuf = malloc(wbytes * ncopies);
+            if (!pbuf) return 1;
+            snprintf(label, sizeof label, "%s+%s", k->name, strchr(k->qpacked->name, '-') ? strchr(k->qpacked->name, '-') + 1 : k->qpacked->name);
+            for (int s = 0; s < 2; s++) {
+                int rows = shapes[s][0], cols = shapes[s][1];
+                size_t mb = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
+                for (size_t c = 0; c < ncopies; c++) { /* each copy's matrix of this shape, packed from the file's bytes */
+                    memcpy(pbuf + c * wbytes, wbuf + c * wbytes, mb);
+                    k->qpacked->pack_rows(dt, pbuf + c * wbytes, cols, 0, rows);
+                }
+                double sec = time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 1, rows, cols);
+                double gbs = (double)mb / sec / 1e9;
+                double sp = noprefill && atoi(noprefill) ? 0 : time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 64, rows, cols);
+                double gflops = sp > 0 ? 2.0 * 64.0 * (double)rows * (double)cols / sp / 1e9 : 0;
+                printf("%-10s %-5s %4dx%-6d %9.3f %8.1f %6.0f%% %14.1f\n", label, flm_dtype_get(dt)->name, rows, cols,
+                       sec * 1e3, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, gflops);
+                fflush(stdout);
+            }
+            free(pbuf);
         }
         free(wbuf);
     }

@@ -679,3 +679,64 @@ TEST(kernels_stream_read) {
     CHECK(ran >= 1);
     munmap(map, span + page);
 }
+
+/* The packed int8 layout (flm_kernels.qpacked: "avx512-g16" where AVX512_VNNI+VBMI run):
+ * packing in place keeps every row's size and place and unpacks back to the same bytes;
+ * its products are bit for bit those of the table's qrun on the file's layout (the same
+ * integers, scales and float operations per lane): every multiple of 32 columns to 576
+ * (full and partial 16-block groups) and the model's sizes, odd row counts, decode and
+ * prefill batches (1..9, 64 tokens), odd row chunks, misaligned W, padded Y rows left
+ * alone; flm_tensor_plain_row reads packed rows back. */
+TEST(kernels_qpacked_equals_qrun) {
+    const flm_kernels *k = flm_kernels_variant("avx512", true);
+    if (!k || !k->qpacked) { printf("    (no packed int8 layout on this CPU/build: skipped)\n"); return; }
+    const flm_qpacked_fns *pk = k->qpacked;
+    static const int BIG[] = {1536, 8960, 2080};
+    static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1};
+    int compared = 0;
+    for (int dti = 0; dti < 2; dti++) {
+        flm_dtype dt = dti ? FLM_Q4_0 : FLM_Q8_0;
+        for (int ci = 0; ci < 18 + 3; ci++) {
+            int cols = ci < 18 ? 32 * (ci + 1) : BIG[ci - 18];
+            int rows = 1 + (int)(rnd_u32() % 13u), n_tok = TOKS[ci % 8], mis = ci % 3;
+            size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), ldy = (size_t)rows + 2;
+            size_t rb = wbytes / (size_t)rows;
+            char *wbuf = malloc(wbytes + 8), *orig = malloc(wbytes), *row = malloc(rb);
+            float *X = malloc((size_t)n_tok * (size_t)cols * sizeof(float));
+            float *ya = malloc((size_t)n_tok * ldy * sizeof(float)), *yb = malloc((size_t)n_tok * ldy * sizeof(float));
+            size_t pa = k->qprep_bytes(dt, n_tok, cols), pp = pk->prep_bytes(dt, n_tok, cols);
+            void *Pa = aligned_alloc(64, (pa + 63) / 64 * 64), *Pp = aligned_alloc(64, (pp + 63) / 64 * 64);
+            REQUIRE(wbuf && orig && row && X && ya && yb && Pa && Pp);
+            char *W = wbuf + (mis ? 2 * mis + 1 : 0);
+            fill_weights(dt, W, rows, cols);
+            memcpy(orig, W, wbytes);
+            for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f() * (i % 7 == 0 ? 5.0f : 1.0f);
+            for (size_t i = 0; i < (size_t)n_tok * ldy; i++) ya[i] = yb[i] = -777.0f;
+            k->qprep(dt, X, n_tok, cols, Pa);
+            k->qrun(dt, W, Pa, ya, n_tok, cols, (int)ldy, 0, rows);
+            pk->pack_rows(dt, W, cols, 0, rows / 2); /* in two calls, as threads do */
+            pk->pack_rows(dt, W, cols, rows / 2, rows);
+            CHECK_MSG(cols < 64 || memcmp(W, orig, wbytes) != 0, "%s %dx%d: packing changed nothing", flm_dtype_get(dt)->name, rows, cols);
+            pk->prep(dt, X, n_tok, cols, Pp);
+            for (int r0 = 0; r0 < rows;) { /* chunks of 1..8 rows */
+                int r1 = r0 + 1 + (int)(rnd_u32() % 8u);
+                if (r1 > rows) r1 = rows;
+                pk->run(dt, W, Pp, yb, n_tok, cols, (int)ldy, r0, r1);
+                r0 = r1;
+            }
+            CHECK_MSG(memcmp(ya, yb, (size_t)n_tok * ldy * sizeof(float)) == 0, "%s rows=%d cols=%d n_tok=%d mis=%d: packed differs from qrun",
+                      flm_dtype_get(dt)->name, rows, cols, n_tok, mis);
+            flm_tensor t = {.dtype = dt, .ndim = 2, .shape = {rows, cols}, .data = W, .nbytes = wbytes, .layout = pk};
+            for (int r = 0; r < rows; r++) {
+                const void *p = flm_tensor_plain_row(&t, r, row);
+                CHECK_MSG(p == row && memcmp(row, orig + (size_t)r * rb, rb) == 0, "%s %dx%d: row %d does not unpack to the file's bytes",
+                          flm_dtype_get(dt)->name, rows, cols, r);
+            }
+            t.layout = NULL;
+            CHECK(flm_tensor_plain_row(&t, rows - 1, row) == (const void *)(W + (size_t)(rows - 1) * rb));
+            compared++;
+            free(wbuf); free(orig); free(row); free(X); free(ya); free(yb); free(Pa); free(Pp);
+        }
+    }
+    printf("    %d shapes compared bit for bit\n", compared);
+}

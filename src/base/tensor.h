@@ -50,6 +50,11 @@ typedef struct {
     int64_t shape[FLM_MAX_DIMS];   /* outermost first */
     const void *data;              /* borrowed; valid while its source is open */
     size_t nbytes;
+    /* NULL: the bytes are laid out as stored in the file. Else the q8_0/q4_0 rows were
+     * repacked in memory for a kernel table's int8 products, and this is that layout's
+     * description (a flm_qpacked_fns, src/kernels/kernels.h): same rows, same sizes,
+     * bytes moved within each row. */
+    const void *layout;
 } flm_tensor;
 
 int64_t flm_tensor_numel(const flm_tensor *t);

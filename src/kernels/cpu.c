@@ -144,6 +144,7 @@ static void compose_qact(void) {
         g_qact[i].qprep_bytes = q->prep_bytes;
         g_qact[i].qprep = q->prep;
         g_qact[i].qrun = q->run;
+        g_qact[i].qpacked = q->packed;
         g_qact_ok[i] = true;
     }
 }

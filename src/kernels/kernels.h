@@ -16,6 +16,23 @@
  * block size. */
 typedef void (*flm_matmul_fn)(const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
 
+/* A layout of q8_0/q4_0 matrices that a table's int8 products read faster than the
+ * file's (no byte rearranging in the inner loop), made once when the weights are
+ * loaded into memory (src/model/model_resident.c). Rows keep their place and byte
+ * count; only bytes within a row move, so a row is still found at r * row_bytes. */
+typedef struct flm_qpacked_fns {
+    const char *name;
+    /* Rows [r0, r1) of W [rows, cols] (dt FLM_Q8_0 or FLM_Q4_0) rewritten in place. */
+    void (*pack_rows)(int dt, void *W, int cols, int64_t r0, int64_t r1);
+    /* One packed row (src) back in the file's layout (dst, the row's byte count). */
+    void (*unpack_row)(int dt, const void *src, void *dst, int cols);
+    /* As flm_kernels.qprep / qrun, for W in this layout: qrun's results, bit for bit,
+     * from its own prepared X (the two X layouts differ). */
+    size_t (*prep_bytes)(int dt, int n_tok, int cols);
+    void (*prep)(int dt, const float *X, int n_tok, int cols, void *buf);
+    void (*run)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
+} flm_qpacked_fns;
+
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "neon" */
     flm_matmul_fn matmul[FLM_DTYPE_COUNT];
@@ -38,6 +55,8 @@ typedef struct {
     size_t (*qprep_bytes)(int dt, int n_tok, int cols);
     void (*qprep)(int dt, const float *X, int n_tok, int cols, void *buf);
     void (*qrun)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
+    /* Optional (NULL: none): this table's packed layout of q8_0/q4_0 matrices. */
+    const flm_qpacked_fns *qpacked;
     /* Optional (NULL: flm_attend composes dot, flm_softmax and axpy). nq query heads
      * sharing one KV head (GQA), over len cached positions: for head h,
      * out[h*hd ..] = sum_p softmax_p(scale * q_h.K_p) V_p, with q_h = q + h*hd,
@@ -68,6 +87,10 @@ typedef struct {
  * when k has none. */
 void flm_attend(const flm_kernels *k, const float *q, int nq, const float *K, const float *V, int len, size_t stride, int hd,
                 float scale, float *scores, float *out);
+
+/* Row r of t (a q8_0/q4_0 matrix) in the file's layout: a pointer into t's data, or
+ * buf (t's row byte count) holding the row unpacked when t is packed (t->layout). */
+const void *flm_tensor_plain_row(const flm_tensor *t, int64_t r, void *buf);
 
 /* The table for this CPU, chosen once from cpuid by the dispatcher (cpu.c; the same
  * as flm_kernels_select in cpu.h). FLM_KERNELS=scalar in the environment forces the

@@ -349,7 +349,7 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run, NULL};
 const flm_qact_fns *flm_qact_avx2(void) { return &QACT; }
 
 /* The same products with 256-bit vpdpbusd, once per encoding: AVX-VNNI (VEX; Alder

@@ -663,7 +663,224 @@ VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun};
+/* ---- the packed int8 layout "avx512-g16" ------------------------------------
+ *
+ * The file's q8_0/q4_0 bytes need ~50 vector instructions per 16-block group and row
+ * to reach vpdpbusd (byte permutes, a q8_0 sign flip, a 4x4 transpose-add). Packed at
+ * load, a group is instead read with plain loads: per row, each group of 16 blocks
+ * (the row's last group may have fewer, nblk) is rewritten in place as
+ *   the nblk block scales (fp16), one per active lane in ascending lane order, then
+ *   for v = 0 .. NV-1 (q8_0: 8, q4_0: 4) the 4-byte pieces qs[4v .. 4v+3] of the
+ *   active lanes' blocks in ascending lane order (q8_0 bytes ^ 0x80: unsigned),
+ * where lane p holds block GBLK(p) and is active when GBLK(p) < nblk (all 16 in a
+ * full group). So a full group is 32 bytes of scales and NV 64-byte vectors whose
+ * 32-bit lane p is 4 bytes of block GBLK(p); a partial group is read with expand
+ * loads (vpexpandd) into the same lanes, zero elsewhere. A group keeps its size
+ * (nblk * 34 or 18 bytes) and place. The prepared X matches (xgroup16): vector v
+ * lane p = the quantized x values 4v .. 4v+3 of block GBLK(p); a q4_0 piece's low
+ * nibbles are weights 4v .. 4v+3 and its high nibbles 16+4v .. 16+4v+3, so they meet
+ * x vectors v and v+4. Each lane's vpdpbusd chain then sums its whole block exactly,
+ * from the negated correction: the same integers, scales and float operations as
+ * qdec and the panel path, in the same lanes — bit-identical results. */
+#define NV8 8 /* 64-byte weight vectors per q8_0 group */
+#define NV4 4 /* per q4_0 group */
+
+typedef struct {
+    int8_t q[GV];
+    int32_t ncorr[L]; /* -(bias * sum of the block's q_x) */
+    float dx[L];
+} xgroup16;
+
+/* Lanes holding one of a group's first nblk blocks. */
+INLINE __mmask16 active_lanes(int nblk) {
+    __mmask16 m = 0;
+    for (int p = 0; p < L; p++)
+        if (GBLK(p) < nblk) m |= (__mmask16)(1u << p);
+    return m;
+}
+
+static void quantize_x16(int dt, const float *X, int n_tok, int cols, xgroup16 *out) {
+    int nb = cols / QK, ng = (nb + GB - 1) / GB;
+    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
+    for (int t = 0; t < n_tok; t++) {
+        const float *x = X + (size_t)t * (size_t)cols;
+        xgroup16 *xg = out + (size_t)t * (size_t)ng;
+        for (int g = 0; g < ng; g++) {
+            int nblk = nb - g * GB < GB ? nb - g * GB : GB;
+            if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
+            for (int b = 0; b < nblk; b++) { /* the arithmetic of quantize_x */
+                const float *xb = x + (size_t)(g * GB + b) * QK;
+                __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
+                float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+                float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+                __m512 vid = _mm512_set1_ps(id);
+                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+                _Alignas(32) int8_t q[QK];
+                _mm_store_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+                _mm_store_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(i1));
+                int p = GBLK(b);
+                for (int v = 0; v < 8; v++) memcpy(xg[g].q + 64 * v + 4 * p, q + 4 * v, 4);
+                xg[g].ncorr[p] = -(bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)));
+                xg[g].dx[p] = db;
+            }
+        }
+    }
+}
+
+/* One group of one row at grp (nblk blocks): the 8 unsigned weight vectors matching
+ * x vectors 0..7, and the scales d_w by lane. */
+INLINE VNNI __m512 load_group16(int dt, const char *grp, int nblk, __m512i w[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (nblk == GB) {
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        const char *q = grp + 2 * GB;
+        if (dt == FLM_Q8_0) {
+#pragma GCC unroll 8
+            for (int v = 0; v < NV8; v++) w[v] = _mm512_loadu_si512(q + 64 * v);
+        } else {
+#pragma GCC unroll 4
+            for (int v = 0; v < NV4; v++) {
+                __m512i b = _mm512_loadu_si512(q + 64 * v);
+                w[v] = _mm512_and_si512(b, m4);
+                w[v + 4] = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+            }
+        }
+        return dw;
+    }
+    __mmask16 act = active_lanes(nblk);
+    __m512 dw = _mm512_maskz_expand_ps(act, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << nblk) - 1), grp)));
+    const char *q = grp + 2 * nblk;
+    if (dt == FLM_Q8_0) {
+        for (int v = 0; v < NV8; v++) w[v] = _mm512_maskz_expandloadu_epi32(act, q + (size_t)(4 * nblk * v));
+    } else {
+        for (int v = 0; v < NV4; v++) {
+            __m512i b = _mm512_maskz_expandloadu_epi32(act, q + (size_t)(4 * nblk * v));
+            w[v] = _mm512_and_si512(b, m4);
+            w[v + 4] = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+        }
+    }
+    return dw;
+}
+
+/* acc += float(exact block sums - corrections) * (d_w * d_x): group_step's operations. */
+INLINE VNNI __m512 group_step16(__m512 acc, const __m512i w[8], __m512 dw, const xgroup16 *xg) {
+    __m512i s0 = _mm512_load_si512(xg->ncorr), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int v = 0; v < 8; v += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[v], _mm512_load_si512(xg->q + 64 * v));
+        s1 = _mm512_dpbusd_epi32(s1, w[v + 1], _mm512_load_si512(xg->q + 64 * (v + 1)));
+    }
+    __m512i t = _mm512_add_epi32(s0, s1);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_load_ps(xg->dx)), acc);
+}
+
+/* Rows [r, r+RB) x tokens [t, t+TB) straight from the packed rows (decode: TB = 1). */
+INLINE VNNI void qtile16(int dt, int RB, int TB, const void *W, const xgroup16 *XG, float *Y, int cols, int ldy, int r, int t) {
+    int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    const char *rows[MAX_RB];
+    __m512 acc[QPR][QPT];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) {
+        rows[i] = (const char *)W + (size_t)(r + i) * rb;
+#pragma GCC unroll 4
+        for (int j = 0; j < TB; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+    size_t pf = pf_distance(RB, rb);
+    for (int g = 0; g < ng; g++) {
+        int nblk = g < nfull ? GB : nb - nfull * GB;
+        if (TB == 1)
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++)
+                for (size_t o = 0; o < gb; o += 64) _mm_prefetch(rows[i] + (size_t)g * gb + o + pf, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            __m512i w[8];
+            __m512 dw = load_group16(dt, rows[i] + (size_t)g * gb, nblk, w);
+#pragma GCC unroll 4
+            for (int j = 0; j < TB; j++) acc[i][j] = group_step16(acc[i][j], w, dw, XG + (size_t)(t + j) * (size_t)ng + g);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static size_t qprep16_bytes(int dt, int n_tok, int cols) {
+    (void)dt;
+    return (size_t)n_tok * (size_t)((cols / QK + GB - 1) / GB) * sizeof(xgroup16);
+}
+
+VNNI static void qprep16(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x16(dt, X, n_tok, cols, buf); }
+
+VNNI static void qrun16(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    const xgroup16 *XG = Xp;
+    if (n_tok == 1) {
+        int r = r0;
+        for (; r + QDEC_R <= r1; r += QDEC_R) qtile16(dt, QDEC_R, 1, W, XG, Y, cols, ldy, r, 0);
+        for (; r < r1; r++) qtile16(dt, 1, 1, W, XG, Y, cols, ldy, r, 0);
+        return;
+    }
+    int r = r0;
+    for (; r + QPR <= r1; r += QPR) {
+        int t = 0;
+        for (; t + QPT <= n_tok; t += QPT) qtile16(dt, QPR, QPT, W, XG, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) qtile16(dt, QPR, 1, W, XG, Y, cols, ldy, r, t);
+    }
+    for (; r < r1; r++) {
+        int t = 0;
+        for (; t + QPT <= n_tok; t += QPT) qtile16(dt, 1, QPT, W, XG, Y, cols, ldy, r, t);
+        for (; t < n_tok; t++) qtile16(dt, 1, 1, W, XG, Y, cols, ldy, r, t);
+    }
+}
+
+/* The layout's byte moves, in plain C (once per row at load; and back for a row
+ * lookup of a packed tied embedding). dir 1: file -> packed, 0: packed -> file. */
+static void g16_row(int dt, const unsigned char *src, unsigned char *dst, int cols, int pack) {
+    size_t bb = block_bytes(dt), nv = dt == FLM_Q8_0 ? NV8 : NV4;
+    uint32_t flip = dt == FLM_Q8_0 ? 0x80808080u : 0;
+    int nb = cols / QK;
+    for (int g0 = 0; g0 < nb; g0 += GB) {
+        int nblk = nb - g0 < GB ? nb - g0 : GB, lanes[L], n = 0;
+        for (int p = 0; p < L; p++)
+            if (GBLK(p) < nblk) lanes[n++] = p;
+        size_t base = (size_t)g0 * bb;
+        for (int k = 0; k < n; k++) {
+            size_t blk = base + (size_t)GBLK(lanes[k]) * bb, pk = base + 2 * (size_t)k;
+            if (pack) memcpy(dst + pk, src + blk, 2);
+            else memcpy(dst + blk, src + pk, 2);
+            for (size_t v = 0; v < nv; v++) {
+                size_t fo = blk + 2 + 4 * v, po = base + 2 * (size_t)n + 4 * ((size_t)n * v + (size_t)k);
+                uint32_t u;
+                memcpy(&u, src + (pack ? fo : po), 4);
+                u ^= flip;
+                memcpy(dst + (pack ? po : fo), &u, 4);
+            }
+        }
+    }
+}
+
+static void g16_pack_rows(int dt, void *W, int cols, int64_t r0, int64_t r1) {
+    size_t rb = row_bytes(dt, cols);
+    unsigned char tmp[GB * sizeof(block_q8_0)];
+    size_t gb = GB * block_bytes(dt);
+    for (int64_t r = r0; r < r1; r++) {
+        unsigned char *row = (unsigned char *)W + (size_t)r * rb;
+        /* group by group through a copy: a group's bytes stay within the group */
+        for (size_t o = 0; o < rb; o += gb) {
+            size_t n = rb - o < gb ? rb - o : gb;
+            memcpy(tmp, row + o, n);
+            g16_row(dt, tmp, row + o, (int)(n / block_bytes(dt)) * QK, 1);
+        }
+    }
+}
+
+static void g16_unpack_row(int dt, const void *src, void *dst, int cols) { g16_row(dt, src, dst, cols, 0); }
+
+static const flm_qpacked_fns QPACKED = {"avx512-g16", g16_pack_rows, g16_unpack_row, qprep16_bytes, qprep16, qrun16};
+
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED};
 const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
 
 /* ---- vector ops --------------------------------------------------------------- */

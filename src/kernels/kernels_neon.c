@@ -330,7 +330,7 @@ static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok, int
     qmatmul_body(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run};
+static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, prep_bytes, prep, run, NULL};
 const flm_qact_fns *flm_qact_neon(void) { return &QACT; }
 
 /* ---- int8 activations with FEAT_DotProd (SDOT) and FEAT_I8MM (SMMLA) -------------
@@ -557,8 +557,8 @@ static void qmatmul_q4_0_mm(const void *W, const float *X, float *Y, int n_tok, 
     qmatmul_with(run_mm, FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns QACT_DOT = {qmatmul_q8_0_dot, qmatmul_q4_0_dot, prep_bytes, prep, run_dot};
-static const flm_qact_fns QACT_MM = {qmatmul_q8_0_mm, qmatmul_q4_0_mm, prep_bytes, prep, run_mm};
+static const flm_qact_fns QACT_DOT = {qmatmul_q8_0_dot, qmatmul_q4_0_dot, prep_bytes, prep, run_dot, NULL};
+static const flm_qact_fns QACT_MM = {qmatmul_q8_0_mm, qmatmul_q4_0_mm, prep_bytes, prep, run_mm, NULL};
 
 /* What the kernel reports (getauxval: Linux's view of ID_AA64ISAR0/1). */
 static bool hwcap_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }

@@ -171,7 +171,7 @@ static void matmul_q4_0_qact(const void *W, const float *X, float *Y, int n_tok,
     qact_ref(FLM_Q4_0, W, X, Y, n_tok, cols, ldy, r0, r1);
 }
 
-static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact, prep_bytes_ref, prep_ref, run_ref};
+static const flm_qact_fns SCALAR_QACT = {matmul_q8_0_qact, matmul_q4_0_qact, prep_bytes_ref, prep_ref, run_ref, NULL};
 const flm_qact_fns *flm_qact_scalar(void) { return &SCALAR_QACT; }
 
 static void rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps) {

@@ -33,6 +33,7 @@ typedef struct {
     size_t (*prep_bytes)(int dt, int n_tok, int cols);
     void (*prep)(int dt, const float *X, int n_tok, int cols, void *buf);
     void (*run)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
+    const flm_qpacked_fns *packed; /* optional: a packed weight layout (flm_kernels.qpacked) */
 } flm_qact_fns;
 
 const flm_qact_fns *flm_qact_scalar(void);       /* kernels_ref.c: the specification */

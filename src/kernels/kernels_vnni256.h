@@ -99,4 +99,4 @@ static void VNNI256(qmatmul_q4_0)(const void *W, const float *X, float *Y, int n
 }
 
 static const flm_qact_fns VNNI256(QACT) = {VNNI256(qmatmul_q8_0), VNNI256(qmatmul_q4_0), prep_bytes, VNNI256(prep),
-                                           VNNI256(run)};
+                                           VNNI256(run), NULL};

@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "model/model_source.h"
 #include "base/threadpool.h"
+#include "kernels/kernels.h"
 
 #define ARENA_ALIGN ((size_t)2 << 20) /* huge page size on x86-64 and arm64 (4 KiB granule) */
 #define TENSOR_ALIGN 64
@@ -118,6 +119,70 @@ static void copy_parallel(const copy_plan *plan) {
     }
 }
 
+/* Packing the loaded q8_0/q4_0 matrices into the kernel table's own layout
+ * (flm_kernels.qpacked, e.g. "avx512-g16": no byte permutes in the int8 products;
+ * docs/KERNELS.md), in place in the arena before it is made read-only. Thread i of k
+ * packs rows [i*rows/k, (i+1)*rows/k) of every such matrix. */
+typedef struct {
+    flm_tensor **t;
+    size_t n;
+    const flm_qpacked_fns *pk;
+    int k, i;
+} pack_plan;
+
+static void *pack_part(void *arg) {
+    const pack_plan *p = arg;
+    for (size_t j = 0; j < p->n; j++) {
+        flm_tensor *t = p->t[j];
+        int64_t rows = t->shape[0];
+        p->pk->pack_rows((int)t->dtype, (void *)t->data, (int)t->shape[1], rows * p->i / p->k, rows * (p->i + 1) / p->k);
+    }
+    return NULL;
+}
+
+static void pack_parallel(flm_tensor **t, size_t n, const flm_qpacked_fns *pk) {
+    int k = flm_physical_cores();
+    if (k > COPY_THREADS_MAX) k = COPY_THREADS_MAX;
+    if (k < 1) k = 1;
+    pack_plan parts[COPY_THREADS_MAX];
+    pthread_t th[COPY_THREADS_MAX];
+    bool started[COPY_THREADS_MAX] = {false};
+    for (int i = 0; i < k; i++) {
+        parts[i] = (pack_plan){t, n, pk, k, i};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, pack_part, &parts[i]) == 0;
+    }
+    pack_part(&parts[0]);
+    for (int i = 1; i < k; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else pack_part(&parts[i]);
+    }
+}
+
+/* The table's packed layout, unless FLM_QPACK=0 (the file's layout, for A/B runs). */
+static const flm_qpacked_fns *packed_layout(void) {
+    const char *e = getenv("FLM_QPACK");
+    if (e && strcmp(e, "0") == 0) return NULL;
+    return flm_kernels_best()->qpacked;
+}
+
+/* The loaded matrices the int8 products read (the layers' and the LM head; the
+ * embedding only when it is the LM head), packed, their tensors marked. */
+static void pack_loaded(flm_model *m, flm_tensor **todo, size_t n) {
+    const flm_qpacked_fns *pk = packed_layout();
+    if (!pk) return;
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        flm_tensor *t = todo[i];
+        if ((t->dtype != FLM_Q8_0 && t->dtype != FLM_Q4_0) || t->ndim != 2) continue;
+        if (t == &m->embed && m->lm_head.data != m->embed.data) continue; /* row lookups only */
+        todo[np++] = t;
+    }
+    if (np == 0) return;
+    pack_parallel(todo, np, pk);
+    for (size_t i = 0; i < np; i++) todo[i]->layout = pk;
+    if (m->lm_head.data == m->embed.data) m->lm_head.layout = m->embed.layout;
+}
+
 int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
     if (mode == FLM_WEIGHTS_MAP) return FLM_OK;
     size_t cap = 2 + 7 * (size_t)m->cfg.n_layers, n = 0;
@@ -161,6 +226,7 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
         if (m->lm_head.data == old) m->lm_head.data = arena + off; /* tied to the embedding */
         off += ALIGN_UP(t->nbytes);
     }
+    pack_loaded(m, todo, n);
     mprotect(arena, used, PROT_READ); /* read-only from here on */
     m->arena = arena;
     m->arena_span = used;
@@ -172,6 +238,12 @@ done:
 }
 
 size_t flm_model_loaded_bytes(const flm_model *m) { return m->loaded_bytes; }
+
+const char *flm_model_weight_layout(const flm_model *m) {
+    const void *l = m->lm_head.layout;
+    for (int i = 0; !l && i < m->cfg.n_layers; i++) l = m->layers[i].wq.layout ? m->layers[i].wq.layout : m->layers[i].w_down.layout;
+    return l ? ((const flm_qpacked_fns *)l)->name : NULL;
+}
 
 size_t flm_model_huge_page_bytes(const flm_model *m) {
     if (!m->arena) return 0;

@@ -48,14 +48,16 @@ struct flm_forward_state {
     flm_pool *pool; /* NULL: single-threaded */
     float *inv_freq; /* [hd/2] */
     float *rope_cos, *rope_sin; /* [CHUNK, hd/2]: this chunk's rotations, shared by every layer */
-    void *qx[2];      /* X prepared for the int8 products (k->qprep), for q8_0 and q4_0 */
-    size_t qx_cap[2];
+    void *qx[4];      /* X prepared for the int8 products (k->qprep), for q8_0 and q4_0,
+                         then for the same in the packed layout (k->qpacked->prep) */
+    size_t qx_cap[4];
     struct chunk_range *ranges; /* [n_threads]: each thread's chunks of the current product */
     /* LiteRT dynamic_int8 emulation (flm_forward_set_litert_int8), or NULL */
     const flm_litert_int8 *li8;
     int8_t *i8x;      /* [CHUNK, max cols] the product's input, quantized per row */
     float *i8s;       /* [CHUNK] dequantization scale per row */
     int32_t *i8z;     /* [CHUNK] zero point per row */
+    void *emb_row;    /* one embedding row unpacked, when the embedding is packed (tied LM head) */
 };
 
 static int n_caches(const flm_forward_state *st) { return st->m->cfg.n_layers * st->m->cfg.n_kv_heads; }
@@ -73,7 +75,9 @@ void flm_forward_free(flm_forward_state *st) {
     free(st->x); free(st->xb); free(st->q); free(st->kv_k); free(st->kv_v);
     free(st->att); free(st->hb); free(st->hb2); free(st->scores); free(st->inv_freq);
     free(st->rope_cos); free(st->rope_sin);
-    free(st->qx[0]); free(st->qx[1]); free(st->ranges);
+    for (int i = 0; i < 4; i++) free(st->qx[i]);
+    free(st->ranges);
+    free(st->emb_row);
     free(st->i8x); free(st->i8s); free(st->i8z);
     flm_pool_free(st->pool);
     free(st);
@@ -106,6 +110,10 @@ int flm_forward_new(const flm_model *m, int n_ctx, flm_forward_state **out) {
     st->ranges = aligned_alloc(64, sizeof *st->ranges);
     st->kcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
     st->vcache = flm_calloc((size_t)n_caches(st), sizeof(float *));
+    if (m->embed.layout && !(st->emb_row = flm_malloc(flm_dtype_bytes(m->embed.dtype, (uint64_t)c->hidden_size)))) {
+        flm_forward_free(st);
+        return FLM_ERR_NOMEM;
+    }
     if (!st->x || !st->xb || !st->q || !st->kv_k || !st->kv_v || !st->att || !st->hb || !st->hb2 || !st->inv_freq || !st->rope_cos || !st->rope_sin || !st->ranges || !st->kcache || !st->vcache) {
         flm_forward_free(st);
         return FLM_ERR_NOMEM;
@@ -236,11 +244,35 @@ typedef struct {
     const int8_t *i8x; const float *i8s; const int32_t *i8z; /* X quantized per row for Q */
 } matmul_job;
 
+/* Whether the job's table runs W in W's own packed layout. */
+static bool runs_packed(const flm_kernels *k, const flm_tensor *W) { return W->layout && W->layout == k->qpacked; }
+
+/* Rows [r0, r1) of a matrix packed for another table than the one running (a table
+ * switched after loading): unpacked a few rows at a time, then the table's matmul. */
+static void rows_unpacked(const matmul_job *j, const flm_tensor *W, float *Y, int r0, int r1) {
+    enum { STEP = 16 };
+    int rows = (int)W->shape[0], cols = (int)W->shape[1];
+    size_t rb = flm_dtype_bytes(W->dtype, (uint64_t)cols);
+    unsigned char *buf = malloc(STEP * rb);
+    if (!buf) return; /* out of memory in a fallback path: leaves Y as it was */
+    for (int r = r0; r < r1; r += STEP) {
+        int n = r1 - r < STEP ? r1 - r : STEP;
+        for (int i = 0; i < n; i++) {
+            const void *p = flm_tensor_plain_row(W, r + i, buf + (size_t)i * rb);
+            if (p != buf + (size_t)i * rb) memcpy(buf + (size_t)i * rb, p, rb);
+        }
+        j->k->matmul[W->dtype](buf, j->X, Y + r, j->n_tok, cols, rows, 0, n);
+    }
+    free(buf);
+}
+
 static void rows_of(const matmul_job *j, int i, int r0, int r1) {
     const flm_tensor *W = j->W[i];
     int rows = (int)W->shape[0], cols = (int)W->shape[1];
     if (j->Q[i]) flm_i8_hybrid_rows(j->Q[i], j->i8x, j->i8s, j->i8z, j->Y[i], j->n_tok, r0, r1);
+    else if (j->Xp[i] && W->layout) j->k->qpacked->run(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
     else if (j->Xp[i]) j->k->qrun(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
+    else if (W->layout) rows_unpacked(j, W, j->Y[i], r0, r1);
     else j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
 }
 
@@ -277,13 +309,18 @@ static void matmul_part(void *ctx, int ith, int nth) {
         for (int c; (c = take_chunk(&j->ranges[(ith + o) % nth], false)) >= 0;) run_chunk(j, c);
 }
 
-/* X quantized for the int8 products of dtype dt into the state's buffer, or NULL
- * (float path, or out of memory: the kernels then quantize per call). */
-static const void *prepare_x(flm_forward_state *st, flm_dtype dt, const float *X, int n_tok, int cols) {
+/* X quantized for the int8 products of W's dtype and layout into the state's buffer,
+ * or NULL (float path; a layout this table does not run; or out of memory: the
+ * kernels then quantize per call). */
+static const void *prepare_x(flm_forward_state *st, const flm_tensor *W, const float *X, int n_tok, int cols) {
     const flm_kernels *k = st->k;
+    flm_dtype dt = W->dtype;
     if (!k->qprep || (dt != FLM_Q8_0 && dt != FLM_Q4_0)) return NULL;
-    int slot = dt == FLM_Q4_0;
-    size_t need = (k->qprep_bytes(dt, n_tok, cols) + 63) & ~(size_t)63;
+    if (W->layout && !runs_packed(k, W)) return NULL;
+    int slot = (dt == FLM_Q4_0) + (W->layout ? 2 : 0);
+    size_t (*bytes)(int, int, int) = W->layout ? k->qpacked->prep_bytes : k->qprep_bytes;
+    void (*prep)(int, const float *, int, int, void *) = W->layout ? k->qpacked->prep : k->qprep;
+    size_t need = (bytes(dt, n_tok, cols) + 63) & ~(size_t)63;
     if (need > st->qx_cap[slot]) {
         void *p = aligned_alloc(64, need);
         if (!p) return NULL;
@@ -291,7 +328,7 @@ static const void *prepare_x(flm_forward_state *st, flm_dtype dt, const float *X
         st->qx[slot] = p;
         st->qx_cap[slot] = need;
     }
-    k->qprep(dt, X, n_tok, cols, st->qx[slot]);
+    prep(dt, X, n_tok, cols, st->qx[slot]);
     return st->qx[slot];
 }
 
@@ -302,10 +339,10 @@ static void matmul_run(flm_forward_state *st, matmul_job *j) {
             st->i8s[t] = flm_quantize_row_i8_asym(j->X + (size_t)t * (size_t)cols, st->i8x + (size_t)t * (size_t)cols, cols, &st->i8z[t]);
         j->i8x = st->i8x; j->i8s = st->i8s; j->i8z = st->i8z;
     }
-    for (int i = 0; i < j->n_mat; i++) { /* X prepared once per weight type */
+    for (int i = 0; i < j->n_mat; i++) { /* X prepared once per weight type and layout */
         int e = 0;
-        while (e < i && j->W[e]->dtype != j->W[i]->dtype) e++;
-        j->Xp[i] = j->Q[i] ? NULL : e < i ? j->Xp[e] : prepare_x(st, j->W[i]->dtype, j->X, j->n_tok, (int)j->W[i]->shape[1]);
+        while (e < i && (j->W[e]->dtype != j->W[i]->dtype || j->W[e]->layout != j->W[i]->layout)) e++;
+        j->Xp[i] = j->Q[i] ? NULL : e < i ? j->Xp[e] : prepare_x(st, j->W[i], j->X, j->n_tok, (int)j->W[i]->shape[1]);
     }
     j->n_groups = j->swiglu ? 1 : j->n_mat;
     j->first[0] = 0;
@@ -424,11 +461,11 @@ static int attention_sub(const flm_config *c, int n_tok, int n_threads) {
     return sub;
 }
 
-static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *out, int hidden) {
+/* Embedding rows to float; a packed (tied) embedding's rows are unpacked into buf first. */
+static void embed_rows(const flm_tensor *emb, const int32_t *ids, int n, float *out, int hidden, void *buf) {
     const flm_dtype_info *d = flm_dtype_get(emb->dtype);
-    size_t row_bytes = flm_dtype_bytes(emb->dtype, (uint64_t)hidden);
     for (int t = 0; t < n; t++)
-        d->to_float((const unsigned char *)emb->data + (size_t)ids[t] * row_bytes, out + (size_t)t * (size_t)hidden, (size_t)hidden);
+        d->to_float(flm_tensor_plain_row(emb, ids[t], buf), out + (size_t)t * (size_t)hidden, (size_t)hidden);
 }
 
 static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, float *logits, flm_logits_mode mode) {
@@ -441,7 +478,7 @@ static void forward_chunk(flm_forward_state *st, const int32_t *ids, int n, floa
         rope_angles(p0 + t, st->inv_freq, hd / 2, st->rope_cos + (size_t)t * (hd / 2), st->rope_sin + (size_t)t * (hd / 2));
     if (st->li8)
         for (int t = 0; t < n; t++) flm_i8_embed_row(&st->li8->embed, ids[t], st->x + (size_t)t * (size_t)H);
-    else embed_rows(&m->embed, ids, n, st->x, H);
+    else embed_rows(&m->embed, ids, n, st->x, H, st->emb_row);
     layer_job lj = {st, &m->layers[0], 0, n, p0, m->layers[0].attn_norm.data, false};
     flm_pool_run(st->pool, residual_norm_part, &lj);
     for (int l = 0; l < c->n_layers; l++) {

@@ -7,6 +7,7 @@
 
 #include "base/common.h"
 #include "base/threadpool.h"
+#include "kernels/kernels.h"
 #include "kernels/quant.h"
 
 static void free_matrix(flm_i8_matrix *w) {
@@ -32,7 +33,7 @@ void flm_litert_int8_free(flm_litert_int8 *q) {
 typedef struct {
     const flm_tensor *src;
     flm_i8_matrix *dst;
-    float *row_buf;   /* [n_threads, cols] */
+    float *row_buf;   /* [n_threads, 2 * cols]: a row as float, then room for its bytes unpacked */
     int rc;
 } quant_job;
 
@@ -41,10 +42,9 @@ static void quant_part(void *ctx, int ith, int nth) {
     const flm_tensor *t = j->src;
     const flm_dtype_info *d = flm_dtype_get(t->dtype);
     int rows = j->dst->rows, cols = j->dst->cols;
-    size_t row_bytes = flm_dtype_bytes(t->dtype, (uint64_t)cols);
-    float *buf = j->row_buf + (size_t)ith * (size_t)cols;
+    float *buf = j->row_buf + (size_t)ith * 2 * (size_t)cols;
     for (int r = ith; r < rows; r += nth) {
-        d->to_float((const unsigned char *)t->data + (size_t)r * row_bytes, buf, (size_t)cols);
+        d->to_float(flm_tensor_plain_row(t, r, buf + cols), buf, (size_t)cols); /* a packed row unpacked first */
         int8_t *q = j->dst->q + (size_t)r * (size_t)cols;
         j->dst->scale[r] = flm_quantize_row_i8_channel(buf, q, cols);
         int32_t s = 0;
@@ -62,7 +62,7 @@ static int quantize(flm_pool *pool, const flm_tensor *t, flm_i8_matrix *w) {
     w->q = flm_malloc((size_t)w->rows * (size_t)w->cols);
     w->scale = flm_malloc((size_t)w->rows * sizeof *w->scale);
     w->qsum = flm_malloc((size_t)w->rows * sizeof *w->qsum);
-    float *buf = flm_malloc((size_t)flm_pool_size(pool) * (size_t)w->cols * sizeof(float));
+    float *buf = flm_malloc((size_t)flm_pool_size(pool) * 2 * (size_t)w->cols * sizeof(float));
     if (!w->q || !w->scale || !w->qsum || !buf) { free(buf); return FLM_ERR_NOMEM; }
     quant_job j = {t, w, buf, 0};
     flm_pool_run(pool, quant_part, &j);
