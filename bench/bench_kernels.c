@@ -179,10 +179,8 @@ int main(int argc, char **argv) {
             for (int s = 0; s < 2; s++) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 size_t mb = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
-                for (size_t c = 0; c < ncopies; c++) { /* each copy's matrix of this shape, packed from the file's bytes */
-                    memcpy(pbuf + c * wbytes, wbuf + c * wbytes, mb);
-                    k->qpacked->pack_rows(dt, pbuf + c * wbytes, cols, 0, rows);
-                }
+                for (size_t c = 0; c < ncopies; c++) /* each copy's matrix of this shape, packed from the file's bytes */
+                    k->qpacked->pack_rows(dt, wbuf + c * wbytes, pbuf + c * wbytes, cols, 0, rows);
                 double sec = time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 1, rows, cols);
                 double gbs = (double)mb / sec / 1e9;
                 double sp = noprefill && atoi(noprefill) ? 0 : time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 64, rows, cols);

@@ -714,8 +714,13 @@ TEST(kernels_qpacked_equals_qrun) {
             for (size_t i = 0; i < (size_t)n_tok * ldy; i++) ya[i] = yb[i] = -777.0f;
             k->qprep(dt, X, n_tok, cols, Pa);
             k->qrun(dt, W, Pa, ya, n_tok, cols, (int)ldy, 0, rows);
-            pk->pack_rows(dt, W, cols, 0, rows / 2); /* in two calls, as threads do */
-            pk->pack_rows(dt, W, cols, rows / 2, rows);
+            char *copy = malloc(wbytes);
+            REQUIRE(copy);
+            pk->pack_rows(dt, orig, copy, cols, 0, rows); /* into another buffer, as loading does */
+            pk->pack_rows(dt, W, W, cols, 0, rows / 2);  /* in place, in two calls */
+            pk->pack_rows(dt, W, W, cols, rows / 2, rows);
+            CHECK_MSG(memcmp(copy, W, wbytes) == 0, "%s %dx%d: packing in place and into a copy differ", flm_dtype_get(dt)->name, rows, cols);
+            free(copy);
             CHECK_MSG(cols < 64 || memcmp(W, orig, wbytes) != 0, "%s %dx%d: packing changed nothing", flm_dtype_get(dt)->name, rows, cols);
             pk->prep(dt, X, n_tok, cols, Pp);
             for (int r0 = 0; r0 < rows;) { /* chunks of 1..8 rows */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/common.h"
+#include "kernels/cpu.h"
 #include "runtime/forward.h"
 #include "base/json.h"
 #include "model/model.h"
@@ -67,6 +68,54 @@ TEST(weights_loaded_equal_mapped_hf_folder) { check_same(MICRO, NULL, true); }
 TEST(weights_loaded_equal_mapped_gguf_tied) { check_same(PEER_GGUF, NULL, true); }
 /* Every micro matrix is LoRA-merged (an owned f32 copy) or loaded: same logits either way. */
 TEST(weights_loaded_equal_mapped_with_lora) { check_same(MICRO, TEST_DATA "/micro-qwen2-lora", true); }
+
+/* Logits of a fixed prompt from m under table k (NULL: the default). Caller frees. */
+static float *logits_with(flm_model *m, const flm_kernels *k) {
+    enum { N = 7 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 104729 + 5) % m->cfg.vocab_size);
+    float *lg = malloc((size_t)N * (size_t)m->cfg.vocab_size * sizeof *lg);
+    flm_forward_state *st = NULL;
+    if (!lg || flm_forward_new(m, 16, &st)) { free(lg); return NULL; }
+    if (k) flm_forward_set_kernels(st, k);
+    if (flm_forward(st, ids, N, lg, FLM_LOGITS_ALL)) { free(lg); lg = NULL; }
+    flm_forward_free(st);
+    return lg;
+}
+
+/* Loading packs the q8_0 matrices (and the tied embedding, which is the LM head) into
+ * the default table's int8 layout when it has one; FLM_QPACK=0 keeps the file's; a
+ * packed model run by another table (here the scalar reference) unpacks rows on the
+ * way and gives that table's logits of the unpacked model, bit for bit. */
+TEST(weights_packed_layout) {
+    const flm_qpacked_fns *pk = flm_kernels_select()->qpacked;
+    if (!pk) { printf("    (the %s table has no packed layout: skipped)\n", flm_kernels_select()->name); return; }
+    flm_model_options load = {.weights = FLM_WEIGHTS_LOAD}, map = {.weights = FLM_WEIGHTS_MAP};
+    flm_model *packed = NULL, *plain = NULL, *mapped = NULL;
+    REQUIRE(flm_load_model(PEER_GGUF, &load, &packed) == FLM_OK);
+    setenv("FLM_QPACK", "0", 1);
+    int rc = flm_load_model(PEER_GGUF, &load, &plain);
+    unsetenv("FLM_QPACK");
+    REQUIRE(rc == FLM_OK && flm_load_model(PEER_GGUF, &map, &mapped) == FLM_OK);
+    CHECK_STR(flm_model_weight_layout(packed), pk->name);
+    CHECK(packed->layers[0].wq.layout == pk && packed->layers[0].w_down.layout == pk);
+    CHECK(packed->lm_head.layout == pk && packed->embed.layout == pk); /* tied */
+    CHECK(flm_model_weight_layout(plain) == NULL && plain->layers[0].wq.layout == NULL);
+    CHECK(flm_model_weight_layout(mapped) == NULL && mapped->lm_head.layout == NULL);
+    /* same sizes; different bytes */
+    CHECK(packed->layers[0].w_up.nbytes == plain->layers[0].w_up.nbytes);
+    CHECK(memcmp(packed->layers[0].w_up.data, plain->layers[0].w_up.data, plain->layers[0].w_up.nbytes) != 0);
+    size_t n = 7 * (size_t)packed->cfg.vocab_size * sizeof(float);
+    const flm_kernels *scalar = flm_kernels_variant("scalar", true);
+    float *a = logits_with(packed, NULL), *b = logits_with(plain, NULL), *c = logits_with(packed, scalar), *d = logits_with(mapped, scalar);
+    REQUIRE(a && b && c && d);
+    CHECK_MSG(memcmp(a, b, n) == 0, "packed and file-layout weights give different logits");
+    CHECK_MSG(memcmp(c, d, n) == 0, "the scalar table on packed weights differs from it on the file's");
+    free(a); free(b); free(c); free(d);
+    flm_model_close(packed);
+    flm_model_close(plain);
+    flm_model_close(mapped);
+}
 
 TEST(weights_loaded_bytes_cover_every_matrix) {
     flm_model_options mo = {.weights = FLM_WEIGHTS_LOAD};

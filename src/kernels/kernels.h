@@ -22,8 +22,9 @@ typedef void (*flm_matmul_fn)(const void *W, const float *X, float *Y, int n_tok
  * count; only bytes within a row move, so a row is still found at r * row_bytes. */
 typedef struct flm_qpacked_fns {
     const char *name;
-    /* Rows [r0, r1) of W [rows, cols] (dt FLM_Q8_0 or FLM_Q4_0) rewritten in place. */
-    void (*pack_rows)(int dt, void *W, int cols, int64_t r0, int64_t r1);
+    /* Rows [r0, r1) of a matrix [rows, cols] (dt FLM_Q8_0 or FLM_Q4_0) in the file's
+     * layout at src, written packed at dst (the same row offsets); dst == src packs in place. */
+    void (*pack_rows)(int dt, const void *src, void *dst, int cols, int64_t r0, int64_t r1);
     /* One packed row (src) back in the file's layout (dst, the row's byte count). */
     void (*unpack_row)(int dt, const void *src, void *dst, int cols);
     /* As flm_kernels.qprep / qrun, for W in this layout: qrun's results, bit for bit,

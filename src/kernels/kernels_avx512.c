@@ -861,17 +861,18 @@ static void g16_row(int dt, const unsigned char *src, unsigned char *dst, int co
     }
 }
 
-static void g16_pack_rows(int dt, void *W, int cols, int64_t r0, int64_t r1) {
-    size_t rb = row_bytes(dt, cols);
+static void g16_pack_rows(int dt, const void *src, void *dst, int cols, int64_t r0, int64_t r1) {
+    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
     unsigned char tmp[GB * sizeof(block_q8_0)];
-    size_t gb = GB * block_bytes(dt);
     for (int64_t r = r0; r < r1; r++) {
-        unsigned char *row = (unsigned char *)W + (size_t)r * rb;
-        /* group by group through a copy: a group's bytes stay within the group */
+        const unsigned char *in = (const unsigned char *)src + (size_t)r * rb;
+        unsigned char *out = (unsigned char *)dst + (size_t)r * rb;
+        if (in != out) { g16_row(dt, in, out, cols, 1); continue; }
+        /* in place: group by group through a copy (a group's bytes stay within the group) */
         for (size_t o = 0; o < rb; o += gb) {
             size_t n = rb - o < gb ? rb - o : gb;
-            memcpy(tmp, row + o, n);
-            g16_row(dt, tmp, row + o, (int)(n / block_bytes(dt)) * QK, 1);
+            memcpy(tmp, out + o, n);
+            g16_row(dt, tmp, out + o, (int)(n / block_bytes(dt)) * QK, 1);
         }
     }
 }

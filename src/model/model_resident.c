@@ -73,23 +73,47 @@ static size_t mem_available(void) {
 /* The copy: tensors laid out back to back (64-byte aligned) in the arena; thread i
  * of k copies the arena bytes [i*total/k, (i+1)*total/k). Several threads because
  * first-touching fresh memory (page zeroing, and in a VM the host's faults) costs
- * more than the copy itself, and that scales with cores. */
+ * more than the copy itself, and that scales with cores.
+ *
+ * A q8_0/q4_0 matrix the int8 products read is packed on the way into the kernel
+ * table's own layout (flm_kernels.qpacked, e.g. "avx512-g16": no byte permutes in the
+ * products; docs/KERNELS.md): row by row, each thread taking the rows that start in
+ * its byte range, straight from the file's bytes into the arena. */
 typedef struct {
     flm_tensor **t;
+    const bool *pack; /* per tensor: copied packed */
     size_t n;
+    const flm_qpacked_fns *pk;
     unsigned char *arena;
     size_t total;
     int k, i;
 } copy_plan;
+
+/* First row of a matrix at arena offset off (row bytes rb, rows rows) that starts at or after byte x. */
+static int64_t first_row_from(size_t x, size_t off, size_t rb, int64_t rows) {
+    if (x <= off) return 0;
+    size_t r = (x - off + rb - 1) / rb;
+    return r < (size_t)rows ? (int64_t)r : rows;
+}
 
 static void *copy_part(void *arg) {
     const copy_plan *p = arg;
     size_t lo = p->total / (size_t)p->k * (size_t)p->i, hi = p->i + 1 == p->k ? p->total : p->total / (size_t)p->k * (size_t)(p->i + 1);
     size_t off = 0;
     for (size_t j = 0; j < p->n && off < hi; j++) {
-        size_t nb = p->t[j]->nbytes, a = off > lo ? off : lo, b = off + nb < hi ? off + nb : hi;
-        if (a < b) {
-            const unsigned char *src = (const unsigned char *)p->t[j]->data + (a - off);
+        const flm_tensor *t = p->t[j];
+        size_t nb = t->nbytes, a = off > lo ? off : lo, b = off + nb < hi ? off + nb : hi;
+        if (p->pack[j]) {
+            int64_t rows = t->shape[0], r0 = first_row_from(lo, off, nb / (size_t)rows, rows),
+                    r1 = off + nb <= hi ? rows : first_row_from(hi, off, nb / (size_t)rows, rows);
+            size_t rb = nb / (size_t)rows;
+            if (r0 < r1) {
+                const unsigned char *src = (const unsigned char *)t->data;
+                p->pk->pack_rows((int)t->dtype, src, p->arena + off, (int)t->shape[1], r0, r1);
+                flm_map_release(src + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+            }
+        } else if (a < b) {
+            const unsigned char *src = (const unsigned char *)t->data + (a - off);
             memcpy(p->arena + a, src, b - a);
             /* drop the source pages as we go, so the copy never holds the model twice
              * (rounded out to pages: a neighbour's page refaults from the file if needed) */
@@ -103,6 +127,7 @@ static void *copy_part(void *arg) {
 static void copy_parallel(const copy_plan *plan) {
     int k = flm_physical_cores();
     if (k > COPY_THREADS_MAX) k = COPY_THREADS_MAX;
+    if (k < 1) k = 1;
     copy_plan parts[COPY_THREADS_MAX];
     pthread_t th[COPY_THREADS_MAX];
     bool started[COPY_THREADS_MAX] = {false};
@@ -119,45 +144,6 @@ static void copy_parallel(const copy_plan *plan) {
     }
 }
 
-/* Packing the loaded q8_0/q4_0 matrices into the kernel table's own layout
- * (flm_kernels.qpacked, e.g. "avx512-g16": no byte permutes in the int8 products;
- * docs/KERNELS.md), in place in the arena before it is made read-only. Thread i of k
- * packs rows [i*rows/k, (i+1)*rows/k) of every such matrix. */
-typedef struct {
-    flm_tensor **t;
-    size_t n;
-    const flm_qpacked_fns *pk;
-    int k, i;
-} pack_plan;
-
-static void *pack_part(void *arg) {
-    const pack_plan *p = arg;
-    for (size_t j = 0; j < p->n; j++) {
-        flm_tensor *t = p->t[j];
-        int64_t rows = t->shape[0];
-        p->pk->pack_rows((int)t->dtype, (void *)t->data, (int)t->shape[1], rows * p->i / p->k, rows * (p->i + 1) / p->k);
-    }
-    return NULL;
-}
-
-static void pack_parallel(flm_tensor **t, size_t n, const flm_qpacked_fns *pk) {
-    int k = flm_physical_cores();
-    if (k > COPY_THREADS_MAX) k = COPY_THREADS_MAX;
-    if (k < 1) k = 1;
-    pack_plan parts[COPY_THREADS_MAX];
-    pthread_t th[COPY_THREADS_MAX];
-    bool started[COPY_THREADS_MAX] = {false};
-    for (int i = 0; i < k; i++) {
-        parts[i] = (pack_plan){t, n, pk, k, i};
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, pack_part, &parts[i]) == 0;
-    }
-    pack_part(&parts[0]);
-    for (int i = 1; i < k; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else pack_part(&parts[i]);
-    }
-}
-
 /* The table's packed layout, unless FLM_QPACK=0 (the file's layout, for A/B runs). */
 static const flm_qpacked_fns *packed_layout(void) {
     const char *e = getenv("FLM_QPACK");
@@ -165,22 +151,11 @@ static const flm_qpacked_fns *packed_layout(void) {
     return flm_kernels_best()->qpacked;
 }
 
-/* The loaded matrices the int8 products read (the layers' and the LM head; the
- * embedding only when it is the LM head), packed, their tensors marked. */
-static void pack_loaded(flm_model *m, flm_tensor **todo, size_t n) {
-    const flm_qpacked_fns *pk = packed_layout();
-    if (!pk) return;
-    size_t np = 0;
-    for (size_t i = 0; i < n; i++) {
-        flm_tensor *t = todo[i];
-        if ((t->dtype != FLM_Q8_0 && t->dtype != FLM_Q4_0) || t->ndim != 2) continue;
-        if (t == &m->embed && m->lm_head.data != m->embed.data) continue; /* row lookups only */
-        todo[np++] = t;
-    }
-    if (np == 0) return;
-    pack_parallel(todo, np, pk);
-    for (size_t i = 0; i < np; i++) todo[i]->layout = pk;
-    if (m->lm_head.data == m->embed.data) m->lm_head.layout = m->embed.layout;
+/* Whether t is packed when loaded: a q8_0/q4_0 matrix the int8 products read (a
+ * layer's or the LM head; the embedding only when it is the LM head). */
+static bool packs(const flm_model *m, const flm_tensor *t) {
+    if ((t->dtype != FLM_Q8_0 && t->dtype != FLM_Q4_0) || t->ndim != 2 || t->shape[0] <= 0) return false;
+    return t != &m->embed || m->lm_head.data == m->embed.data;
 }
 
 int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
@@ -216,17 +191,25 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
 #ifdef MADV_HUGEPAGE
     madvise(arena, used, MADV_HUGEPAGE); /* a hint; fine if refused */
 #endif
-    copy_plan plan = {.t = todo, .n = n, .arena = arena, .total = total};
+    const flm_qpacked_fns *pk = packed_layout();
+    bool *pack = flm_calloc(n, sizeof *pack);
+    if (!pack) { munmap(arena, used); rc = FLM_ERR_NOMEM; goto done; }
+    for (size_t i = 0; i < n; i++) pack[i] = pk && packs(m, todo[i]);
+    copy_plan plan = {.t = todo, .pack = pack, .n = n, .pk = pk, .arena = arena, .total = total};
     copy_parallel(&plan);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         flm_tensor *t = todo[i];
         const void *old = t->data;
         t->data = arena + off;
-        if (m->lm_head.data == old) m->lm_head.data = arena + off; /* tied to the embedding */
+        if (pack[i]) t->layout = pk;
+        if (m->lm_head.data == old) { /* tied to the embedding */
+            m->lm_head.data = arena + off;
+            m->lm_head.layout = t->layout;
+        }
         off += ALIGN_UP(t->nbytes);
     }
-    pack_loaded(m, todo, n);
+    free(pack);
     mprotect(arena, used, PROT_READ); /* read-only from here on */
     m->arena = arena;
     m->arena_span = used;
