@@ -175,8 +175,15 @@ const flm_kernels *flm_kernels_by_name(const char *name) { return flm_kernels_va
 static const flm_kernels *g_selected;
 static pthread_once_t g_select_once = PTHREAD_ONCE_INIT;
 
+bool flm_kernels_qpack_enabled(void) {
+    const char *e = getenv("FLM_QPACK");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 /* Whether this CPU runs 512-bit vectors on 256-bit units (AMD family 19h with AVX-512:
- * Zen 4), where the 256-bit int8 kernels are the better choice (docs/KERNELS.md). */
+ * Zen 4), where the 256-bit int8 kernels beat the 512-bit ones on the file's layout
+ * (byte permutes and transpose-adds cost twice there) but not on the packed layout
+ * (docs/KERNELS.md). */
 static bool half_width_avx512(const flm_cpu_features *f) {
     return f->avx512 && strcmp(f->vendor, "AuthenticAMD") == 0 && f->family == 0x19;
 }
@@ -184,7 +191,8 @@ static bool half_width_avx512(const flm_cpu_features *f) {
 const char *const *flm_kernels_preference(void) {
     static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
     static const char *const other[] = {"avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
-    return half_width_avx512(flm_cpu_get()) ? zen4 : other;
+    /* packing on (the default): avx512 and its packed layout everywhere */
+    return half_width_avx512(flm_cpu_get()) && !flm_kernels_qpack_enabled() ? zen4 : other;
 }
 
 static const flm_kernels *best_for_cpu(void) {

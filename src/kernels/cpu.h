@@ -36,6 +36,10 @@ const flm_kernels *flm_kernels_by_name(const char *name);
  * has FLM_QACT=0 (read once). */
 bool flm_kernels_qact_default(void);
 
+/* Whether q8_0/q4_0 matrices loaded into memory are packed into the table's own layout
+ * (flm_kernels.qpacked): yes, unless the environment has FLM_QPACK=0. */
+bool flm_kernels_qpack_enabled(void);
+
 /* The table names in this CPU's order of preference, NULL-terminated (chosen by CPU
  * family where several tables are correct: see docs/KERNELS.md). The first one
  * flm_kernels_by_name returns is the default. */

@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "model/model_source.h"
 #include "base/threadpool.h"
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 
 #define ARENA_ALIGN ((size_t)2 << 20) /* huge page size on x86-64 and arm64 (4 KiB granule) */
@@ -145,11 +146,7 @@ static void copy_parallel(const copy_plan *plan) {
 }
 
 /* The table's packed layout, unless FLM_QPACK=0 (the file's layout, for A/B runs). */
-static const flm_qpacked_fns *packed_layout(void) {
-    const char *e = getenv("FLM_QPACK");
-    if (e && strcmp(e, "0") == 0) return NULL;
-    return flm_kernels_best()->qpacked;
-}
+static const flm_qpacked_fns *packed_layout(void) { return flm_kernels_qpack_enabled() ? flm_kernels_best()->qpacked : NULL; }
 
 /* Whether t is packed when loaded: a q8_0/q4_0 matrix the int8 products read (a
  * layer's or the LM head; the embedding only when it is the LM head). */
