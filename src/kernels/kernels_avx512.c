@@ -373,6 +373,18 @@ typedef struct {
 
 INLINE size_t block_bytes(int dt) { return dt == FLM_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0); }
 
+/* One block of 32 activations as flm_quantize_act_ref does it: the quantized values
+ * 0..15 in *i0 and 16..31 in *i1 (int32 lanes); returns the scale d. */
+INLINE float quantize_block(const float *xb, __m512i *i0, __m512i *i1) {
+    __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+    float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+    __m512 vid = _mm512_set1_ps(id);
+    *i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid));
+    *i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+    return db;
+}
+
 /* Quantizes n_tok tokens of X (cols % 32 == 0) into ng groups each, exactly as
  * flm_quantize_act_ref does. */
 VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup *out) {
@@ -385,12 +397,8 @@ VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup 
             int nblk = nb - g * GB < GB ? nb - g * GB : GB;
             if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
             for (int b = 0; b < nblk; b++) {
-                const float *xb = x + (size_t)(g * GB + b) * QK;
-                __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
-                float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
-                float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-                __m512 vid = _mm512_set1_ps(id);
-                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+                __m512i i0, i1;
+                float db = quantize_block(x + (size_t)(g * GB + b) * QK, &i0, &i1);
                 int8_t *q = xg[g].q + (b >> 2) * 128 + (b & 3) * 16;
                 _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
                 _mm_storeu_si128((__m128i *)(q + 64), _mm512_cvtepi32_epi8(i1));
@@ -711,13 +719,9 @@ static void quantize_x16(int dt, const float *X, int n_tok, int cols, xgroup16 *
         for (int g = 0; g < ng; g++) {
             int nblk = nb - g * GB < GB ? nb - g * GB : GB;
             if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
-            for (int b = 0; b < nblk; b++) { /* the arithmetic of quantize_x */
-                const float *xb = x + (size_t)(g * GB + b) * QK;
-                __m512 a0 = _mm512_loadu_ps(xb), a1 = _mm512_loadu_ps(xb + L);
-                float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
-                float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-                __m512 vid = _mm512_set1_ps(id);
-                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+            for (int b = 0; b < nblk; b++) {
+                __m512i i0, i1;
+                float db = quantize_block(x + (size_t)(g * GB + b) * QK, &i0, &i1);
                 _Alignas(32) int8_t q[QK];
                 _mm_store_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
                 _mm_store_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(i1));
