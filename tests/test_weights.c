@@ -2,9 +2,11 @@
  * memory and run from the file mapping give bit-identical logits for Hugging Face
  * folders, GGUF packages (tied embedding) and LoRA-merged models, the loaded copy
  * really replaces the mapping, and --mmap / --no-mmap reach the CLI. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fieldlm.h"
 #include "base/common.h"
 #include "kernels/cpu.h"
 #include "runtime/forward.h"
@@ -83,38 +85,59 @@ static float *logits_with(flm_model *m, const flm_kernels *k) {
     return lg;
 }
 
-/* Loading packs the q8_0 matrices (and the tied embedding, which is the LM head) into
- * the default table's int8 layout when it has one; FLM_QPACK=0 keeps the file's; a
- * packed model run by another table (here the scalar reference) unpacks rows on the
- * way and gives that table's logits of the unpacked model, bit for bit. */
-TEST(weights_packed_layout) {
+/* Loading packs the q8_0/q4_0 matrices (and a tied embedding, which is the LM head;
+ * an untied one only serves row lookups and stays) into the default table's int8
+ * layout when it has one; FLM_QPACK=0 keeps the file's; a packed model run by another
+ * table (here the scalar reference) unpacks rows on the way and gives that table's
+ * logits of the unpacked model, bit for bit. */
+static void check_packed(const char *path) {
     const flm_qpacked_fns *pk = flm_kernels_select()->qpacked;
-    if (!pk) { printf("    (the %s table has no packed layout: skipped)\n", flm_kernels_select()->name); return; }
     flm_model_options load = {.weights = FLM_WEIGHTS_LOAD}, map = {.weights = FLM_WEIGHTS_MAP};
     flm_model *packed = NULL, *plain = NULL, *mapped = NULL;
-    REQUIRE(flm_load_model(PEER_GGUF, &load, &packed) == FLM_OK);
+    REQUIRE(flm_load_model(path, &load, &packed) == FLM_OK);
     setenv("FLM_QPACK", "0", 1);
-    int rc = flm_load_model(PEER_GGUF, &load, &plain);
+    int rc = flm_load_model(path, &load, &plain);
     unsetenv("FLM_QPACK");
-    REQUIRE(rc == FLM_OK && flm_load_model(PEER_GGUF, &map, &mapped) == FLM_OK);
+    REQUIRE(rc == FLM_OK && flm_load_model(path, &map, &mapped) == FLM_OK);
+    bool tied = packed->lm_head.data == packed->embed.data;
     CHECK_STR(flm_model_weight_layout(packed), pk->name);
-    CHECK(packed->layers[0].wq.layout == pk && packed->layers[0].w_down.layout == pk);
-    CHECK(packed->lm_head.layout == pk && packed->embed.layout == pk); /* tied */
+    CHECK(packed->layers[0].wq.layout == pk && packed->layers[0].w_down.layout == pk && packed->lm_head.layout == pk);
+    CHECK_MSG(packed->embed.layout == (tied ? pk : NULL), "%s: the %s embedding %s packed", path, tied ? "tied" : "untied",
+              packed->embed.layout ? "is" : "is not");
     CHECK(flm_model_weight_layout(plain) == NULL && plain->layers[0].wq.layout == NULL);
     CHECK(flm_model_weight_layout(mapped) == NULL && mapped->lm_head.layout == NULL);
-    /* same sizes; different bytes */
-    CHECK(packed->layers[0].w_up.nbytes == plain->layers[0].w_up.nbytes);
-    CHECK(memcmp(packed->layers[0].w_up.data, plain->layers[0].w_up.data, plain->layers[0].w_up.nbytes) != 0);
+    /* same sizes; different bytes (a one-block q4_0 row, 32 columns, packs to itself) */
+    const flm_tensor *wp = &packed->layers[0].w_up, *wf = &plain->layers[0].w_up;
+    CHECK(wp->nbytes == wf->nbytes);
+    CHECK(wp->shape[1] < 64 || memcmp(wp->data, wf->data, wf->nbytes) != 0);
     size_t n = 7 * (size_t)packed->cfg.vocab_size * sizeof(float);
     const flm_kernels *scalar = flm_kernels_variant("scalar", true);
     float *a = logits_with(packed, NULL), *b = logits_with(plain, NULL), *c = logits_with(packed, scalar), *d = logits_with(mapped, scalar);
     REQUIRE(a && b && c && d);
-    CHECK_MSG(memcmp(a, b, n) == 0, "packed and file-layout weights give different logits");
-    CHECK_MSG(memcmp(c, d, n) == 0, "the scalar table on packed weights differs from it on the file's");
+    CHECK_MSG(memcmp(a, b, n) == 0, "%s: packed and file-layout weights give different logits", path);
+    CHECK_MSG(memcmp(c, d, n) == 0, "%s: the scalar table on packed weights differs from it on the file's", path);
     free(a); free(b); free(c); free(d);
     flm_model_close(packed);
     flm_model_close(plain);
     flm_model_close(mapped);
+}
+
+TEST(weights_packed_layout) {
+    if (!flm_kernels_select()->qpacked) { printf("    (the %s table has no packed layout: skipped)\n", flm_kernels_select()->name); return; }
+    check_packed(PEER_GGUF); /* q8_0, tied */
+    /* q4_0, tied (tiny-qwen2) and untied (micro-qwen2), converted here */
+    static const char *const SRC[] = {TEST_DATA "/tiny-qwen2", MICRO};
+    for (int i = 0; i < 2; i++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/packed-%d-q4_0.gguf", test_tmpdir(), i);
+        flm_convert_options o;
+        flm_convert_options_init(&o);
+        o.type = FLM_TYPE_Q4_0;
+        int rc = flm_convert(SRC[i], out, &o, NULL);
+        CHECK_MSG(rc == FLM_OK, "convert %s: %s", SRC[i], flm_last_error());
+        if (rc != FLM_OK) return;
+        check_packed(out);
+    }
 }
 
 TEST(weights_loaded_bytes_cover_every_matrix) {

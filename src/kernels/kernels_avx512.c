@@ -692,6 +692,7 @@ VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok
  * qdec and the panel path, in the same lanes — bit-identical results. */
 #define NV8 8 /* 64-byte weight vectors per q8_0 group */
 #define NV4 4 /* per q4_0 group */
+_Static_assert(QDEC_R <= MAX_RB && QPR <= MAX_RB, "qtile16 holds at most MAX_RB rows");
 #ifndef QTB16
 #define QTB16 16 /* prefill: tokens per block (see qrun16) */
 #endif
@@ -786,7 +787,7 @@ INLINE VNNI void qtile16(int dt, int RB, int TB, const void *W, const xgroup16 *
     int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
     size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
     const char *rows[MAX_RB];
-    __m512 acc[QPR][QPT];
+    __m512 acc[MAX_RB][QPT];
 #pragma GCC unroll 8
     for (int i = 0; i < RB; i++) {
         rows[i] = (const char *)W + (size_t)(r + i) * rb;

@@ -159,7 +159,8 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
     if (mode == FLM_WEIGHTS_MAP) return FLM_OK;
     size_t cap = 2 + 7 * (size_t)m->cfg.n_layers, n = 0;
     flm_tensor **all = flm_malloc(cap * sizeof *all), **todo = flm_malloc(cap * sizeof *todo);
-    if (!all || !todo) { free(all); free(todo); return FLM_ERR_NOMEM; }
+    bool *pack = flm_calloc(cap, sizeof *pack);
+    if (!all || !todo || !pack) { free(all); free(todo); free(pack); return FLM_ERR_NOMEM; }
     size_t total = 0, count = matrices(m, all);
     for (size_t i = 0; i < count; i++) {
         if (!all[i]->data || is_owned(m, all[i]->data)) continue; /* LoRA-merged or realigned: already in memory */
@@ -189,8 +190,6 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
     madvise(arena, used, MADV_HUGEPAGE); /* a hint; fine if refused */
 #endif
     const flm_qpacked_fns *pk = packed_layout();
-    bool *pack = flm_calloc(n, sizeof *pack);
-    if (!pack) { munmap(arena, used); rc = FLM_ERR_NOMEM; goto done; }
     for (size_t i = 0; i < n; i++) pack[i] = pk && packs(m, todo[i]);
     copy_plan plan = {.t = todo, .pack = pack, .n = n, .pk = pk, .arena = arena, .total = total};
     copy_parallel(&plan);
@@ -206,7 +205,6 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
         }
         off += ALIGN_UP(t->nbytes);
     }
-    free(pack);
     mprotect(arena, used, PROT_READ); /* read-only from here on */
     m->arena = arena;
     m->arena_span = used;
@@ -214,14 +212,21 @@ int flm_model_place_weights(flm_model *m, flm_weights_mode mode) {
 done:
     free(all);
     free(todo);
+    free(pack);
     return rc;
 }
 
 size_t flm_model_loaded_bytes(const flm_model *m) { return m->loaded_bytes; }
 
 const char *flm_model_weight_layout(const flm_model *m) {
+    size_t cap = 2 + 7 * (size_t)m->cfg.n_layers;
+    flm_tensor **t = flm_malloc(cap * sizeof *t);
     const void *l = m->lm_head.layout;
-    for (int i = 0; !l && i < m->cfg.n_layers; i++) l = m->layers[i].wq.layout ? m->layers[i].wq.layout : m->layers[i].w_down.layout;
+    if (t) {
+        size_t n = matrices((flm_model *)m, t);
+        for (size_t i = 0; !l && i < n; i++) l = t[i]->layout;
+        free(t);
+    }
     return l ? ((const flm_qpacked_fns *)l)->name : NULL;
 }
 

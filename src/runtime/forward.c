@@ -248,13 +248,19 @@ typedef struct {
 static bool runs_packed(const flm_kernels *k, const flm_tensor *W) { return W->layout && W->layout == k->qpacked; }
 
 /* Rows [r0, r1) of a matrix packed for another table than the one running (a table
- * switched after loading): unpacked a few rows at a time, then the table's matmul. */
+ * switched after loading): unpacked a few rows at a time, then the table's matmul.
+ * Out of memory here (a path for tests and table experiments) gives NaN outputs rather
+ * than stale ones. */
 static void rows_unpacked(const matmul_job *j, const flm_tensor *W, float *Y, int r0, int r1) {
     enum { STEP = 16 };
     int rows = (int)W->shape[0], cols = (int)W->shape[1];
     size_t rb = flm_dtype_bytes(W->dtype, (uint64_t)cols);
     unsigned char *buf = malloc(STEP * rb);
-    if (!buf) return; /* out of memory in a fallback path: leaves Y as it was */
+    if (!buf) {
+        for (int t = 0; t < j->n_tok; t++)
+            for (int r = r0; r < r1; r++) Y[(size_t)t * (size_t)rows + (size_t)r] = NAN;
+        return;
+    }
     for (int r = r0; r < r1; r += STEP) {
         int n = r1 - r < STEP ? r1 - r : STEP;
         for (int i = 0; i < n; i++) {
