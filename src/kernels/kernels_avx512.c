@@ -357,7 +357,8 @@ MATMUL(matmul_q4_0, FLM_Q4_0)
 
 /* One group of a quantized token: q in the step layout, per lane the correction
  * bias * (sum of the block's q_x) (bias 8 for q4_0 nibbles, 128 for q8_0 q ^ 0x80)
- * and the block's d_x. Missing blocks past the row end are zero. */
+ * and the block's d_x. Missing blocks past the row end are zero. For the packed
+ * weights (quantize_x with g16) q is in that layout's lane order and corr negated. */
 typedef struct {
     int8_t q[GV];
     int32_t corr[L];
@@ -386,8 +387,11 @@ INLINE float quantize_block(const float *xb, __m512i *i0, __m512i *i1) {
 }
 
 /* Quantizes n_tok tokens of X (cols % 32 == 0) into ng groups each, exactly as
- * flm_quantize_act_ref does. */
-VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup *out) {
+ * flm_quantize_act_ref does: q in the step layout and corr = bias * (lane sums of q_x)
+ * for the file-layout kernels, or (g16) q in the packed layout's lane order and corr
+ * negated (the packed kernels start their vpdpbusd chains from it; "the packed int8
+ * layout" below). */
+VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup *out, bool g16) {
     int nb = cols / QK, ng = (nb + GB - 1) / GB;
     int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
     for (int t = 0; t < n_tok; t++) {
@@ -399,11 +403,20 @@ VNNI static void quantize_x(int dt, const float *X, int n_tok, int cols, xgroup 
             for (int b = 0; b < nblk; b++) {
                 __m512i i0, i1;
                 float db = quantize_block(x + (size_t)(g * GB + b) * QK, &i0, &i1);
-                int8_t *q = xg[g].q + (b >> 2) * 128 + (b & 3) * 16;
-                _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
-                _mm_storeu_si128((__m128i *)(q + 64), _mm512_cvtepi32_epi8(i1));
                 int p = GBLK(b); /* GBLK is its own inverse */
-                xg[g].corr[p] = bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                int32_t corr = bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                if (g16) {
+                    _Alignas(32) int8_t q[QK];
+                    _mm_store_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+                    _mm_store_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(i1));
+                    for (int v = 0; v < 8; v++) memcpy(xg[g].q + 64 * v + 4 * p, q + 4 * v, 4);
+                    corr = -corr;
+                } else {
+                    int8_t *q = xg[g].q + (b >> 2) * 128 + (b & 3) * 16;
+                    _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+                    _mm_storeu_si128((__m128i *)(q + 64), _mm512_cvtepi32_epi8(i1));
+                }
+                xg[g].corr[p] = corr;
                 xg[g].dx[p] = db;
             }
         }
@@ -628,7 +641,7 @@ static size_t qprep_bytes(int dt, int n_tok, int cols) {
     return (size_t)n_tok * (size_t)((cols / QK + GB - 1) / GB) * sizeof(xgroup);
 }
 
-VNNI static void qprep(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x(dt, X, n_tok, cols, buf); }
+VNNI static void qprep(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x(dt, X, n_tok, cols, buf, false); }
 
 VNNI static void qrun(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     int ng = (cols / QK + GB - 1) / GB;
@@ -660,7 +673,7 @@ VNNI static void qrun(int dt, const void *W, const void *Xp, float *Y, int n_tok
 INLINE VNNI void qmatmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     xgroup *XG = flm_kernel_scratch(0, qprep_bytes(dt, n_tok, cols));
     if (!XG) { matmul_body(dt, W, X, Y, n_tok, cols, ldy, r0, r1); return; } /* out of memory: float path */
-    quantize_x(dt, X, n_tok, cols, XG);
+    quantize_x(dt, X, n_tok, cols, XG, false);
     qrun(dt, W, XG, Y, n_tok, cols, ldy, r0, r1);
 }
 
@@ -684,7 +697,7 @@ VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok
  * full group). So a full group is 32 bytes of scales and NV 64-byte vectors whose
  * 32-bit lane p is 4 bytes of block GBLK(p); a partial group is read with expand
  * loads (vpexpandd) into the same lanes, zero elsewhere. A group keeps its size
- * (nblk * 34 or 18 bytes) and place. The prepared X matches (xgroup16): vector v
+ * (nblk * 34 or 18 bytes) and place. The prepared X matches (quantize_x with g16): vector v
  * lane p = the quantized x values 4v .. 4v+3 of block GBLK(p); a q4_0 piece's low
  * nibbles are weights 4v .. 4v+3 and its high nibbles 16+4v .. 16+4v+3, so they meet
  * x vectors v and v+4. Each lane's vpdpbusd chain then sums its whole block exactly,
@@ -697,42 +710,12 @@ _Static_assert(QDEC_R <= MAX_RB && QPR <= MAX_RB, "qtile16 holds at most MAX_RB 
 #define QTB16 16 /* prefill: tokens per block (see qrun16) */
 #endif
 
-typedef struct {
-    int8_t q[GV];
-    int32_t ncorr[L]; /* -(bias * sum of the block's q_x) */
-    float dx[L];
-} xgroup16;
-
 /* Lanes holding one of a group's first nblk blocks. */
 INLINE __mmask16 active_lanes(int nblk) {
     __mmask16 m = 0;
     for (int p = 0; p < L; p++)
         if (GBLK(p) < nblk) m |= (__mmask16)(1u << p);
     return m;
-}
-
-static void quantize_x16(int dt, const float *X, int n_tok, int cols, xgroup16 *out) {
-    int nb = cols / QK, ng = (nb + GB - 1) / GB;
-    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
-    for (int t = 0; t < n_tok; t++) {
-        const float *x = X + (size_t)t * (size_t)cols;
-        xgroup16 *xg = out + (size_t)t * (size_t)ng;
-        for (int g = 0; g < ng; g++) {
-            int nblk = nb - g * GB < GB ? nb - g * GB : GB;
-            if (nblk < GB) memset(&xg[g], 0, sizeof xg[g]);
-            for (int b = 0; b < nblk; b++) {
-                __m512i i0, i1;
-                float db = quantize_block(x + (size_t)(g * GB + b) * QK, &i0, &i1);
-                _Alignas(32) int8_t q[QK];
-                _mm_store_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
-                _mm_store_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(i1));
-                int p = GBLK(b);
-                for (int v = 0; v < 8; v++) memcpy(xg[g].q + 64 * v + 4 * p, q + 4 * v, 4);
-                xg[g].ncorr[p] = -(bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)));
-                xg[g].dx[p] = db;
-            }
-        }
-    }
 }
 
 /* One group of one row at grp (nblk blocks): the 8 unsigned weight vectors matching
@@ -771,8 +754,8 @@ INLINE VNNI __m512 load_group16(int dt, const char *grp, int nblk, __m512i w[8])
 }
 
 /* acc += float(exact block sums - corrections) * (d_w * d_x): group_step's operations. */
-INLINE VNNI __m512 group_step16(__m512 acc, const __m512i w[8], __m512 dw, const xgroup16 *xg) {
-    __m512i s0 = _mm512_load_si512(xg->ncorr), s1 = _mm512_setzero_si512();
+INLINE VNNI __m512 group_step16(__m512 acc, const __m512i w[8], __m512 dw, const xgroup *xg) {
+    __m512i s0 = _mm512_load_si512(xg->corr), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int v = 0; v < 8; v += 2) {
         s0 = _mm512_dpbusd_epi32(s0, w[v], _mm512_load_si512(xg->q + 64 * v));
@@ -783,7 +766,7 @@ INLINE VNNI __m512 group_step16(__m512 acc, const __m512i w[8], __m512 dw, const
 }
 
 /* Rows [r, r+RB) x tokens [t, t+TB) straight from the packed rows (decode: TB = 1). */
-INLINE VNNI void qtile16(int dt, int RB, int TB, const void *W, const xgroup16 *XG, float *Y, int cols, int ldy, int r, int t) {
+INLINE VNNI void qtile16(int dt, int RB, int TB, const void *W, const xgroup *XG, float *Y, int cols, int ldy, int r, int t) {
     int nb = cols / QK, nfull = nb / GB, ng = (nb + GB - 1) / GB;
     size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
     const char *rows[MAX_RB];
@@ -815,15 +798,10 @@ INLINE VNNI void qtile16(int dt, int RB, int TB, const void *W, const xgroup16 *
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-static size_t qprep16_bytes(int dt, int n_tok, int cols) {
-    (void)dt;
-    return (size_t)n_tok * (size_t)((cols / QK + GB - 1) / GB) * sizeof(xgroup16);
-}
-
-VNNI static void qprep16(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x16(dt, X, n_tok, cols, buf); }
+VNNI static void qprep16(int dt, const float *X, int n_tok, int cols, void *buf) { quantize_x(dt, X, n_tok, cols, buf, true); }
 
 VNNI static void qrun16(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    const xgroup16 *XG = Xp;
+    const xgroup *XG = Xp;
     if (n_tok == 1) {
         int r = r0;
         for (; r + QDEC_R <= r1; r += QDEC_R) qtile16(dt, QDEC_R, 1, W, XG, Y, cols, ldy, r, 0);
@@ -893,7 +871,7 @@ static void g16_pack_rows(int dt, const void *src, void *dst, int cols, int64_t 
 
 static void g16_unpack_row(int dt, const void *src, void *dst, int cols) { g16_row(dt, src, dst, cols, 0); }
 
-static const flm_qpacked_fns QPACKED = {"avx512-g16", g16_pack_rows, g16_unpack_row, qprep16_bytes, qprep16, qrun16};
+static const flm_qpacked_fns QPACKED = {"avx512-g16", g16_pack_rows, g16_unpack_row, qprep_bytes, qprep16, qrun16};
 
 static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED};
 const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
