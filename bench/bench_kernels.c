@@ -121,7 +121,7 @@ static double time_packed(const flm_qpacked_fns *pk, flm_dtype dt, const char *w
 }
 
 int main(int argc, char **argv) {
-    const char *def[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256"};
+    const char *def[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx"};
     const char **names = argc > 1 ? (const char **)(argv + 1) : def;
     int nnames = argc > 1 ? argc - 1 : (int)(sizeof def / sizeof *def);
     const char *i8only = getenv("BENCH_INT8_ONLY"), *noprefill = getenv("BENCH_NO_PREFILL");

@@ -120,7 +120,7 @@ TEST(bench_membw_follows_flm_kernels) {
 /* FLM_KERNELS reaches the int8-only tables (issue 14): bench names the forced table;
  * with FLM_QACT=0 they do not exist, and the run says so and uses the best table. */
 TEST(bench_follows_flm_kernels_int8_only_tables) {
-    static const char *const tables[] = {"avx2-vnni", "avx512-vnni256"};
+    static const char *const tables[] = {"avx2-vnni", "avx512-vnni256", "avx512-amx"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
         if (!flm_kernels_variant(tables[i], true)) { printf("    (%s: not on this CPU)\n", tables[i]); continue; }
         for (int qact = 1; qact >= 0; qact--) {

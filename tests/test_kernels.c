@@ -32,7 +32,7 @@
  * ulp (random signs), and reaches the output through the scale. */
 #define RMS_REL_TOL(n) ((4.0 + sqrt((double)(n))) * FLT_EPSILON)
 
-static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
+static const char *const SIMD_TABLES[] = {"avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx", "neon-dotprod", "neon-i8mm"};
 #define N_SIMD_TABLES (sizeof SIMD_TABLES / sizeof SIMD_TABLES[0])
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -550,7 +550,7 @@ TEST(kernels_rope) {
  * the one-call matmul of the same table: every qact table including the scalar
  * reference, both types, decode and prefill batches, odd row chunks. */
 TEST(kernels_qact_prepared_equals_matmul) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx", "neon-dotprod", "neon-i8mm"};
     static const int SHAPES[][3] = {{37, 1536, 1}, {20, 8960, 1}, {19, 96, 5}, {33, 1536, 64}, {7, 2080, 3}};
     for (size_t ti = 0; ti < sizeof ALL / sizeof ALL[0]; ti++) {
         const flm_kernels *k = flm_kernels_variant(ALL[ti], true);
@@ -591,7 +591,7 @@ TEST(kernels_qact_prepared_equals_matmul) {
  * written past the row. The fixture is sensitive: somewhere a multiply-then-add
  * chain gives other bits than the fused one. */
 TEST(kernels_lora_row) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx", "neon-dotprod", "neon-i8mm"};
     static const int RANK[] = {1, 2, 3, 4, 7, 16, 64};
     static const int COLS[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257};
     enum { MAXR = 64, MAXC = 257 };
@@ -645,7 +645,7 @@ TEST(kernels_lora_row) {
  * inaccessible page, and a byte past n does not change the value), and its value
  * depends on every byte (one byte changed anywhere changes it; restored, it is back). */
 TEST(kernels_stream_read) {
-    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
+    static const char *const ALL[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx", "neon-dotprod", "neon-i8mm"};
     size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 16 * (size_t)FLM_STREAM_CHUNK;
     size_t span = (n + page - 1) / page * page;
     unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -688,17 +688,19 @@ TEST(kernels_stream_read) {
  * prefill batches (1..9, 64 tokens), odd row chunks, misaligned W, padded Y rows left
  * alone; flm_tensor_plain_row reads packed rows back. */
 TEST(kernels_qpacked_equals_qrun) {
-    const flm_kernels *k = flm_kernels_variant("avx512", true);
-    if (!k || !k->qpacked) { printf("    (no packed int8 layout on this CPU/build: skipped)\n"); return; }
-    const flm_qpacked_fns *pk = k->qpacked;
+    static const char *const TABLES[] = {"avx512", "avx512-amx"};
     static const int BIG[] = {1536, 8960, 2080};
-    static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1};
+    static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1, 16, 17, 33, 100};
     int compared = 0;
+    for (int ti = 0; ti < 2; ti++) {
+    const flm_kernels *k = flm_kernels_variant(TABLES[ti], true);
+    if (!k || !k->qpacked) { printf("    (%s: not on this CPU/build, skipped)\n", TABLES[ti]); continue; }
+    const flm_qpacked_fns *pk = k->qpacked;
     for (int dti = 0; dti < 2; dti++) {
         flm_dtype dt = dti ? FLM_Q4_0 : FLM_Q8_0;
         for (int ci = 0; ci < 18 + 3; ci++) {
             int cols = ci < 18 ? 32 * (ci + 1) : BIG[ci - 18];
-            int rows = 1 + (int)(rnd_u32() % 13u), n_tok = TOKS[ci % 8], mis = ci % 3;
+            int rows = 1 + (int)(rnd_u32() % (ti ? 40u : 13u)), n_tok = TOKS[ci % (ti ? 12 : 8)], mis = ci % 3;
             size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), ldy = (size_t)rows + 2;
             size_t rb = wbytes / (size_t)rows;
             char *wbuf = malloc(wbytes + 8), *orig = malloc(wbytes), *row = malloc(rb);
@@ -723,14 +725,14 @@ TEST(kernels_qpacked_equals_qrun) {
             free(copy);
             CHECK_MSG(cols < 64 || memcmp(W, orig, wbytes) != 0, "%s %dx%d: packing changed nothing", flm_dtype_get(dt)->name, rows, cols);
             pk->prep(dt, X, n_tok, cols, Pp);
-            for (int r0 = 0; r0 < rows;) { /* chunks of 1..8 rows */
-                int r1 = r0 + 1 + (int)(rnd_u32() % 8u);
+            for (int r0 = 0; r0 < rows;) { /* chunks of 1..8 rows, or (AMX) 1..40 */
+                int r1 = r0 + 1 + (int)(rnd_u32() % (ti ? 40u : 8u));
                 if (r1 > rows) r1 = rows;
                 pk->run(dt, W, Pp, yb, n_tok, cols, (int)ldy, r0, r1);
                 r0 = r1;
             }
-            CHECK_MSG(memcmp(ya, yb, (size_t)n_tok * ldy * sizeof(float)) == 0, "%s rows=%d cols=%d n_tok=%d mis=%d: packed differs from qrun",
-                      flm_dtype_get(dt)->name, rows, cols, n_tok, mis);
+            CHECK_MSG(memcmp(ya, yb, (size_t)n_tok * ldy * sizeof(float)) == 0, "%s %s rows=%d cols=%d n_tok=%d mis=%d: packed differs from qrun",
+                      k->name, flm_dtype_get(dt)->name, rows, cols, n_tok, mis);
             flm_tensor t = {.dtype = dt, .ndim = 2, .shape = {rows, cols}, .data = W, .nbytes = wbytes, .layout = pk};
             for (int r = 0; r < rows; r++) {
                 const void *p = flm_tensor_plain_row(&t, r, row);
@@ -742,6 +744,7 @@ TEST(kernels_qpacked_equals_qrun) {
             compared++;
             free(wbuf); free(orig); free(row); free(X); free(ya); free(yb); free(Pa); free(Pp);
         }
+    }
     }
     printf("    %d shapes compared bit for bit\n", compared);
 }

@@ -71,14 +71,16 @@ TEST(weights_loaded_equal_mapped_gguf_tied) { check_same(PEER_GGUF, NULL, true);
 /* Every micro matrix is LoRA-merged (an owned f32 copy) or loaded: same logits either way. */
 TEST(weights_loaded_equal_mapped_with_lora) { check_same(MICRO, TEST_DATA "/micro-qwen2-lora", true); }
 
-/* Logits of a fixed prompt from m under table k (NULL: the default). Caller frees. */
+/* Logits of a fixed prompt from m under table k (NULL: the default). Caller frees.
+ * 37 tokens: two full 16-token AMX tiles and a padded one where the table has AMX. */
+enum { LOGIT_TOKENS = 37 };
 static float *logits_with(flm_model *m, const flm_kernels *k) {
-    enum { N = 7 };
+    enum { N = LOGIT_TOKENS };
     int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 104729 + 5) % m->cfg.vocab_size);
     float *lg = malloc((size_t)N * (size_t)m->cfg.vocab_size * sizeof *lg);
     flm_forward_state *st = NULL;
-    if (!lg || flm_forward_new(m, 16, &st)) { free(lg); return NULL; }
+    if (!lg || flm_forward_new(m, 64, &st)) { free(lg); return NULL; }
     if (k) flm_forward_set_kernels(st, k);
     if (flm_forward(st, ids, N, lg, FLM_LOGITS_ALL)) { free(lg); lg = NULL; }
     flm_forward_free(st);
@@ -110,7 +112,7 @@ static void check_packed(const char *path) {
     const flm_tensor *wp = &packed->layers[0].w_up, *wf = &plain->layers[0].w_up;
     CHECK(wp->nbytes == wf->nbytes);
     CHECK(wp->shape[1] < 64 || memcmp(wp->data, wf->data, wf->nbytes) != 0);
-    size_t n = 7 * (size_t)packed->cfg.vocab_size * sizeof(float);
+    size_t n = LOGIT_TOKENS * (size_t)packed->cfg.vocab_size * sizeof(float);
     const flm_kernels *scalar = flm_kernels_variant("scalar", true);
     float *a = logits_with(packed, NULL), *b = logits_with(plain, NULL), *c = logits_with(packed, scalar), *d = logits_with(mapped, scalar);
     REQUIRE(a && b && c && d);

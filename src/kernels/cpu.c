@@ -18,6 +18,10 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static flm_cpu_features g_cpu;
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
@@ -56,6 +60,16 @@ static void detect(void) {
     g_cpu.avx512vnni = g_cpu.avx512 && vnni;
     g_cpu.avx512vbmi = g_cpu.avx512 && vbmi;
     g_cpu.avxvnni = g_cpu.avx2 && avxvnni;
+    /* AMX: leaf 7 EDX bits 24 (AMX-TILE) and 25 (AMX-INT8), XCR0 bits 17-18 (tile
+     * config and data), and Linux's permission for the 8 KB tile state per thread
+     * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16+). */
+    bool amx = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+#if defined(__linux__)
+    amx = amx && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    amx = false;
+#endif
+    g_cpu.amx = g_cpu.avx512 && vnni && vbmi && amx;
     unsigned v[4];
     __cpuid(0, v[0], v[1], v[2], v[3]);
     memcpy(g_cpu.vendor, &v[1], 4);
@@ -98,7 +112,7 @@ static const flm_kernels *float_table(const char *name) {
  * name with other q8_0/q4_0 kernels (256-bit vpdpbusd). */
 static const char *int8_only_base(const char *name) {
     if (strcmp(name, "avx2-vnni") == 0) return "avx2";
-    if (strcmp(name, "avx512-vnni256") == 0) return "avx512";
+    if (strcmp(name, "avx512-vnni256") == 0 || strcmp(name, "avx512-amx") == 0) return "avx512";
     if (strcmp(name, "neon-dotprod") == 0 || strcmp(name, "neon-i8mm") == 0) return "neon"; /* SDOT / SMMLA int8 products */
     return NULL;
 }
@@ -114,6 +128,7 @@ static const flm_qact_fns *qact_fns(const char *name) {
     if (strcmp(name, "avx2") == 0) return flm_qact_avx2();
     if (strcmp(name, "avx2-vnni") == 0) return f->avxvnni ? flm_qact_avxvnni() : f->avx512vnni ? flm_qact_avx512vnni256() : NULL;
     if (strcmp(name, "avx512-vnni256") == 0) return f->avx512vnni ? flm_qact_avx512vnni256() : NULL;
+    if (strcmp(name, "avx512-amx") == 0) return f->amx ? flm_qact_avx512amx() : NULL;
 #endif
 #if defined(__aarch64__)
     if (strcmp(name, "neon") == 0) return flm_qact_neon();
@@ -124,7 +139,7 @@ static const flm_qact_fns *qact_fns(const char *name) {
     return flm_qact_scalar();
 }
 
-static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "neon-dotprod", "neon-i8mm"};
+static const char *const TABLE_NAMES[] = {"scalar", "avx2", "avx512", "neon", "avx2-vnni", "avx512-vnni256", "avx512-amx", "neon-dotprod", "neon-i8mm"};
 #define N_TABLES (sizeof TABLE_NAMES / sizeof TABLE_NAMES[0])
 static flm_kernels g_qact[N_TABLES];
 static bool g_qact_ok[N_TABLES];
@@ -190,7 +205,7 @@ static bool half_width_avx512(const flm_cpu_features *f) {
 
 const char *const *flm_kernels_preference(void) {
     static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
-    static const char *const other[] = {"avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
+    static const char *const other[] = {"avx512-amx", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
     /* packing on (the default): avx512 and its packed layout everywhere */
     return half_width_avx512(flm_cpu_get()) && !flm_kernels_qpack_enabled() ? zen4 : other;
 }

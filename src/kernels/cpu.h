@@ -13,6 +13,8 @@ typedef struct {
     bool avx512vbmi; /* avx512 and AVX512_VBMI (vpermb/vpermt2b); the int8 AVX-512
                       * kernels need both, else the avx512 table uses the AVX2 ones */
     bool avxvnni;    /* avx2 and AVX-VNNI (VEX vpdpbusd on ymm) */
+    bool amx;        /* avx512vnni + avx512vbmi, AMX-TILE + AMX-INT8, with the OS saving
+                      * and granting (Linux arch_prctl) the tile state */
     bool neon;       /* aarch64 Advanced SIMD (always, when built for aarch64) */
     char vendor[13]; /* cpuid vendor string ("GenuineIntel", "AuthenticAMD"), x86-64 */
     int family, model; /* cpuid display family and model, x86-64 (0 elsewhere) */

@@ -876,6 +876,229 @@ static const flm_qpacked_fns QPACKED = {"avx512-g16", g16_pack_rows, g16_unpack_
 static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED};
 const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
 
+/* ---- AMX-INT8 prefill on the packed layout ("avx512-amx") --------------------
+ *
+ * Where the CPU has AMX-INT8 (Sapphire Rapids and later) and the OS grants the tile
+ * state (cpu.c), batches of at least AMX_MIN_TOK tokens run their block products on
+ * the tile unit: per 32-value block, one tdpbsud multiplies 16 tokens (A: signed x,
+ * 16 rows of 32 bytes) by 16 weight rows (B: the packed layout's unsigned bytes,
+ * 8 rows of 64 bytes, row kk holding bytes 4kk..4kk+3 of the block for each of the 16
+ * weight rows) into 16 x 16 exact int32 sums. The B tiles of a 16-row group are
+ * gathered once per call from the packed rows into a per-thread buffer (with the
+ * rows' block scales), then reused by every 16-token tile.
+ *
+ * The float part is qtile16's, output by output: lane p of its accumulator sees the
+ * blocks GBLK(p), GBLK(p) + 16, ... in order, each as acc = fma(float(sum + corr),
+ * d_w * d_x, acc), and the result is the 16 lanes added in _mm512_reduce_add_ps's
+ * tree (upper half + lower half, then 4, 2, 1). Here a vector holds 16 weight rows
+ * of one token instead of 16 lanes of one row, so the lanes are walked one after the
+ * other (the 16 tokens' accumulators stay in registers) and the tree is applied
+ * across 16 saved vectors. Same integers, same float operations in the same order:
+ * bit for bit the VNNI kernel's results (kernels_qpacked_amx_equals_vnni). */
+#define AMX __attribute__((target("avx512vnni,avx512vbmi,amx-tile,amx-int8")))
+#ifndef AMX_MIN_TOK
+#define AMX_MIN_TOK 16 /* fewer tokens: the VNNI kernel (qrun16) */
+#endif
+#define AT 16 /* tokens per A tile, weight rows per B tile */
+
+/* The prepared X for the tile path, after the g16 groups (kept for the fallback):
+ * tokens padded to a multiple of AT (zeros), q as A tiles (16 tokens x 32 values of
+ * one block, 512 contiguous bytes, tile (tt, b) at (tt * nb + b) * 512), then per
+ * token and block d_x and the negated correction. */
+typedef struct {
+    int ntp;           /* tokens, padded */
+    const int8_t *q;   /* [ntp / AT][nb][AT][QK] */
+    const float *dx;   /* [ntp][nb] */
+    const int32_t *corr; /* [ntp][nb] */
+} amx_x;
+
+INLINE size_t amx_align(size_t n) { return (n + 63) / 64 * 64; }
+
+INLINE amx_x amx_x_at(int dt, const void *buf, int n_tok, int cols) {
+    int nb = cols / QK, ntp = (n_tok + AT - 1) / AT * AT;
+    const char *p = (const char *)buf + amx_align(qprep_bytes(dt, n_tok, cols));
+    amx_x x = {ntp, (const int8_t *)p, NULL, NULL};
+    p += amx_align((size_t)ntp * (size_t)cols);
+    x.dx = (const float *)p;
+    x.corr = (const int32_t *)(p + amx_align((size_t)ntp * (size_t)nb * sizeof(float)));
+    return x;
+}
+
+static size_t amx_prep_bytes(int dt, int n_tok, int cols) {
+    if (n_tok < AMX_MIN_TOK) return qprep_bytes(dt, n_tok, cols);
+    size_t nb = (size_t)(cols / QK), ntp = (size_t)(n_tok + AT - 1) / AT * AT;
+    return amx_align(qprep_bytes(dt, n_tok, cols)) + amx_align(ntp * (size_t)cols) + 2 * amx_align(ntp * nb * 4);
+}
+
+VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf) {
+    quantize_x(dt, X, n_tok, cols, buf, true);
+    if (n_tok < AMX_MIN_TOK) return;
+    amx_x x = amx_x_at(dt, buf, n_tok, cols);
+    int nb = cols / QK;
+    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
+    int8_t *q = (int8_t *)x.q;
+    float *dx = (float *)x.dx;
+    int32_t *corr = (int32_t *)x.corr;
+    for (int t = 0; t < x.ntp; t++)
+        for (int b = 0; b < nb; b++) {
+            size_t o = (size_t)t * (size_t)nb + (size_t)b;
+            int8_t *qb = q + (((size_t)(t / AT) * (size_t)nb + (size_t)b) * AT + (size_t)(t % AT)) * QK;
+            if (t >= n_tok) { memset(qb, 0, QK); dx[o] = 0.0f; corr[o] = 0; continue; }
+            __m512i i0, i1;
+            dx[o] = quantize_block(X + (size_t)t * (size_t)cols + (size_t)b * QK, &i0, &i1);
+            _mm_storeu_si128((__m128i *)qb, _mm512_cvtepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtepi32_epi8(i1));
+            corr[o] = -bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        }
+}
+
+/* The tile registers: 0/3 A (16 x 32 bytes), 1/4 B (8 x 64), 2/5 C (16 x 64). */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+INLINE AMX void amx_configure(void) {
+    _Alignas(64) amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 6; i += 3) {
+        c.colsb[i] = 32; c.rows[i] = AT;
+        c.colsb[i + 1] = 64; c.rows[i + 1] = 8;
+        c.colsb[i + 2] = 64; c.rows[i + 2] = AT;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(c));
+}
+/* The compiler's tile intrinsics do not tell it that tileloadd reads memory. */
+#define TILE_LOAD(tmm, base, stride) __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #tmm ::"r"(base), "r"((long)(stride)) : "memory")
+#define TILE_STORE(tmm, base, stride) __asm__ volatile("tilestored %%tmm" #tmm ", (%0,%1,1)" ::"r"(base), "r"((long)(stride)) : "memory")
+#define TILE_ZERO(tmm) __asm__ volatile("tilezero %%tmm" #tmm ::)
+#define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+
+/* The B tiles and scales of rows [r, r + nr) (nr <= 16; missing rows zero), block by
+ * block: B + 512 b is block b's tile, dw + 16 b its 16 scales d_w. */
+INLINE AMX void amx_gather_rows(int dt, const void *W, int cols, int r, int nr, uint8_t *B, float *dw) {
+    int nb = cols / QK, nfull = nb / GB;
+    size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), nv = dt == FLM_Q8_0 ? NV8 : NV4;
+    const char *base = (const char *)W + (size_t)r * rb;
+    __mmask16 live = nr >= AT ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    __m512i rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)rb));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int b = 0; b < nb; b++) {
+        int g = b / GB, nblk = g < nfull ? GB : nb - nfull * GB, p = GBLK(b % GB), k = 0;
+        for (int q = 0; q < p; q++) k += GBLK(q) < nblk; /* rank of lane p among the active lanes */
+        const char *grp = base + (size_t)g * GB * bb;
+        __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, grp + 2 * k, 1);
+        _mm512_store_ps(dw + (size_t)b * AT, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        uint8_t *bt = B + (size_t)b * 512;
+        for (size_t v = 0; v < nv; v++) {
+            __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, grp + 2 * nblk + 4 * ((size_t)nblk * v + (size_t)k), 1);
+            if (dt == FLM_Q8_0) _mm512_store_si512(bt + 64 * v, w);
+            else {
+                _mm512_store_si512(bt + 64 * v, _mm512_and_si512(w, m4));
+                _mm512_store_si512(bt + 64 * (v + 4), _mm512_and_si512(_mm512_srli_epi16(w, 4), m4));
+            }
+        }
+    }
+}
+
+/* acc[t] (16 weight rows of token t) += the block product in C (16 x 16 int32). */
+INLINE AMX void amx_scale_block(__m512 acc[AT], const int32_t *C, __m512 dw, const float *dx, const int32_t *corr, int nb) {
+#pragma GCC unroll 16
+    for (int t = 0; t < AT; t++) {
+        __m512i s = _mm512_add_epi32(_mm512_load_si512(C + 16 * t), _mm512_set1_epi32(corr[(size_t)t * (size_t)nb]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * (size_t)nb])), acc[t]);
+    }
+}
+
+/* Tokens [t0, t0 + 16) x the 16-row group in B/dw: Y rows [r, r + nr), tokens < n_tok. */
+INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const float *dw, float *Y, int n_tok, int ldy, int r, int nr,
+                         int t0, float *lanes, int32_t *C, const char *pf, size_t npf) {
+    int nb = cols / QK;
+    const int8_t *xq = x->q + (size_t)t0 * (size_t)cols; /* tile (t0 / AT, b) at xq + 512 b */
+    const float *dx = x->dx + (size_t)t0 * (size_t)nb;
+    const int32_t *corr = x->corr + (size_t)t0 * (size_t)nb;
+    for (int p = 0; p < L; p++) {
+        for (size_t i = npf * (size_t)p / L; i < npf * (size_t)(p + 1) / L; i++) _mm_prefetch(pf + 64 * i, _MM_HINT_T1);
+        __m512 acc[AT];
+#pragma GCC unroll 16
+        for (int t = 0; t < AT; t++) acc[t] = _mm512_setzero_ps();
+        int b = GBLK(p);
+        /* two blocks in flight: tiles 0-2 and 3-5, C buffers 0 and 1 */
+        for (; b + GB < nb; b += 2 * GB) {
+            int b2 = b + GB;
+            TILE_LOAD(0, xq + (size_t)b * 512, QK);
+            TILE_LOAD(1, B + (size_t)b * 512, 64);
+            TILE_ZERO(2);
+            TILE_DPBSUD(2, 0, 1);
+            TILE_LOAD(3, xq + (size_t)b2 * 512, QK);
+            TILE_LOAD(4, B + (size_t)b2 * 512, 64);
+            TILE_ZERO(5);
+            TILE_DPBSUD(5, 3, 4);
+            TILE_STORE(2, C, 64);
+            TILE_STORE(5, C + 256, 64);
+            amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)b * AT), dx + b, corr + b, nb);
+            amx_scale_block(acc, C + 256, _mm512_load_ps(dw + (size_t)b2 * AT), dx + b2, corr + b2, nb);
+        }
+        if (b < nb) {
+            TILE_LOAD(0, xq + (size_t)b * 512, QK);
+            TILE_LOAD(1, B + (size_t)b * 512, 64);
+            TILE_ZERO(2);
+            TILE_DPBSUD(2, 0, 1);
+            TILE_STORE(2, C, 64);
+            amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)b * AT), dx + b, corr + b, nb);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < AT; t++) _mm512_store_ps(lanes + ((size_t)p * AT + (size_t)t) * L, acc[t]);
+    }
+    /* _mm512_reduce_add_ps's tree over the lanes: (p, p + 8), then (p, p + 4), (p, p + 2), (0, 1) */
+    __mmask16 live = nr >= AT ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    for (int t = 0; t < AT && t0 + t < n_tok; t++) {
+        const float *lt = lanes + (size_t)t * L;
+#define LN(p) _mm512_load_ps(lt + (size_t)(p) * AT * L)
+        __m512 a0 = _mm512_add_ps(LN(8), LN(0)), a1 = _mm512_add_ps(LN(9), LN(1)), a2 = _mm512_add_ps(LN(10), LN(2)),
+               a3 = _mm512_add_ps(LN(11), LN(3)), a4 = _mm512_add_ps(LN(12), LN(4)), a5 = _mm512_add_ps(LN(13), LN(5)),
+               a6 = _mm512_add_ps(LN(14), LN(6)), a7 = _mm512_add_ps(LN(15), LN(7));
+#undef LN
+        a0 = _mm512_add_ps(a4, a0); a1 = _mm512_add_ps(a5, a1); a2 = _mm512_add_ps(a6, a2); a3 = _mm512_add_ps(a7, a3);
+        a0 = _mm512_add_ps(a2, a0); a1 = _mm512_add_ps(a3, a1);
+        _mm512_mask_storeu_ps(Y + (size_t)(t0 + t) * (size_t)ldy + (size_t)r, live, _mm512_add_ps(a1, a0));
+    }
+}
+
+AMX static void amx_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    int nb = cols / QK;
+    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + AT * sizeof(float)) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
+    if (!s) { qrun16(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1); return; } /* few tokens, or no memory */
+    uint8_t *B = (uint8_t *)s;
+    float *dw = (float *)(s + (size_t)nb * 512);
+    int32_t *C = (int32_t *)(dw + (size_t)nb * AT);
+    float *lanes = (float *)(C + 2 * 256);
+    amx_x x = amx_x_at(dt, Xp, n_tok, cols);
+    amx_configure();
+    size_t rb = row_bytes(dt, cols);
+    for (int r = r0; r < r1; r += AT) {
+        int nr = r1 - r < AT ? r1 - r : AT;
+        amx_gather_rows(dt, W, cols, r, nr, B, dw);
+        /* The next row group's bytes into L2 while this one computes (the gathers
+         * read 16 rows side by side, which the hardware prefetchers do not follow). */
+        const char *next = (const char *)W + (size_t)(r + AT) * rb;
+        size_t nlines = r + AT < r1 ? (size_t)(r1 - r - AT < AT ? r1 - r - AT : AT) * rb / 64 : 0;
+        int ntt = (n_tok + AT - 1) / AT;
+        for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
+            size_t a = nlines * (size_t)tt / (size_t)ntt, e = nlines * (size_t)(tt + 1) / (size_t)ntt;
+            amx_tile(&x, cols, B, dw, Y, n_tok, ldy, r, nr, t0, lanes, C, next + 64 * a, e - a);
+        }
+    }
+    _tile_release();
+}
+
+static const flm_qpacked_fns QPACKED_AMX = {"avx512-g16", g16_pack_rows, g16_unpack_row, amx_prep_bytes, amx_prep, amx_run};
+
+static const flm_qact_fns QACT_AMX = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED_AMX};
+const flm_qact_fns *flm_qact_avx512amx(void) { return &QACT_AMX; }
+
 /* ---- vector ops --------------------------------------------------------------- */
 
 INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }

@@ -18,7 +18,9 @@
 #include "base/threadpool.h"
 #include "kernels/quant.h"
 
+#ifndef FWD_CHUNK
 #define FWD_CHUNK 64
+#endif
 #define KV_MIN_CAP 256
 
 /* One thread's share of a product's chunks, [front, back) packed in one atomic word
