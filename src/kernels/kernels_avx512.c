@@ -853,18 +853,34 @@ static void g16_row(int dt, const unsigned char *src, unsigned char *dst, int co
     }
 }
 
+/* One full group (16 blocks) file -> packed: g16_row's bytes, by gathers (one dword of
+ * each lane's block per vector), ~3x fewer instructions than the byte moves. */
+INLINE void g16_pack_full_group(int dt, const unsigned char *src, unsigned char *dst) {
+    int nv = dt == FLM_Q8_0 ? NV8 : NV4;
+    __m512i blk = _mm512_mullo_epi32(_mm512_setr_epi32(GBLK(0), GBLK(1), GBLK(2), GBLK(3), GBLK(4), GBLK(5), GBLK(6), GBLK(7),
+                                                       GBLK(8), GBLK(9), GBLK(10), GBLK(11), GBLK(12), GBLK(13), GBLK(14), GBLK(15)),
+                                     _mm512_set1_epi32((int)block_bytes(dt)));
+    __m512i flip = _mm512_set1_epi32(dt == FLM_Q8_0 ? (int)0x80808080u : 0);
+    _mm256_storeu_si256((__m256i *)dst, _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(blk, src, 1)));
+    for (int v = 0; v < nv; v++) {
+        __m512i w = _mm512_i32gather_epi32(_mm512_add_epi32(blk, _mm512_set1_epi32(2 + 4 * v)), src, 1);
+        _mm512_storeu_si512(dst + 2 * GB + 64 * v, _mm512_xor_si512(w, flip));
+    }
+}
+
 static void g16_pack_rows(int dt, const void *src, void *dst, int cols, int64_t r0, int64_t r1) {
-    size_t rb = row_bytes(dt, cols), gb = GB * block_bytes(dt);
+    size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), gb = GB * bb;
     unsigned char tmp[GB * sizeof(block_q8_0)];
     for (int64_t r = r0; r < r1; r++) {
         const unsigned char *in = (const unsigned char *)src + (size_t)r * rb;
         unsigned char *out = (unsigned char *)dst + (size_t)r * rb;
-        if (in != out) { g16_row(dt, in, out, cols, 1); continue; }
-        /* in place: group by group through a copy (a group's bytes stay within the group) */
+        /* group by group (a group's bytes stay within the group); in place through a copy */
         for (size_t o = 0; o < rb; o += gb) {
             size_t n = rb - o < gb ? rb - o : gb;
-            memcpy(tmp, out + o, n);
-            g16_row(dt, tmp, out + o, (int)(n / block_bytes(dt)) * QK, 1);
+            const unsigned char *g = in + o;
+            if (in == out) { memcpy(tmp, out + o, n); g = tmp; }
+            if (n == gb) g16_pack_full_group(dt, g, out + o);
+            else g16_row(dt, g, out + o, (int)(n / bb) * QK, 1);
         }
     }
 }
