@@ -62,8 +62,13 @@ static void detect(void) {
     g_cpu.avxvnni = g_cpu.avx2 && avxvnni;
     /* AMX: leaf 7 EDX bits 24 (AMX-TILE) and 25 (AMX-INT8), XCR0 bits 17-18 (tile
      * config and data), and Linux's permission for the 8 KB tile state per thread
-     * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16+). */
+     * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16+). The
+     * permission is process-wide and enlarges every signal frame of the process (an
+     * application's small sigaltstack could then fail), so it is not asked for when
+     * FLM_KERNELS names another table. */
     bool amx = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+    const char *forced = getenv("FLM_KERNELS");
+    if (forced && *forced && strcmp(forced, "avx512-amx") != 0) amx = false;
 #if defined(__linux__)
     amx = amx && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
 #else
