@@ -684,13 +684,18 @@ TEST(kernels_stream_read) {
  * packing in place keeps every row's size and place and unpacks back to the same bytes;
  * its products are bit for bit those of the table's qrun on the file's layout (the same
  * integers, scales and float operations per lane): every multiple of 32 columns to 576
- * (full and partial 16-block groups) and the model's sizes, odd row counts, decode and
- * prefill batches (1..9, 64 tokens), odd row chunks, misaligned W, padded Y rows left
- * alone; flm_tensor_plain_row reads packed rows back. */
+ * (full and partial 16-block groups) and the model's sizes (+ 2400: full groups then a
+ * partial one of 11), odd row counts, odd row chunks, misaligned W ending at a guard page,
+ * padded Y rows left alone; flm_tensor_plain_row reads packed rows back. Both packed
+ * tables: avx512 (1..9, 64 tokens; 1-13 rows in chunks of 1-8) and, with AMX, avx512-amx
+ * (mostly 16..100 tokens, the tile path with a padded last tile; 1-40 rows in chunks of
+ * 1-40, so partial 16-row groups). */
 TEST(kernels_qpacked_equals_qrun) {
     static const char *const TABLES[] = {"avx512", "avx512-amx"};
-    static const int BIG[] = {1536, 8960, 2080};
-    static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1, 16, 17, 33, 100};
+    static const int BIG[] = {1536, 8960, 2080, 2400};
+    static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1};
+    static const int TOKS_AMX[] = {16, 17, 33, 64, 100, 31, 5, 47}; /* mostly >= 16: the tile path */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     int compared = 0;
     for (int ti = 0; ti < 2; ti++) {
     const flm_kernels *k = flm_kernels_variant(TABLES[ti], true);
@@ -698,18 +703,23 @@ TEST(kernels_qpacked_equals_qrun) {
     const flm_qpacked_fns *pk = k->qpacked;
     for (int dti = 0; dti < 2; dti++) {
         flm_dtype dt = dti ? FLM_Q4_0 : FLM_Q8_0;
-        for (int ci = 0; ci < 18 + 3; ci++) {
+        for (int ci = 0; ci < 18 + 4; ci++) {
             int cols = ci < 18 ? 32 * (ci + 1) : BIG[ci - 18];
-            int rows = 1 + (int)(rnd_u32() % (ti ? 40u : 13u)), n_tok = TOKS[ci % (ti ? 12 : 8)], mis = ci % 3;
+            int rows = 1 + (int)(rnd_u32() % (ti ? 40u : 13u)), n_tok = ti ? TOKS_AMX[ci % 8] : TOKS[ci % 8], mis = ci % 3;
             size_t wbytes = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols), ldy = (size_t)rows + 2;
             size_t rb = wbytes / (size_t)rows;
-            char *wbuf = malloc(wbytes + 8), *orig = malloc(wbytes), *row = malloc(rb);
+            /* W ends right at an inaccessible page (mis 0) or a few bytes before it, so a
+             * read past the matrix (a gather over missing rows) faults */
+            size_t span = (wbytes + 8 + page - 1) / page * page;
+            char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            REQUIRE(map != MAP_FAILED && mprotect(map + span, page, PROT_NONE) == 0);
+            char *orig = malloc(wbytes), *row = malloc(rb);
             float *X = malloc((size_t)n_tok * (size_t)cols * sizeof(float));
             float *ya = malloc((size_t)n_tok * ldy * sizeof(float)), *yb = malloc((size_t)n_tok * ldy * sizeof(float));
             size_t pa = k->qprep_bytes(dt, n_tok, cols), pp = pk->prep_bytes(dt, n_tok, cols);
             void *Pa = aligned_alloc(64, (pa + 63) / 64 * 64), *Pp = aligned_alloc(64, (pp + 63) / 64 * 64);
-            REQUIRE(wbuf && orig && row && X && ya && yb && Pa && Pp);
-            char *W = wbuf + (mis ? 2 * mis + 1 : 0);
+            REQUIRE(orig && row && X && ya && yb && Pa && Pp);
+            char *W = map + span - wbytes - (mis ? 2 * mis + 1 : 0);
             fill_weights(dt, W, rows, cols);
             memcpy(orig, W, wbytes);
             for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) X[i] = rnd_f() * (i % 7 == 0 ? 5.0f : 1.0f);
@@ -742,7 +752,8 @@ TEST(kernels_qpacked_equals_qrun) {
             t.layout = NULL;
             CHECK(flm_tensor_plain_row(&t, rows - 1, row) == (const void *)(W + (size_t)(rows - 1) * rb));
             compared++;
-            free(wbuf); free(orig); free(row); free(X); free(ya); free(yb); free(Pa); free(Pp);
+            munmap(map, span + page);
+            free(orig); free(row); free(X); free(ya); free(yb); free(Pa); free(Pp);
         }
     }
     }

@@ -910,7 +910,7 @@ const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
  * of one token instead of 16 lanes of one row, so the lanes are walked one after the
  * other (the 16 tokens' accumulators stay in registers) and the tree is applied
  * across 16 saved vectors. Same integers, same float operations in the same order:
- * bit for bit the VNNI kernel's results (kernels_qpacked_amx_equals_vnni). */
+ * bit for bit the VNNI kernel's results (kernels_qpacked_equals_qrun). */
 #define AMX __attribute__((target("avx512vnni,avx512vbmi,amx-tile,amx-int8")))
 #ifndef AMX_MIN_TOK
 #define AMX_MIN_TOK 16 /* fewer tokens: the VNNI kernel (qrun16) */

@@ -246,8 +246,13 @@ typedef struct {
     const int8_t *i8x; const float *i8s; const int32_t *i8z; /* X quantized per row for Q */
 } matmul_job;
 
-/* Whether the job's table runs W in W's own packed layout. */
-static bool runs_packed(const flm_kernels *k, const flm_tensor *W) { return W->layout && W->layout == k->qpacked; }
+/* Whether the job's table runs W in W's own packed layout (the same layout may come
+ * with several tables' products: avx512 and avx512-amx share "avx512-g16", so they are
+ * compared by their byte moves, not by the table). */
+static bool runs_packed(const flm_kernels *k, const flm_tensor *W) {
+    const flm_qpacked_fns *l = W->layout;
+    return l && k->qpacked && l->pack_rows == k->qpacked->pack_rows && l->unpack_row == k->qpacked->unpack_row;
+}
 
 /* Rows [r0, r1) of a matrix packed for another table than the one running (a table
  * switched after loading): unpacked a few rows at a time, then the table's matmul.
