@@ -210,11 +210,10 @@ static bool half_width_avx512(const flm_cpu_features *f) {
 
 const char *const *flm_kernels_preference(void) {
     static const char *const zen4[] = {"avx512-vnni256", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
-    static const char *const other_nopack[] = {"avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
     static const char *const other[] = {"avx512-amx", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "scalar", NULL};
-    /* packing on (the default): avx512(-amx) and the packed layout everywhere */
-    /* without packing, avx512-amx would run exactly avx512's products: not named first */
-    if (!flm_kernels_qpack_enabled()) return half_width_avx512(flm_cpu_get()) ? zen4 : other_nopack;
+    /* packing on (the default): avx512(-amx) and the packed layout everywhere; without
+     * packing avx512-amx would run exactly avx512's products, so it is not named */
+    if (!flm_kernels_qpack_enabled()) return half_width_avx512(flm_cpu_get()) ? zen4 : other + 1;
     return other;
 }
 

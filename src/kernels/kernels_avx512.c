@@ -928,6 +928,8 @@ typedef struct {
     const int32_t *corr; /* [ntp][nb] */
 } amx_x;
 
+INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
+
 INLINE size_t amx_align(size_t n) { return (n + 63) / 64 * 64; }
 
 INLINE amx_x amx_x_at(int dt, const void *buf, int n_tok, int cols) {
@@ -946,12 +948,14 @@ static size_t amx_prep_bytes(int dt, int n_tok, int cols) {
     return amx_align(qprep_bytes(dt, n_tok, cols)) + amx_align(ntp * (size_t)cols) + 2 * amx_align(ntp * nb * 4);
 }
 
+/* The g16 groups (quantize_x), then the same values rearranged into A tiles: block b
+ * of a token is lane p = GBLK(b % 16) of group b / 16, its values 4v..4v+3 in vector v. */
 VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf) {
     quantize_x(dt, X, n_tok, cols, buf, true);
     if (n_tok < AMX_MIN_TOK) return;
     amx_x x = amx_x_at(dt, buf, n_tok, cols);
-    int nb = cols / QK;
-    int32_t bias = dt == FLM_Q8_0 ? 128 : 8;
+    int nb = cols / QK, ng = (nb + GB - 1) / GB;
+    const xgroup *XG = buf;
     int8_t *q = (int8_t *)x.q;
     float *dx = (float *)x.dx;
     int32_t *corr = (int32_t *)x.corr;
@@ -960,11 +964,11 @@ VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf
             size_t o = (size_t)t * (size_t)nb + (size_t)b;
             int8_t *qb = q + (((size_t)(t / AT) * (size_t)nb + (size_t)b) * AT + (size_t)(t % AT)) * QK;
             if (t >= n_tok) { memset(qb, 0, QK); dx[o] = 0.0f; corr[o] = 0; continue; }
-            __m512i i0, i1;
-            dx[o] = quantize_block(X + (size_t)t * (size_t)cols + (size_t)b * QK, &i0, &i1);
-            _mm_storeu_si128((__m128i *)qb, _mm512_cvtepi32_epi8(i0));
-            _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtepi32_epi8(i1));
-            corr[o] = -bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            const xgroup *xg = XG + (size_t)t * (size_t)ng + b / GB;
+            int p = GBLK(b % GB);
+            for (int v = 0; v < 8; v++) memcpy(qb + 4 * v, xg->q + 64 * v + 4 * p, 4);
+            dx[o] = xg->dx[p];
+            corr[o] = xg->corr[p];
         }
 }
 
@@ -998,7 +1002,7 @@ INLINE AMX void amx_gather_rows(int dt, const void *W, int cols, int r, int nr, 
     int nb = cols / QK, nfull = nb / GB;
     size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), nv = dt == FLM_Q8_0 ? NV8 : NV4;
     const char *base = (const char *)W + (size_t)r * rb;
-    __mmask16 live = nr >= AT ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 live = tail_mask(nr);
     __m512i rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)rb));
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int b = 0; b < nb; b++) {
@@ -1040,36 +1044,37 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const float
         __m512 acc[AT];
 #pragma GCC unroll 16
         for (int t = 0; t < AT; t++) acc[t] = _mm512_setzero_ps();
+/* Block b's 16 x 16 sums into tile c, through tiles a (x) and w (weights). */
+#define TILE_BLOCK(a, w, c, b)                                                                                       \
+    do {                                                                                                                \
+        TILE_LOAD(a, xq + (size_t)(b) * 512, QK);                                                                       \
+        TILE_LOAD(w, B + (size_t)(b) * 512, 64);                                                                        \
+        TILE_ZERO(c);                                                                                                   \
+        TILE_DPBSUD(c, a, w);                                                                                           \
+    } while (0)
+#define SCALE(b, C) amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)(b) * AT), dx + (b), corr + (b), nb)
         int b = GBLK(p);
         /* two blocks in flight: tiles 0-2 and 3-5, C buffers 0 and 1 */
         for (; b + GB < nb; b += 2 * GB) {
-            int b2 = b + GB;
-            TILE_LOAD(0, xq + (size_t)b * 512, QK);
-            TILE_LOAD(1, B + (size_t)b * 512, 64);
-            TILE_ZERO(2);
-            TILE_DPBSUD(2, 0, 1);
-            TILE_LOAD(3, xq + (size_t)b2 * 512, QK);
-            TILE_LOAD(4, B + (size_t)b2 * 512, 64);
-            TILE_ZERO(5);
-            TILE_DPBSUD(5, 3, 4);
+            TILE_BLOCK(0, 1, 2, b);
+            TILE_BLOCK(3, 4, 5, b + GB);
             TILE_STORE(2, C, 64);
             TILE_STORE(5, C + 256, 64);
-            amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)b * AT), dx + b, corr + b, nb);
-            amx_scale_block(acc, C + 256, _mm512_load_ps(dw + (size_t)b2 * AT), dx + b2, corr + b2, nb);
+            SCALE(b, C);
+            SCALE(b + GB, C + 256);
         }
         if (b < nb) {
-            TILE_LOAD(0, xq + (size_t)b * 512, QK);
-            TILE_LOAD(1, B + (size_t)b * 512, 64);
-            TILE_ZERO(2);
-            TILE_DPBSUD(2, 0, 1);
+            TILE_BLOCK(0, 1, 2, b);
             TILE_STORE(2, C, 64);
-            amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)b * AT), dx + b, corr + b, nb);
+            SCALE(b, C);
         }
+#undef SCALE
+#undef TILE_BLOCK
 #pragma GCC unroll 16
         for (int t = 0; t < AT; t++) _mm512_store_ps(lanes + ((size_t)p * AT + (size_t)t) * L, acc[t]);
     }
     /* _mm512_reduce_add_ps's tree over the lanes: (p, p + 8), then (p, p + 4), (p, p + 2), (0, 1) */
-    __mmask16 live = nr >= AT ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 live = tail_mask(nr);
     for (int t = 0; t < AT && t0 + t < n_tok; t++) {
         const float *lt = lanes + (size_t)t * L;
 #define LN(p) _mm512_load_ps(lt + (size_t)(p) * AT * L)
@@ -1116,8 +1121,6 @@ static const flm_qact_fns QACT_AMX = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, q
 const flm_qact_fns *flm_qact_avx512amx(void) { return &QACT_AMX; }
 
 /* ---- vector ops --------------------------------------------------------------- */
-
-INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
 
 /* Sum of squares in vector lanes, then the reference's scalar formula; the
  * elementwise part is the reference's exact operation order. */
