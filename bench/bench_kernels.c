@@ -110,7 +110,7 @@ static double time_packed(const flm_qpacked_fns *pk, flm_dtype dt, const char *w
     do {
         double t1 = now();
         pk->prep(dt, X, n_tok, cols, P);
-        pk->run(dt, wbuf + c * wbytes, P, Y, n_tok, cols, rows, 0, rows);
+        pk->run(dt, wbuf + c * wbytes, P, Y, n_tok, rows, cols, rows, 0, rows);
         double dt1 = now() - t1;
         if (dt1 < best && calls > 0) best = dt1; /* the first call is the warm-up */
         c = (c + 1) % ncopies;
@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
                 int rows = shapes[s][0], cols = shapes[s][1];
                 size_t mb = flm_dtype_bytes(dt, (uint64_t)rows * (uint64_t)cols);
                 for (size_t c = 0; c < ncopies; c++) /* each copy's matrix of this shape, packed from the file's bytes */
-                    k->qpacked->pack_rows(dt, wbuf + c * wbytes, pbuf + c * wbytes, cols, 0, rows);
+                    k->qpacked->pack_rows(dt, wbuf + c * wbytes, pbuf + c * wbytes, rows, cols, 0, rows);
                 double sec = time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 1, rows, cols);
                 double gbs = (double)mb / sec / 1e9;
                 double sp = noprefill && atoi(noprefill) ? 0 : time_packed(k->qpacked, dt, pbuf, wbytes, ncopies, X, Y, 64, rows, cols);

@@ -694,7 +694,7 @@ TEST(kernels_qpacked_equals_qrun) {
     static const char *const TABLES[] = {"avx512", "avx512-amx"};
     static const int BIG[] = {1536, 8960, 2080, 2400};
     static const int TOKS[] = {1, 2, 3, 4, 5, 9, 64, 1};
-    static const int TOKS_AMX[] = {16, 17, 33, 64, 100, 31, 5, 47}; /* mostly >= 16: the tile path */
+    static const int TOKS_AMX[] = {16, 1, 17, 3, 33, 1, 100, 47}; /* the tile path (>= 16) and the vector path */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     int compared = 0;
     for (int ti = 0; ti < 2; ti++) {
@@ -726,19 +726,21 @@ TEST(kernels_qpacked_equals_qrun) {
             for (size_t i = 0; i < (size_t)n_tok * ldy; i++) ya[i] = yb[i] = -777.0f;
             k->qprep(dt, X, n_tok, cols, Pa);
             k->qrun(dt, W, Pa, ya, n_tok, cols, (int)ldy, 0, rows);
+            /* in one call, and in two split at a row group (as loading threads do) */
+            int mid = rows / 2 / pk->row_group * pk->row_group;
             char *copy = malloc(wbytes);
             REQUIRE(copy);
-            pk->pack_rows(dt, orig, copy, cols, 0, rows); /* into another buffer, as loading does */
-            pk->pack_rows(dt, W, W, cols, 0, rows / 2);  /* in place, in two calls */
-            pk->pack_rows(dt, W, W, cols, rows / 2, rows);
-            CHECK_MSG(memcmp(copy, W, wbytes) == 0, "%s %dx%d: packing in place and into a copy differ", flm_dtype_get(dt)->name, rows, cols);
+            pk->pack_rows(dt, orig, copy, rows, cols, 0, rows);
+            pk->pack_rows(dt, orig, W, rows, cols, 0, mid);
+            pk->pack_rows(dt, orig, W, rows, cols, mid, rows);
+            CHECK_MSG(memcmp(copy, W, wbytes) == 0, "%s %dx%d: packing in one call and in two differ", flm_dtype_get(dt)->name, rows, cols);
             free(copy);
             CHECK_MSG(cols < 64 || memcmp(W, orig, wbytes) != 0, "%s %dx%d: packing changed nothing", flm_dtype_get(dt)->name, rows, cols);
             pk->prep(dt, X, n_tok, cols, Pp);
             for (int r0 = 0; r0 < rows;) { /* chunks of 1..8 rows, or (AMX) 1..40 */
                 int r1 = r0 + 1 + (int)(rnd_u32() % (ti ? 40u : 8u));
                 if (r1 > rows) r1 = rows;
-                pk->run(dt, W, Pp, yb, n_tok, cols, (int)ldy, r0, r1);
+                pk->run(dt, W, Pp, yb, n_tok, rows, cols, (int)ldy, r0, r1);
                 r0 = r1;
             }
             CHECK_MSG(memcmp(ya, yb, (size_t)n_tok * ldy * sizeof(float)) == 0, "%s %s rows=%d cols=%d n_tok=%d mis=%d: packed differs from qrun",

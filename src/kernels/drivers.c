@@ -56,9 +56,8 @@ void flm_softmax(float *x, int n) {
 
 const void *flm_tensor_plain_row(const flm_tensor *t, int64_t r, void *buf) {
     size_t rb = flm_dtype_bytes(t->dtype, (uint64_t)t->shape[1]);
-    const unsigned char *row = (const unsigned char *)t->data + (size_t)r * rb;
-    if (!t->layout) return row;
-    ((const flm_qpacked_fns *)t->layout)->unpack_row((int)t->dtype, row, buf, (int)t->shape[1]);
+    if (!t->layout) return (const unsigned char *)t->data + (size_t)r * rb;
+    ((const flm_qpacked_fns *)t->layout)->unpack_row((int)t->dtype, t->data, t->shape[0], (int)t->shape[1], r, buf);
     return buf;
 }
 

@@ -18,20 +18,24 @@ typedef void (*flm_matmul_fn)(const void *W, const float *X, float *Y, int n_tok
 
 /* A layout of q8_0/q4_0 matrices that a table's int8 products read faster than the
  * file's (no byte rearranging in the inner loop), made once when the weights are
- * loaded into memory (src/model/model_resident.c). Rows keep their place and byte
- * count; only bytes within a row move, so a row is still found at r * row_bytes. */
+ * loaded into memory (src/model/model_resident.c). The matrix keeps its byte count;
+ * bytes move only within a group of row_group consecutive rows (the last group may
+ * be shorter), so a group is still found at its first row * row_bytes. */
 typedef struct flm_qpacked_fns {
     const char *name;
+    int row_group; /* rows whose bytes are interleaved: 1 (each row packed alone) or 16 */
     /* Rows [r0, r1) of a matrix [rows, cols] (dt FLM_Q8_0 or FLM_Q4_0) in the file's
-     * layout at src, written packed at dst (the same row offsets); dst == src packs in place. */
-    void (*pack_rows)(int dt, const void *src, void *dst, int cols, int64_t r0, int64_t r1);
-    /* One packed row (src) back in the file's layout (dst, the row's byte count). */
-    void (*unpack_row)(int dt, const void *src, void *dst, int cols);
-    /* As flm_kernels.qprep / qrun, for W in this layout: qrun's results, bit for bit,
-     * from its own prepared X (the two X layouts differ). */
+     * layout at src, written packed at dst (the same offsets); r0 and r1 are multiples
+     * of row_group or rows. dst does not overlap src. */
+    void (*pack_rows)(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1);
+    /* Row r of the packed matrix W [rows, cols] back in the file's layout (dst, the
+     * row's byte count). */
+    void (*unpack_row)(int dt, const void *W, int64_t rows, int cols, int64_t r, void *dst);
+    /* As flm_kernels.qprep / qrun, for W [rows, cols] in this layout: qrun's results,
+     * bit for bit, from its own prepared X (the two X layouts differ); any [r0, r1). */
     size_t (*prep_bytes)(int dt, int n_tok, int cols);
     void (*prep)(int dt, const float *X, int n_tok, int cols, void *buf);
-    void (*run)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1);
+    void (*run)(int dt, const void *W, const void *Xp, float *Y, int n_tok, int rows, int cols, int ldy, int r0, int r1);
 } flm_qpacked_fns;
 
 typedef struct {

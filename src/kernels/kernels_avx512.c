@@ -868,7 +868,8 @@ INLINE void g16_pack_full_group(int dt, const unsigned char *src, unsigned char 
     }
 }
 
-static void g16_pack_rows(int dt, const void *src, void *dst, int cols, int64_t r0, int64_t r1) {
+static void g16_pack_rows(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1) {
+    (void)rows;
     size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), gb = GB * bb;
     unsigned char tmp[GB * sizeof(block_q8_0)];
     for (int64_t r = r0; r < r1; r++) {
@@ -885,84 +886,174 @@ static void g16_pack_rows(int dt, const void *src, void *dst, int cols, int64_t 
     }
 }
 
-static void g16_unpack_row(int dt, const void *src, void *dst, int cols) { g16_row(dt, src, dst, cols, 0); }
+static void g16_unpack_row(int dt, const void *W, int64_t rows, int cols, int64_t r, void *dst) {
+    (void)rows;
+    g16_row(dt, (const unsigned char *)W + (size_t)r * row_bytes(dt, cols), dst, cols, 0);
+}
 
-static const flm_qpacked_fns QPACKED = {"avx512-g16", g16_pack_rows, g16_unpack_row, qprep_bytes, qprep16, qrun16};
+VNNI static void g16_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int rows, int cols, int ldy, int r0, int r1) {
+    (void)rows;
+    qrun16(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1);
+}
+
+static const flm_qpacked_fns QPACKED = {"avx512-g16", 1, g16_pack_rows, g16_unpack_row, qprep_bytes, qprep16, g16_run};
 
 static const flm_qact_fns QACT = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED};
 const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
 
-/* ---- AMX-INT8 prefill on the packed layout ("avx512-amx") --------------------
+/* ---- AMX-INT8 on the 16-row layout "avx512-r16" ("avx512-amx") ----------------
  *
  * Where the CPU has AMX-INT8 (Sapphire Rapids and later) and the OS grants the tile
- * state (cpu.c), batches of at least AMX_MIN_TOK tokens run their block products on
- * the tile unit: per 32-value block, one tdpbsud multiplies 16 tokens (A: signed x,
- * 16 rows of 32 bytes) by 16 weight rows (B: the packed layout's unsigned bytes,
- * 8 rows of 64 bytes, row kk holding bytes 4kk..4kk+3 of the block for each of the 16
- * weight rows) into 16 x 16 exact int32 sums. The B tiles of a 16-row group are
- * gathered once per call from the packed rows into a per-thread buffer (with the
- * rows' block scales), then reused by every 16-token tile.
+ * state (cpu.c), q8_0 matrices are packed at load in groups of 16 rows, so that a block
+ * of 16 rows is one AMX B tile read straight from the weights (no per-call
+ * rearranging), and the decode products read 16 rows' values with one vector load.
+ * q4_0 matrices keep the g16 layout (decode streams them faster row by row; their
+ * nibbles need expanding per call either way) and gather their tiles per call.
  *
- * The float part is qtile16's, output by output: lane p of its accumulator sees the
- * blocks GBLK(p), GBLK(p) + 16, ... in order, each as acc = fma(float(sum + corr),
- * d_w * d_x, acc), and the result is the 16 lanes added in _mm512_reduce_add_ps's
- * tree (upper half + lower half, then 4, 2, 1). Here a vector holds 16 weight rows
- * of one token instead of 16 lanes of one row, so the lanes are walked one after the
- * other (the 16 tokens' accumulators stay in registers) and the tree is applied
- * across 16 saved vectors. Same integers, same float operations in the same order:
- * bit for bit the VNNI kernel's results (kernels_qpacked_equals_qrun). */
+ * Layout (q8_0): rows in groups of AT = 16 (the last group of a matrix has nr = rows % 16
+ * rows when that is not 0), a group's nr * row_bytes bytes rewritten as
+ *   the nr rows' scales (fp16) of block 0, then of block 1, ... (nb blocks per row);
+ *   then for block b = 0 .. nb-1 and v = 0 .. 7: the nr rows' 4-byte pieces qs[4v .. 4v+3]
+ *   of block b, row after row, bytes ^ 0x80 (unsigned).
+ * So in a full group a block is 512 bytes: the tile of 8 rows x 64 bytes whose row v
+ * holds values 4v..4v+3 of each of the 16 weight rows (the B operand of tdpbsud, with x
+ * values 4v..4v+3 of 16 tokens in the A tile's columns 4v..4v+3). Rows never straddle a
+ * group, so a model splits into row chunks at multiples of 16 (forward.c) and any
+ * [r0, r1) works (the rows of a group outside it are computed and not stored).
+ *
+ * Results are bit for bit the VNNI kernels' (qrun, qrun16): each output is a 16-lane
+ * sum in which lane p sees the blocks GBLK(p), GBLK(p) + 16, ... in order, each as
+ * acc = fma(float(sum + corr), d_w * d_x, acc), and the lanes are added in
+ * _mm512_reduce_add_ps's tree (upper half + lower half, then 4, 2, 1). Here a vector
+ * holds 16 weight rows (decode) or 16 weight rows of one token (tiles) instead of 16
+ * lanes of one row, so the 16 lanes are 16 accumulators, added in that tree at the end
+ * (kernels_qpacked_equals_qrun). Batches of at least AMX_MIN_TOK tokens run their block
+ * products on the tile unit (16 tokens x 16 rows x 32 values per tdpbsud); smaller ones
+ * (decode) multiply 16 rows at a time with vpdpbusd on broadcast x values. */
 #define AMX __attribute__((target("avx512vnni,avx512vbmi,amx-tile,amx-int8")))
 #ifndef AMX_MIN_TOK
-#define AMX_MIN_TOK 16 /* fewer tokens: the VNNI kernel (qrun16) */
+#define AMX_MIN_TOK 16 /* fewer tokens: the vpdpbusd products */
 #endif
-#define AT 16 /* tokens per A tile, weight rows per B tile */
-
-/* The prepared X for the tile path, after the g16 groups (kept for the fallback):
- * tokens padded to a multiple of AT (zeros), q as A tiles (16 tokens x 32 values of
- * one block, 512 contiguous bytes, tile (tt, b) at (tt * nb + b) * 512), then per
- * token and block d_x and the negated correction. */
-typedef struct {
-    int ntp;           /* tokens, padded */
-    const int8_t *q;   /* [ntp / AT][nb][AT][QK] */
-    const float *dx;   /* [ntp][nb] */
-    const int32_t *corr; /* [ntp][nb] */
-} amx_x;
+#define AT 16 /* tokens per A tile; rows per group and B tile */
 
 INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
 
+/* Group of rows [g0, g0 + nr): block b's nr scales at d + nr * b, its vector v at
+ * q + (b * 8 + v) * 4 * nr. */
+typedef struct {
+    const uint16_t *d;
+    const uint8_t *q;
+    int nr;
+} r16_group;
+
+INLINE r16_group r16_at(int dt, const void *W, int64_t rows, int cols, int64_t g0) {
+    int nb = cols / QK, nr = rows - g0 < AT ? (int)(rows - g0) : AT;
+    const uint8_t *base = (const uint8_t *)W + (size_t)g0 * row_bytes(dt, cols);
+    r16_group g = {(const uint16_t *)(const void *)base, base + 2 * (size_t)nr * (size_t)nb, nr};
+    return g;
+}
+
+/* Row j of a group of nr rows: the file's row <-> the packed group (pack 1: file -> packed). */
+static void r16_row(int dt, unsigned char *file, unsigned char *grp, int nr, int nb, int j, int pack) {
+    size_t bb = block_bytes(dt), nv = NV8;
+    uint32_t flip = 0x80808080u;
+    unsigned char *q = grp + 2 * (size_t)nr * (size_t)nb;
+    for (int b = 0; b < nb; b++) {
+        unsigned char *fb = file + (size_t)b * bb, *pd = grp + 2 * ((size_t)nr * (size_t)b + (size_t)j);
+        if (pack) memcpy(pd, fb, 2);
+        else memcpy(fb, pd, 2);
+        for (size_t v = 0; v < nv; v++) {
+            unsigned char *pq = q + 4 * (((size_t)b * nv + v) * (size_t)nr + (size_t)j), *fq = fb + 2 + 4 * v;
+            uint32_t u;
+            memcpy(&u, pack ? fq : pq, 4);
+            u ^= flip;
+            memcpy(pack ? pq : fq, &u, 4);
+        }
+    }
+}
+
+/* A full group (16 rows of rb bytes at src) packed at dst: r16_row's bytes, by gathers
+ * (one dword of each row's block per vector). */
+INLINE void r16_pack_full(int dt, const unsigned char *src, size_t rb, unsigned char *dst, int nb) {
+    int nv = NV8;
+    size_t bb = block_bytes(dt);
+    __m512i rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)rb));
+    __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+    unsigned char *q = dst + 2 * (size_t)AT * (size_t)nb;
+    for (int b = 0; b < nb; b++) {
+        const unsigned char *fb = src + (size_t)b * bb;
+        _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * (size_t)AT * (size_t)b), _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(rowoff, fb, 1)));
+        for (int v = 0; v < nv; v++)
+            _mm512_storeu_si512(q + ((size_t)b * (size_t)nv + (size_t)v) * 64, _mm512_xor_si512(_mm512_i32gather_epi32(rowoff, fb + 2 + 4 * v, 1), flip));
+    }
+}
+
+static void r16_pack_rows(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1) {
+    size_t rb = row_bytes(dt, cols);
+    int nb = cols / QK;
+    for (int64_t g0 = r0; g0 < r1; g0 += AT) {
+        int nr = rows - g0 < AT ? (int)(rows - g0) : AT;
+        unsigned char *s = (unsigned char *)src + (size_t)g0 * rb, *d = (unsigned char *)dst + (size_t)g0 * rb;
+        if (nr == AT) r16_pack_full(dt, s, rb, d, nb);
+        else
+            for (int j = 0; j < nr; j++) r16_row(dt, s + (size_t)j * rb, d, nr, nb, j, 1);
+    }
+}
+
+static void r16_unpack_row(int dt, const void *W, int64_t rows, int cols, int64_t r, void *dst) {
+    int64_t g0 = r / AT * AT;
+    r16_group g = r16_at(dt, W, rows, cols, g0);
+    r16_row(dt, dst, (unsigned char *)(uintptr_t)g.d, g.nr, cols / QK, (int)(r - g0), 0);
+}
+
+/* The prepared X: the g16 groups (quantize_x, the VNNI kernels' exact quantization),
+ * then the same values per token and block: q in tiles of th tokens (16: the A tiles,
+ * tokens padded with zeros to ntp, a multiple of 16; below AMX_MIN_TOK tokens th = 1,
+ * each token's blocks one after the other), block b of tile i at ((i * nb + b) * th) * 32;
+ * then per token and block d_x and the negated correction. */
+typedef struct {
+    int ntp, th;
+    const int8_t *q;     /* [ntp / th][nb][th][QK] */
+    const float *dx;     /* [ntp][nb] */
+    const int32_t *corr; /* [ntp][nb] */
+} amx_x;
+
 INLINE size_t amx_align(size_t n) { return (n + 63) / 64 * 64; }
+INLINE int amx_th(int n_tok) { return n_tok < AMX_MIN_TOK ? 1 : AT; }
+INLINE int amx_ntp(int n_tok) { return n_tok < AMX_MIN_TOK ? n_tok : (n_tok + AT - 1) / AT * AT; }
 
 INLINE amx_x amx_x_at(int dt, const void *buf, int n_tok, int cols) {
-    int nb = cols / QK, ntp = (n_tok + AT - 1) / AT * AT;
+    int nb = cols / QK, ntp = amx_ntp(n_tok);
     const char *p = (const char *)buf + amx_align(qprep_bytes(dt, n_tok, cols));
-    amx_x x = {ntp, (const int8_t *)p, NULL, NULL};
+    amx_x x = {ntp, amx_th(n_tok), (const int8_t *)p, NULL, NULL};
     p += amx_align((size_t)ntp * (size_t)cols);
-    x.dx = (const float *)p;
-    x.corr = (const int32_t *)(p + amx_align((size_t)ntp * (size_t)nb * sizeof(float)));
+    x.dx = (const float *)(const void *)p;
+    x.corr = (const int32_t *)(const void *)(p + amx_align((size_t)ntp * (size_t)nb * sizeof(float)));
     return x;
 }
 
+/* Token t's block b (32 bytes). */
+INLINE const int8_t *amx_xq(const amx_x *x, int nb, int t, int b) {
+    return x->q + (((size_t)(t / x->th) * (size_t)nb + (size_t)b) * (size_t)x->th + (size_t)(t % x->th)) * QK;
+}
+
 static size_t amx_prep_bytes(int dt, int n_tok, int cols) {
-    if (n_tok < AMX_MIN_TOK) return qprep_bytes(dt, n_tok, cols);
-    size_t nb = (size_t)(cols / QK), ntp = (size_t)(n_tok + AT - 1) / AT * AT;
+    size_t nb = (size_t)(cols / QK), ntp = (size_t)amx_ntp(n_tok);
     return amx_align(qprep_bytes(dt, n_tok, cols)) + amx_align(ntp * (size_t)cols) + 2 * amx_align(ntp * nb * 4);
 }
 
-/* The g16 groups (quantize_x), then the same values rearranged into A tiles: block b
- * of a token is lane p = GBLK(b % 16) of group b / 16, its values 4v..4v+3 in vector v. */
+/* Block b of a token is lane p = GBLK(b % 16) of its group b / 16, values 4v..4v+3 in vector v. */
 VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf) {
     quantize_x(dt, X, n_tok, cols, buf, true);
-    if (n_tok < AMX_MIN_TOK) return;
     amx_x x = amx_x_at(dt, buf, n_tok, cols);
     int nb = cols / QK, ng = (nb + GB - 1) / GB;
     const xgroup *XG = buf;
-    int8_t *q = (int8_t *)x.q;
-    float *dx = (float *)x.dx;
-    int32_t *corr = (int32_t *)x.corr;
+    float *dx = (float *)(uintptr_t)x.dx;
+    int32_t *corr = (int32_t *)(uintptr_t)x.corr;
     for (int t = 0; t < x.ntp; t++)
         for (int b = 0; b < nb; b++) {
             size_t o = (size_t)t * (size_t)nb + (size_t)b;
-            int8_t *qb = q + (((size_t)(t / AT) * (size_t)nb + (size_t)b) * AT + (size_t)(t % AT)) * QK;
+            int8_t *qb = (int8_t *)(uintptr_t)amx_xq(&x, nb, t, b);
             if (t >= n_tok) { memset(qb, 0, QK); dx[o] = 0.0f; corr[o] = 0; continue; }
             const xgroup *xg = XG + (size_t)t * (size_t)ng + b / GB;
             int p = GBLK(b % GB);
@@ -971,6 +1062,91 @@ VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf
             corr[o] = xg->corr[p];
         }
 }
+
+/* _mm512_reduce_add_ps's tree over 16 lane vectors: (p, p + 8), then (p, p + 4), (p, p + 2), (0, 1). */
+INLINE __m512 lane_tree(const float *l, size_t pstride) {
+#define LN(p) _mm512_load_ps(l + (size_t)(p) * pstride)
+    __m512 a0 = _mm512_add_ps(LN(8), LN(0)), a1 = _mm512_add_ps(LN(9), LN(1)), a2 = _mm512_add_ps(LN(10), LN(2)),
+           a3 = _mm512_add_ps(LN(11), LN(3)), a4 = _mm512_add_ps(LN(12), LN(4)), a5 = _mm512_add_ps(LN(13), LN(5)),
+           a6 = _mm512_add_ps(LN(14), LN(6)), a7 = _mm512_add_ps(LN(15), LN(7));
+#undef LN
+    a0 = _mm512_add_ps(a4, a0); a1 = _mm512_add_ps(a5, a1); a2 = _mm512_add_ps(a6, a2); a3 = _mm512_add_ps(a7, a3);
+    a0 = _mm512_add_ps(a2, a0); a1 = _mm512_add_ps(a3, a1);
+    return _mm512_add_ps(a1, a0);
+}
+
+/* ---- fewer than AMX_MIN_TOK tokens: 16 rows per vector ---- */
+#ifndef R16_PF
+#define R16_PF 4096 /* decode prefetch distance (bytes): 4096 beat 0, 2048, 8192, 16384 and per-block lines in a sweep */
+#endif
+
+/* The 16 rows' vector of a block at p (full: an unmasked load). */
+INLINE VNNI __m512i r16_load(const uint8_t *p, __mmask16 live, int full) {
+    return full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(live, p);
+}
+
+/* acc (16 rows) += one block of the group (its vectors at q, vs bytes apart; its scales
+ * at d) times a token's block (xb, d_x, corr): group_step16's operations, row by row. */
+INLINE VNNI __m512 r16_block(const uint8_t *q, size_t vs, const uint16_t *d, __mmask16 live, int full, const int8_t *xb, float dx,
+                             int32_t corr, __m512 acc) {
+    const int32_t *x4 = (const int32_t *)(const void *)xb;
+    __m512i s0 = _mm512_set1_epi32(corr), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int v = 0; v < 8; v += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, r16_load(q + (size_t)v * vs, live, full), _mm512_set1_epi32(x4[v]));
+        s1 = _mm512_dpbusd_epi32(s1, r16_load(q + (size_t)(v + 1) * vs, live, full), _mm512_set1_epi32(x4[v + 1]));
+    }
+    __m256i dh = full ? _mm256_loadu_si256((const __m256i *)(const void *)d) : _mm256_maskz_loadu_epi16(live, d);
+    __m512 dw = _mm512_cvtph_ps(dh);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
+}
+
+/* One token x one group: the 16 lanes' accumulators over the blocks in order, 16 at a
+ * time in memory order (block s + k goes to lane GBLK(k)), then the tree; stored where
+ * `store` says. The token's block b is at xq + b * xs, its d_x and correction at dx[b],
+ * corr[b]. Every line is prefetched R16_PF bytes ahead (into the next group at the end):
+ * one stream per thread does not keep enough lines in flight on its own. */
+INLINE VNNI void r16_vec_group(const r16_group *g, int nb, const int8_t *xq, size_t xs, const float *dx, const int32_t *corr, float *y,
+                               __mmask16 store, int full) {
+    __mmask16 live = tail_mask(g->nr);
+    size_t nr = full ? AT : (size_t)g->nr, vs = 4 * nr, bs = NV8 * vs; /* bytes per vector, per block */
+    const uint8_t *q = g->q;
+    const uint16_t *d = g->d;
+    __m512 acc[L];
+#pragma GCC unroll 16
+    for (int p = 0; p < L; p++) acc[p] = _mm512_setzero_ps();
+    int b0 = 0;
+    for (; b0 + GB <= nb; b0 += GB) {
+#pragma GCC unroll 16
+        for (int k = 0; k < GB; k++) {
+            for (size_t o = 0; o < bs; o += 64) _mm_prefetch((const char *)q + R16_PF + (size_t)k * bs + o, _MM_HINT_T0);
+            acc[GBLK(k)] = r16_block(q + (size_t)k * bs, vs, d + (size_t)k * nr, live, full, xq + (size_t)k * xs, dx[k], corr[k], acc[GBLK(k)]);
+        }
+        q += GB * bs; d += GB * nr; xq += GB * xs; dx += GB; corr += GB;
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < nb - b0; k++) /* the last, partial 16 blocks */
+        acc[GBLK(k)] = r16_block(q + (size_t)k * bs, vs, d + (size_t)k * nr, live, full, xq + (size_t)k * xs, dx[k], corr[k], acc[GBLK(k)]);
+    _Alignas(64) float lanes[L * L];
+#pragma GCC unroll 16
+    for (int p = 0; p < L; p++) _mm512_store_ps(lanes + (size_t)p * L, acc[p]);
+    _mm512_mask_storeu_ps(y, store, lane_tree(lanes, L));
+}
+
+/* Tokens [0, n_tok) x the group at g0 (fewer than AMX_MIN_TOK tokens, or no scratch). */
+static VNNI void r16_vec_tokens(const r16_group *g, int nb, const amx_x *x, int n_tok, float *Y, int ldy, int g0, __mmask16 store) {
+    for (int t = 0; t < n_tok; t++) {
+        const int8_t *xq = amx_xq(x, nb, t, 0);
+        const float *dx = x->dx + (size_t)t * (size_t)nb;
+        const int32_t *corr = x->corr + (size_t)t * (size_t)nb;
+        float *y = Y + (size_t)t * (size_t)ldy + (size_t)g0;
+        /* constant strides and masks in the common case */
+        if (x->th == 1 && g->nr == AT) r16_vec_group(g, nb, xq, QK, dx, corr, y, store, 1);
+        else r16_vec_group(g, nb, xq, (size_t)x->th * QK, dx, corr, y, store, 0);
+    }
+}
+
+/* ---- AMX_MIN_TOK tokens or more: the tile unit ---- */
 
 /* The tile registers: 0/3 A (16 x 32 bytes), 1/4 B (8 x 64), 2/5 C (16 x 64). */
 typedef struct {
@@ -996,9 +1172,22 @@ INLINE AMX void amx_configure(void) {
 #define TILE_ZERO(tmm) __asm__ volatile("tilezero %%tmm" #tmm ::)
 #define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 
-/* The B tiles and scales of rows [r, r + nr) (nr <= 16; missing rows zero), block by
- * block: B + 512 b is block b's tile, dw + 16 b its 16 scales d_w. */
-INLINE AMX void amx_gather_rows(int dt, const void *W, int cols, int r, int nr, uint8_t *B, float *dw) {
+/* A group of fewer than 16 rows as full tiles: B + 512 b block b's tile (missing rows
+ * zero), D + 16 b its 16 scales. */
+INLINE AMX void r16_stage(const r16_group *g, int nb, uint8_t *B, uint16_t *D) {
+    __mmask16 live = tail_mask(g->nr);
+    size_t vs = 4 * (size_t)g->nr;
+    for (int b = 0; b < nb; b++) {
+        _mm256_storeu_si256((__m256i *)(void *)(D + (size_t)b * AT), _mm256_maskz_loadu_epi16(live, g->d + (size_t)g->nr * (size_t)b));
+        const uint8_t *q = g->q + (size_t)b * NV8 * vs;
+        for (int v = 0; v < NV8; v++) _mm512_store_si512(B + (size_t)b * 512 + 64 * v, _mm512_maskz_loadu_epi32(live, q + (size_t)v * vs));
+    }
+}
+
+/* q4_0 keeps the g16 layout here (its decode streams faster row by row): the tiles of
+ * rows [r, r + nr) (nr <= 16; missing rows zero) gathered per call from the packed rows
+ * into B (512 bytes per block, nibbles expanded) and D (16 scales per block). */
+INLINE AMX void g16_gather_rows(int dt, const void *W, int cols, int r, int nr, uint8_t *B, uint16_t *D) {
     int nb = cols / QK, nfull = nb / GB;
     size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), nv = dt == FLM_Q8_0 ? NV8 : NV4;
     const char *base = (const char *)W + (size_t)r * rb;
@@ -1010,7 +1199,7 @@ INLINE AMX void amx_gather_rows(int dt, const void *W, int cols, int r, int nr, 
         for (int q = 0; q < p; q++) k += GBLK(q) < nblk; /* rank of lane p among the active lanes */
         const char *grp = base + (size_t)g * GB * bb;
         __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, grp + 2 * k, 1);
-        _mm512_store_ps(dw + (size_t)b * AT, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        _mm256_storeu_si256((__m256i *)(void *)(D + (size_t)b * AT), _mm512_cvtepi32_epi16(d));
         uint8_t *bt = B + (size_t)b * 512;
         for (size_t v = 0; v < nv; v++) {
             __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, grp + 2 * nblk + 4 * ((size_t)nblk * v + (size_t)k), 1);
@@ -1032,9 +1221,11 @@ INLINE AMX void amx_scale_block(__m512 acc[AT], const int32_t *C, __m512 dw, con
     }
 }
 
-/* Tokens [t0, t0 + 16) x the 16-row group in B/dw: Y rows [r, r + nr), tokens < n_tok. */
-INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const float *dw, float *Y, int n_tok, int ldy, int r, int nr,
-                         int t0, float *lanes, int32_t *C, const char *pf, size_t npf) {
+/* Tokens [t0, t0 + 16) x the 16 rows whose tiles are B (512 bytes per block) and scales
+ * D (16 per block): Y rows [g0, g0 + 16) where `store` says, tokens < n_tok. The lanes
+ * are walked one after the other, the 16 tokens' accumulators in registers. */
+INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const uint16_t *D, float *Y, int n_tok, int ldy, int g0,
+                         __mmask16 store, int t0, float *lanes, int32_t *C, const char *pf, size_t npf) {
     int nb = cols / QK;
     const int8_t *xq = x->q + (size_t)t0 * (size_t)cols; /* tile (t0 / AT, b) at xq + 512 b */
     const float *dx = x->dx + (size_t)t0 * (size_t)nb;
@@ -1052,7 +1243,7 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const float
         TILE_ZERO(c);                                                                                                   \
         TILE_DPBSUD(c, a, w);                                                                                           \
     } while (0)
-#define SCALE(b, C) amx_scale_block(acc, C, _mm512_load_ps(dw + (size_t)(b) * AT), dx + (b), corr + (b), nb)
+#define SCALE(b, C) amx_scale_block(acc, C, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(D + (size_t)(b) * AT))), dx + (b), corr + (b), nb)
         int b = GBLK(p);
         /* two blocks in flight: tiles 0-2 and 3-5, C buffers 0 and 1 */
         for (; b + GB < nb; b += 2 * GB) {
@@ -1073,49 +1264,80 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const float
 #pragma GCC unroll 16
         for (int t = 0; t < AT; t++) _mm512_store_ps(lanes + ((size_t)p * AT + (size_t)t) * L, acc[t]);
     }
-    /* _mm512_reduce_add_ps's tree over the lanes: (p, p + 8), then (p, p + 4), (p, p + 2), (0, 1) */
-    __mmask16 live = tail_mask(nr);
-    for (int t = 0; t < AT && t0 + t < n_tok; t++) {
-        const float *lt = lanes + (size_t)t * L;
-#define LN(p) _mm512_load_ps(lt + (size_t)(p) * AT * L)
-        __m512 a0 = _mm512_add_ps(LN(8), LN(0)), a1 = _mm512_add_ps(LN(9), LN(1)), a2 = _mm512_add_ps(LN(10), LN(2)),
-               a3 = _mm512_add_ps(LN(11), LN(3)), a4 = _mm512_add_ps(LN(12), LN(4)), a5 = _mm512_add_ps(LN(13), LN(5)),
-               a6 = _mm512_add_ps(LN(14), LN(6)), a7 = _mm512_add_ps(LN(15), LN(7));
-#undef LN
-        a0 = _mm512_add_ps(a4, a0); a1 = _mm512_add_ps(a5, a1); a2 = _mm512_add_ps(a6, a2); a3 = _mm512_add_ps(a7, a3);
-        a0 = _mm512_add_ps(a2, a0); a1 = _mm512_add_ps(a3, a1);
-        _mm512_mask_storeu_ps(Y + (size_t)(t0 + t) * (size_t)ldy + (size_t)r, live, _mm512_add_ps(a1, a0));
-    }
+    for (int t = 0; t < AT && t0 + t < n_tok; t++)
+        _mm512_mask_storeu_ps(Y + (size_t)(t0 + t) * (size_t)ldy + (size_t)g0, store, lane_tree(lanes + (size_t)t * L, AT * L));
 }
 
-AMX static void amx_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+/* q4_0 (g16 layout): the tiles gathered per 16 rows, or qrun16. */
+AMX static void g16_amx_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     int nb = cols / QK;
-    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + AT * sizeof(float)) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
+    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + 2 * AT) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
     if (!s) { qrun16(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1); return; } /* few tokens, or no memory */
     uint8_t *B = (uint8_t *)s;
-    float *dw = (float *)(s + (size_t)nb * 512);
-    int32_t *C = (int32_t *)(dw + (size_t)nb * AT);
-    float *lanes = (float *)(C + 2 * 256);
+    int32_t *C = (int32_t *)(void *)(s + (size_t)nb * 512);
+    float *lanes = (float *)(void *)(C + 2 * 256);
+    uint16_t *D = (uint16_t *)(void *)(lanes + (size_t)L * AT * L);
     amx_x x = amx_x_at(dt, Xp, n_tok, cols);
     amx_configure();
     size_t rb = row_bytes(dt, cols);
     for (int r = r0; r < r1; r += AT) {
         int nr = r1 - r < AT ? r1 - r : AT;
-        amx_gather_rows(dt, W, cols, r, nr, B, dw);
-        /* The next row group's bytes into L2 while this one computes (the gathers
-         * read 16 rows side by side, which the hardware prefetchers do not follow). */
+        g16_gather_rows(dt, W, cols, r, nr, B, D);
+        /* The next rows' bytes into L2 while these compute (the gathers read 16 rows
+         * side by side, which the hardware prefetchers do not follow). */
         const char *next = (const char *)W + (size_t)(r + AT) * rb;
         size_t nlines = r + AT < r1 ? (size_t)(r1 - r - AT < AT ? r1 - r - AT : AT) * rb / 64 : 0;
         int ntt = (n_tok + AT - 1) / AT;
         for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
             size_t a = nlines * (size_t)tt / (size_t)ntt, e = nlines * (size_t)(tt + 1) / (size_t)ntt;
-            amx_tile(&x, cols, B, dw, Y, n_tok, ldy, r, nr, t0, lanes, C, next + 64 * a, e - a);
+            amx_tile(&x, cols, B, D, Y, n_tok, ldy, r, tail_mask(nr), t0, lanes, C, next + 64 * a, e - a);
         }
     }
     _tile_release();
 }
 
-static const flm_qpacked_fns QPACKED_AMX = {"avx512-g16", g16_pack_rows, g16_unpack_row, amx_prep_bytes, amx_prep, amx_run};
+AMX static void r16_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int rows, int cols, int ldy, int r0, int r1) {
+    if (dt == FLM_Q4_0) { g16_amx_run(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1); return; }
+    int nb = cols / QK;
+    size_t rb = row_bytes(dt, cols);
+    amx_x x = amx_x_at(dt, Xp, n_tok, cols);
+    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + 2 * AT) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
+    uint8_t *B = (uint8_t *)s; /* staged tiles (see r16_stage), then C, then the lanes */
+    int32_t *C = s ? (int32_t *)(void *)(s + (size_t)nb * 512) : NULL;
+    float *lanes = s ? (float *)(void *)(C + 2 * 256) : NULL;
+    uint16_t *D = s ? (uint16_t *)(void *)(lanes + (size_t)L * AT * L) : NULL;
+    if (s) amx_configure();
+    for (int g0 = r0 / AT * AT; g0 < r1; g0 += AT) {
+        r16_group g = r16_at(dt, W, rows, cols, g0);
+        int lo = r0 > g0 ? r0 - g0 : 0, hi = r1 - g0 < g.nr ? r1 - g0 : g.nr;
+        __mmask16 store = (__mmask16)(tail_mask(hi) & ~tail_mask(lo));
+        /* the next group's bytes into the caches while this one computes */
+        const char *next = (const char *)W + (size_t)(g0 + AT) * rb;
+        size_t nlines = g0 + AT < r1 ? (size_t)(rows - g0 - AT < AT ? rows - g0 - AT : AT) * rb / 64 : 0;
+        if (!s) { r16_vec_tokens(&g, nb, &x, n_tok, Y, ldy, g0, store); continue; } /* few tokens, or no memory */
+        const uint8_t *Bg = g.q;
+        const uint16_t *Dg = g.d;
+        if (g.nr != AT) { r16_stage(&g, nb, B, D); Bg = B; Dg = D; }
+        int ntt = (n_tok + AT - 1) / AT;
+        for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
+            size_t a = nlines * (size_t)tt / (size_t)ntt, e = nlines * (size_t)(tt + 1) / (size_t)ntt;
+            amx_tile(&x, cols, Bg, Dg, Y, n_tok, ldy, g0, store, t0, lanes, C, next + 64 * a, e - a);
+        }
+    }
+    if (s) _tile_release();
+}
+
+static void amx_pack_rows(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1) {
+    if (dt == FLM_Q4_0) g16_pack_rows(dt, src, dst, rows, cols, r0, r1);
+    else r16_pack_rows(dt, src, dst, rows, cols, r0, r1);
+}
+
+static void amx_unpack_row(int dt, const void *W, int64_t rows, int cols, int64_t r, void *dst) {
+    if (dt == FLM_Q4_0) g16_unpack_row(dt, W, rows, cols, r, dst);
+    else r16_unpack_row(dt, W, rows, cols, r, dst);
+}
+
+static const flm_qpacked_fns QPACKED_AMX = {"avx512-r16", AT, amx_pack_rows, amx_unpack_row, amx_prep_bytes, amx_prep, r16_run};
 
 static const flm_qact_fns QACT_AMX = {qmatmul_q8_0, qmatmul_q4_0, qprep_bytes, qprep, qrun, &QPACKED_AMX};
 const flm_qact_fns *flm_qact_avx512amx(void) { return &QACT_AMX; }

@@ -90,10 +90,12 @@ typedef struct {
     int k, i;
 } copy_plan;
 
-/* First row of a matrix at arena offset off (row bytes rb, rows rows) that starts at or after byte x. */
-static int64_t first_row_from(size_t x, size_t off, size_t rb, int64_t rows) {
+/* First row of a matrix at arena offset off (row bytes rb, rows rows) that starts at or
+ * after byte x and begins a group of `group` rows (the layout's row_group). */
+static int64_t first_row_from(size_t x, size_t off, size_t rb, int64_t rows, int group) {
     if (x <= off) return 0;
     size_t r = (x - off + rb - 1) / rb;
+    r = (r + (size_t)group - 1) / (size_t)group * (size_t)group;
     return r < (size_t)rows ? (int64_t)r : rows;
 }
 
@@ -105,12 +107,13 @@ static void *copy_part(void *arg) {
         const flm_tensor *t = p->t[j];
         size_t nb = t->nbytes, a = off > lo ? off : lo, b = off + nb < hi ? off + nb : hi;
         if (p->pack[j]) {
-            int64_t rows = t->shape[0], r0 = first_row_from(lo, off, nb / (size_t)rows, rows),
-                    r1 = off + nb <= hi ? rows : first_row_from(hi, off, nb / (size_t)rows, rows);
+            int g = p->pk->row_group;
+            int64_t rows = t->shape[0], r0 = first_row_from(lo, off, nb / (size_t)rows, rows, g),
+                    r1 = off + nb <= hi ? rows : first_row_from(hi, off, nb / (size_t)rows, rows, g);
             size_t rb = nb / (size_t)rows;
             if (r0 < r1) {
                 const unsigned char *src = (const unsigned char *)t->data;
-                p->pk->pack_rows((int)t->dtype, src, p->arena + off, (int)t->shape[1], r0, r1);
+                p->pk->pack_rows((int)t->dtype, src, p->arena + off, rows, (int)t->shape[1], r0, r1);
                 flm_map_release(src + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
             }
         } else if (a < b) {

@@ -246,9 +246,9 @@ typedef struct {
     const int8_t *i8x; const float *i8s; const int32_t *i8z; /* X quantized per row for Q */
 } matmul_job;
 
-/* Whether the job's table runs W in W's own packed layout (the same layout may come
- * with several tables' products: avx512 and avx512-amx share "avx512-g16", so they are
- * compared by their byte moves, not by the table). */
+/* Whether the job's table runs W in W's own packed layout (a layout may come with
+ * several tables' products, so layouts are compared by their byte moves, not by the
+ * table: avx512's "avx512-g16" and avx512-amx's "avx512-r16" differ). */
 static bool runs_packed(const flm_kernels *k, const flm_tensor *W) {
     const flm_qpacked_fns *l = W->layout;
     return l && k->qpacked && l->pack_rows == k->qpacked->pack_rows && l->unpack_row == k->qpacked->unpack_row;
@@ -283,7 +283,7 @@ static void rows_of(const matmul_job *j, int i, int r0, int r1) {
     const flm_tensor *W = j->W[i];
     int rows = (int)W->shape[0], cols = (int)W->shape[1];
     if (j->Q[i]) flm_i8_hybrid_rows(j->Q[i], j->i8x, j->i8s, j->i8z, j->Y[i], j->n_tok, r0, r1);
-    else if (j->Xp[i] && W->layout) j->k->qpacked->run(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
+    else if (j->Xp[i] && W->layout) j->k->qpacked->run(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, rows, cols, rows, r0, r1);
     else if (j->Xp[i]) j->k->qrun(W->dtype, W->data, j->Xp[i], j->Y[i], j->n_tok, cols, rows, r0, r1);
     else if (W->layout) rows_unpacked(j, W, j->Y[i], r0, r1);
     else j->k->matmul[W->dtype](W->data, j->X, j->Y[i], j->n_tok, cols, rows, r0, r1);
