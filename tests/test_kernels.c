@@ -680,16 +680,17 @@ TEST(kernels_stream_read) {
     munmap(map, span + page);
 }
 
-/* The packed int8 layout (flm_kernels.qpacked: "avx512-g16" where AVX512_VNNI+VBMI run):
- * packing in place keeps every row's size and place and unpacks back to the same bytes;
+/* The packed int8 layouts (flm_kernels.qpacked: "avx512-g16" where AVX512_VNNI+VBMI run,
+ * "avx512-r16" with AMX): packing in one call or two (split at a row group) gives the
+ * same bytes, keeps the matrix's size and unpacks every row back to the file's bytes;
  * its products are bit for bit those of the table's qrun on the file's layout (the same
  * integers, scales and float operations per lane): every multiple of 32 columns to 576
  * (full and partial 16-block groups) and the model's sizes (+ 2400: full groups then a
  * partial one of 11), odd row counts, odd row chunks, misaligned W ending at a guard page,
  * padded Y rows left alone; flm_tensor_plain_row reads packed rows back. Both packed
  * tables: avx512 (1..9, 64 tokens; 1-13 rows in chunks of 1-8) and, with AMX, avx512-amx
- * (mostly 16..100 tokens, the tile path with a padded last tile; 1-40 rows in chunks of
- * 1-40, so partial 16-row groups). */
+ * (16..100 tokens: the tile path with a padded last tile; 1 and 3: the 16-rows-per-vector
+ * decode path; 1-40 rows in chunks of 1-40, so partial and split 16-row groups). */
 TEST(kernels_qpacked_equals_qrun) {
     static const char *const TABLES[] = {"avx512", "avx512-amx"};
     static const int BIG[] = {1536, 8960, 2080, 2400};

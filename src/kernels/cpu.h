@@ -25,7 +25,8 @@ const flm_cpu_features *flm_cpu_get(void);
 
 /* The table called `name` ("scalar", "avx2", "avx512", "neon"; with int8 activations
  * only, "avx2-vnni" and "avx512-vnni256": the avx2 / avx512 table with 256-bit
- * vpdpbusd q8_0/q4_0 kernels, "avx512-amx": the avx512 table with AMX-INT8 prefill on
+ * vpdpbusd q8_0/q4_0 kernels, "avx512-amx": the avx512 table with its own packed q8_0
+ * layout (16-row groups) and AMX-INT8 prefill on
  * packed weights, and "neon-dotprod" / "neon-i8mm": the neon table with
  * SDOT / SMMLA int8 products) if it is built in and this CPU can run it; NULL otherwise. With qact, q8_0/q4_0 matmuls quantize the
  * activations to int8 blocks (integer dot products; see docs/KERNELS.md); without,

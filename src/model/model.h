@@ -104,7 +104,7 @@ void flm_model_unload_weights(flm_model *m);
  * was already an owned copy), and how many of those sit on transparent huge pages. */
 size_t flm_model_loaded_bytes(const flm_model *m);
 /* The name of the kernel layout the loaded q8_0/q4_0 matrices were packed into at load
- * ("avx512-g16"; FLM_QPACK=0 leaves them as in the file), or NULL when none was. */
+ * ("avx512-g16", "avx512-r16"; FLM_QPACK=0 leaves them as in the file), or NULL when none was. */
 const char *flm_model_weight_layout(const flm_model *m);
 size_t flm_model_huge_page_bytes(const flm_model *m);
 

@@ -78,8 +78,8 @@ static size_t mem_available(void) {
  *
  * A q8_0/q4_0 matrix the int8 products read is packed on the way into the kernel
  * table's own layout (flm_kernels.qpacked, e.g. "avx512-g16": no byte permutes in the
- * products; docs/KERNELS.md): row by row, each thread taking the rows that start in
- * its byte range, straight from the file's bytes into the arena. */
+ * products; docs/KERNELS.md): each thread takes the rows (in whole row groups of the
+ * layout) that start in its byte range, straight from the file's bytes into the arena. */
 typedef struct {
     flm_tensor **t;
     const bool *pack; /* per tensor: copied packed */
