@@ -914,9 +914,9 @@ const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
  * rows when that is not 0), a group's nr * row_bytes bytes rewritten as
  *   the nr rows' scales (fp16) of block 0, then of block 1, ... (nb blocks per row);
  *   then for block b = 0 .. nb-1 and v = 0 .. 7: the nr rows' 4-byte pieces qs[4v .. 4v+3]
- *   of block b, row after row, bytes ^ 0x80 (unsigned).
+ *   of block b, row after row (the file's signed bytes).
  * So in a full group a block is 512 bytes: the tile of 8 rows x 64 bytes whose row v
- * holds values 4v..4v+3 of each of the 16 weight rows (the B operand of tdpbsud, with x
+ * holds values 4v..4v+3 of each of the 16 weight rows (the B operand of tdpbssd, with x
  * values 4v..4v+3 of 16 tokens in the A tile's columns 4v..4v+3). Rows never straddle a
  * group, so a model splits into row chunks at multiples of 16 (forward.c) and any
  * [r0, r1) works (the rows of a group outside it are computed and not stored).
@@ -928,8 +928,10 @@ const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
  * holds 16 weight rows (decode) or 16 weight rows of one token (tiles) instead of 16
  * lanes of one row, so the 16 lanes are 16 accumulators, added in that tree at the end
  * (kernels_qpacked_equals_qrun). Batches of at least AMX_MIN_TOK tokens run their block
- * products on the tile unit (16 tokens x 16 rows x 32 values per tdpbsud); smaller ones
- * (decode) multiply 16 rows at a time with vpdpbusd on broadcast x values. */
+ * products on the tile unit (16 tokens x 16 rows x 32 values per tdpbssd: signed times
+ * signed, the exact sums without a correction); smaller ones (decode) multiply 16 rows at
+ * a time with vpdpbusd on broadcast x values (weights made unsigned by an XOR, as g16
+ * stores them, and the same correction). */
 #define AMX __attribute__((target("avx512vnni,avx512vbmi,amx-tile,amx-int8")))
 #ifndef AMX_MIN_TOK
 #define AMX_MIN_TOK 16 /* fewer tokens: the vpdpbusd products */
@@ -956,7 +958,6 @@ INLINE r16_group r16_at(int dt, const void *W, int64_t rows, int cols, int64_t g
 /* Row j of a group of nr rows: the file's row <-> the packed group (pack 1: file -> packed). */
 static void r16_row(int dt, unsigned char *file, unsigned char *grp, int nr, int nb, int j, int pack) {
     size_t bb = block_bytes(dt), nv = NV8;
-    uint32_t flip = 0x80808080u;
     unsigned char *q = grp + 2 * (size_t)nr * (size_t)nb;
     for (int b = 0; b < nb; b++) {
         unsigned char *fb = file + (size_t)b * bb, *pd = grp + 2 * ((size_t)nr * (size_t)b + (size_t)j);
@@ -964,10 +965,8 @@ static void r16_row(int dt, unsigned char *file, unsigned char *grp, int nr, int
         else memcpy(fb, pd, 2);
         for (size_t v = 0; v < nv; v++) {
             unsigned char *pq = q + 4 * (((size_t)b * nv + v) * (size_t)nr + (size_t)j), *fq = fb + 2 + 4 * v;
-            uint32_t u;
-            memcpy(&u, pack ? fq : pq, 4);
-            u ^= flip;
-            memcpy(pack ? pq : fq, &u, 4);
+            if (pack) memcpy(pq, fq, 4);
+            else memcpy(fq, pq, 4);
         }
     }
 }
@@ -978,13 +977,12 @@ INLINE void r16_pack_full(int dt, const unsigned char *src, size_t rb, unsigned 
     int nv = NV8;
     size_t bb = block_bytes(dt);
     __m512i rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)rb));
-    __m512i flip = _mm512_set1_epi32((int)0x80808080u);
     unsigned char *q = dst + 2 * (size_t)AT * (size_t)nb;
     for (int b = 0; b < nb; b++) {
         const unsigned char *fb = src + (size_t)b * bb;
         _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * (size_t)AT * (size_t)b), _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(rowoff, fb, 1)));
         for (int v = 0; v < nv; v++)
-            _mm512_storeu_si512(q + ((size_t)b * (size_t)nv + (size_t)v) * 64, _mm512_xor_si512(_mm512_i32gather_epi32(rowoff, fb + 2 + 4 * v, 1), flip));
+            _mm512_storeu_si512(q + ((size_t)b * (size_t)nv + (size_t)v) * 64, _mm512_i32gather_epi32(rowoff, fb + 2 + 4 * v, 1));
     }
 }
 
@@ -1080,9 +1078,11 @@ INLINE __m512 lane_tree(const float *l, size_t pstride) {
 #define R16_PF 4096 /* decode prefetch distance (bytes): 4096 beat 0, 2048, 8192, 16384 and per-block lines in a sweep */
 #endif
 
-/* The 16 rows' vector of a block at p (full: an unmasked load). */
+/* The 16 rows' vector of a block at p (full: an unmasked load), as unsigned bytes q + 128
+ * for vpdpbusd (the correction in corr takes the 128 back out). */
 INLINE VNNI __m512i r16_load(const uint8_t *p, __mmask16 live, int full) {
-    return full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(live, p);
+    __m512i w = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(live, p);
+    return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
 }
 
 /* acc (16 rows) += one block of the group (its vectors at q, vs bytes apart; its scales
@@ -1170,7 +1170,7 @@ INLINE AMX void amx_configure(void) {
 #define TILE_LOAD(tmm, base, stride) __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #tmm ::"r"(base), "r"((long)(stride)) : "memory")
 #define TILE_STORE(tmm, base, stride) __asm__ volatile("tilestored %%tmm" #tmm ", (%0,%1,1)" ::"r"(base), "r"((long)(stride)) : "memory")
 #define TILE_ZERO(tmm) __asm__ volatile("tilezero %%tmm" #tmm ::)
-#define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define TILE_DPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 
 /* A group of fewer than 16 rows as full tiles: B + 512 b block b's tile (missing rows
  * zero), D + 16 b its 16 scales. */
@@ -1185,15 +1185,17 @@ INLINE AMX void r16_stage(const r16_group *g, int nb, uint8_t *B, uint16_t *D) {
 }
 
 /* q4_0 keeps the g16 layout here (its decode streams faster row by row): the tiles of
- * rows [r, r + nr) (nr <= 16; missing rows zero) gathered per call from the packed rows
- * into B (512 bytes per block, nibbles expanded) and D (16 scales per block). */
-INLINE AMX void g16_gather_rows(int dt, const void *W, int cols, int r, int nr, uint8_t *B, uint16_t *D) {
+ * rows [r, r + nr) (nr <= 16; missing rows' scales zero) gathered per call from the
+ * packed rows into B (512 bytes per block, nibbles expanded to the signed weights
+ * q - 8) and D (16 scales per block). */
+INLINE AMX void g16_gather_q4_0(const void *W, int cols, int r, int nr, uint8_t *B, uint16_t *D) {
+    const int dt = FLM_Q4_0;
     int nb = cols / QK, nfull = nb / GB;
-    size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), nv = dt == FLM_Q8_0 ? NV8 : NV4;
+    size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), nv = NV4;
     const char *base = (const char *)W + (size_t)r * rb;
     __mmask16 live = tail_mask(nr);
     __m512i rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)rb));
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), e8 = _mm512_set1_epi8(8);
     for (int b = 0; b < nb; b++) {
         int g = b / GB, nblk = g < nfull ? GB : nb - nfull * GB, p = GBLK(b % GB), k = 0;
         for (int q = 0; q < p; q++) k += GBLK(q) < nblk; /* rank of lane p among the active lanes */
@@ -1203,22 +1205,18 @@ INLINE AMX void g16_gather_rows(int dt, const void *W, int cols, int r, int nr, 
         uint8_t *bt = B + (size_t)b * 512;
         for (size_t v = 0; v < nv; v++) {
             __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, grp + 2 * nblk + 4 * ((size_t)nblk * v + (size_t)k), 1);
-            if (dt == FLM_Q8_0) _mm512_store_si512(bt + 64 * v, w);
-            else {
-                _mm512_store_si512(bt + 64 * v, _mm512_and_si512(w, m4));
-                _mm512_store_si512(bt + 64 * (v + 4), _mm512_and_si512(_mm512_srli_epi16(w, 4), m4));
-            }
+            _mm512_store_si512(bt + 64 * v, _mm512_sub_epi8(_mm512_and_si512(w, m4), e8));
+            _mm512_store_si512(bt + 64 * (v + 4), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(w, 4), m4), e8));
         }
     }
 }
 
-/* acc[t] (16 weight rows of token t) += the block product in C (16 x 16 int32). */
-INLINE AMX void amx_scale_block(__m512 acc[AT], const int32_t *C, __m512 dw, const float *dx, const int32_t *corr, int nb) {
+/* acc[t] (16 weight rows of token t) += the block product in C (16 x 16 int32: signed x
+ * times signed w, so the exact sums the VNNI kernels reach through their correction). */
+INLINE AMX void amx_scale_block(__m512 acc[AT], const int32_t *C, __m512 dw, const float *dx, int nb) {
 #pragma GCC unroll 16
-    for (int t = 0; t < AT; t++) {
-        __m512i s = _mm512_add_epi32(_mm512_load_si512(C + 16 * t), _mm512_set1_epi32(corr[(size_t)t * (size_t)nb]));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * (size_t)nb])), acc[t]);
-    }
+    for (int t = 0; t < AT; t++)
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C + 16 * t)), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * (size_t)nb])), acc[t]);
 }
 
 /* Tokens [t0, t0 + 16) x the 16 rows whose tiles are B (512 bytes per block) and scales
@@ -1229,7 +1227,6 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const uint1
     int nb = cols / QK;
     const int8_t *xq = x->q + (size_t)t0 * (size_t)cols; /* tile (t0 / AT, b) at xq + 512 b */
     const float *dx = x->dx + (size_t)t0 * (size_t)nb;
-    const int32_t *corr = x->corr + (size_t)t0 * (size_t)nb;
     for (int p = 0; p < L; p++) {
         for (size_t i = npf * (size_t)p / L; i < npf * (size_t)(p + 1) / L; i++) _mm_prefetch(pf + 64 * i, _MM_HINT_T1);
         __m512 acc[AT];
@@ -1241,9 +1238,9 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const uint1
         TILE_LOAD(a, xq + (size_t)(b) * 512, QK);                                                                       \
         TILE_LOAD(w, B + (size_t)(b) * 512, 64);                                                                        \
         TILE_ZERO(c);                                                                                                   \
-        TILE_DPBSUD(c, a, w);                                                                                           \
+        TILE_DPBSSD(c, a, w);                                                                                           \
     } while (0)
-#define SCALE(b, C) amx_scale_block(acc, C, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(D + (size_t)(b) * AT))), dx + (b), corr + (b), nb)
+#define SCALE(b, C) amx_scale_block(acc, C, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(D + (size_t)(b) * AT))), dx + (b), nb)
         int b = GBLK(p);
         /* two blocks in flight: tiles 0-2 and 3-5, C buffers 0 and 1 */
         for (; b + GB < nb; b += 2 * GB) {
@@ -1282,7 +1279,7 @@ AMX static void g16_amx_run(int dt, const void *W, const void *Xp, float *Y, int
     size_t rb = row_bytes(dt, cols);
     for (int r = r0; r < r1; r += AT) {
         int nr = r1 - r < AT ? r1 - r : AT;
-        g16_gather_rows(dt, W, cols, r, nr, B, D);
+        g16_gather_q4_0(W, cols, r, nr, B, D);
         /* The next rows' bytes into L2 while these compute (the gathers read 16 rows
          * side by side, which the hardware prefetchers do not follow). */
         const char *next = (const char *)W + (size_t)(r + AT) * rb;
