@@ -10,6 +10,7 @@
 #include "cli_dev.h"
 #include "base/common.h"
 #include "runtime/forward.h"
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 #include "dev/membw.h"
 #include "model/model.h"
@@ -289,10 +290,13 @@ static int cmd_bench(int argc, char **argv) {
         printf("\"decode_step_median_ms\": %.3f, \"decode_step_max_ms\": %.3f, ", r.step_median_s * 1e3, r.step_max_s * 1e3);
         printf("\"load_s\": %.3f, \"weights\": \"%s\", \"weight_layout\": \"%s\", \"loaded_mb\": %.1f, \"huge_page_mb\": %.1f, ",
                load_s, loaded ? "loaded" : "mapped", layout ? layout : "file", (double)loaded / MIB_F, (double)huge / MIB_F);
-        printf("\"kv_cache_bytes\": %zu, \"peak_rss_mb\": %.1f}\n", r.kv_cache_bytes, (double)r.peak_rss / MIB_F);
+        printf("\"kv_cache_bytes\": %zu, \"peak_rss_mb\": %.1f, \"amx_tiles\": \"%s\"}\n", r.kv_cache_bytes, (double)r.peak_rss / MIB_F,
+               flm_cpu_amx_state());
     } else {
         printf("model: %s (%d layers, hidden %d, vocab %d)\n", ma.model, m->cfg.n_layers, m->cfg.hidden_size, m->cfg.vocab_size);
-        printf("threads: %d, kernels: %s, context: %d\n", r.threads, kernels, r.n_ctx);
+        const char *amx = flm_cpu_amx_state();
+        printf("threads: %d, kernels: %s, context: %d%s%s\n", r.threads, kernels, r.n_ctx, strcmp(amx, "none") ? ", AMX tiles: " : "",
+               strcmp(amx, "none") ? amx : "");
         if (loaded)
             printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages%s%s)\n", (double)loaded / MIB_F, load_s,
                    (double)huge / MIB_F, layout ? "; int8 matrices packed: " : "", layout ? layout : "");

@@ -146,6 +146,50 @@ TEST(bench_follows_flm_kernels_int8_only_tables) {
     }
 }
 
+/* Linux's AMX permission is process-wide and enlarges every signal frame, so it is asked
+ * for only when the AMX table may run: with FLM_KERNELS naming another table the
+ * process does not hold it, as the kernel itself reports (ARCH_GET_XCOMP_PERM, read
+ * back into bench's "amx_tiles"). */
+static char *bench_amx_state(const char *env, char **kernels) {
+    strbuf cmd;
+    flm_sb_init(&cmd);
+    flm_sb_printf(&cmd, "%s %s bench -m %s -p 4 -n 1 -t 1 --no-membw --json", env, test_bin(), MICRO);
+    char *out = NULL, *err = NULL, *state = NULL;
+    int rc = test_run(flm_sb_cstr(&cmd), &out, &err);
+    flm_json_doc *d = rc == 0 ? flm_json_parse(out, strlen(out), "bench --json") : NULL;
+    CHECK_MSG(d != NULL, "%s: exit %d %s", flm_sb_cstr(&cmd), rc, err ? err : "");
+    const char *a = d ? flm_json_string(flm_json_get(flm_json_root(d), "amx_tiles"), NULL) : NULL;
+    const char *k = d ? flm_json_string(flm_json_get(flm_json_root(d), "kernels"), NULL) : NULL;
+    state = a ? flm_strdup(a) : NULL;
+    *kernels = k ? flm_strdup(k) : NULL;
+    flm_sb_free(&cmd);
+    flm_json_free(d);
+    free(out);
+    free(err);
+    return state;
+}
+
+TEST(bench_amx_permission_follows_flm_kernels) {
+    char *k0 = NULL, *k1 = NULL, *k2 = NULL;
+    char *dflt = bench_amx_state("FLM_KERNELS=", &k0);
+    REQUIRE(dflt);
+    if (!strcmp(dflt, "none")) printf("    (no AMX-INT8 here: only the report is checked)\n");
+    else {
+        CHECK_MSG(!strcmp(dflt, "granted") && k0 && !strcmp(k0, "avx512-amx"), "default: AMX %s, kernels %s", dflt, k0 ? k0 : "?");
+        char *other = bench_amx_state("FLM_KERNELS=avx512", &k1), *amx = bench_amx_state("FLM_KERNELS=avx512-amx", &k2);
+        CHECK_MSG(other && !strcmp(other, "not requested"), "FLM_KERNELS=avx512: AMX %s", other ? other : "?");
+        CHECK(k1 && !strcmp(k1, "avx512"));
+        CHECK_MSG(amx && !strcmp(amx, "granted"), "FLM_KERNELS=avx512-amx: AMX %s", amx ? amx : "?");
+        free(other);
+        free(amx);
+    }
+    CHECK(!strcmp(dflt, "none") || !strcmp(dflt, "granted") || !strcmp(dflt, "refused"));
+    free(dflt);
+    free(k0);
+    free(k1);
+    free(k2);
+}
+
 /* bench/vs-llama.sh refuses a llama-bench that is not there and a bad round count
  * before it makes any file (the 1.5B-shape run itself is too big for the suite). */
 TEST(bench_vs_llama_script_usage_errors) {

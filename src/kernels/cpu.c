@@ -24,6 +24,7 @@
 #endif
 
 static flm_cpu_features g_cpu;
+static bool g_amx_cpu, g_amx_asked; /* AMX-INT8 usable but for the OS; the permission asked for */
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -67,10 +68,12 @@ static void detect(void) {
      * application's small sigaltstack could then fail), so it is not asked for when
      * FLM_KERNELS names another table. */
     bool amx = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+    g_amx_cpu = amx && g_cpu.avx512 && vnni && vbmi;
     const char *forced = getenv("FLM_KERNELS");
     if (forced && *forced && strcmp(forced, "avx512-amx") != 0) amx = false;
 #if defined(__linux__)
-    amx = amx && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+    g_amx_asked = amx && g_amx_cpu;
+    amx = g_amx_asked && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
 #else
     amx = false;
 #endif
@@ -94,6 +97,16 @@ static void detect(void) {
 const flm_cpu_features *flm_cpu_get(void) {
     pthread_once(&g_cpu_once, detect);
     return &g_cpu;
+}
+
+const char *flm_cpu_amx_state(void) {
+    flm_cpu_get();
+    if (!g_amx_cpu) return "none";
+#if defined(__linux__) && defined(__x86_64__)
+    unsigned long perm = 0; /* the features this process may use, as Linux sees it */
+    if (syscall(SYS_arch_prctl, 0x1022 /* ARCH_GET_XCOMP_PERM */, &perm) == 0 && ((perm >> 18) & 1)) return "granted";
+#endif
+    return g_amx_asked ? "refused" : "not requested";
 }
 
 /* ---- tables ---- */

@@ -23,6 +23,12 @@ typedef struct {
 /* Detected on first call (thread-safe); the same pointer every time. */
 const flm_cpu_features *flm_cpu_get(void);
 
+/* Whether this process holds Linux's permission for the AMX tile state (read back from
+ * the kernel, ARCH_GET_XCOMP_PERM): "granted"; "not requested" (FLM_KERNELS names
+ * another table, so the process-wide permission and its larger signal frames are
+ * avoided); "refused" (asked, denied); "none" (no usable AMX-INT8 on this CPU/OS). */
+const char *flm_cpu_amx_state(void);
+
 /* The table called `name` ("scalar", "avx2", "avx512", "neon"; with int8 activations
  * only, "avx2-vnni" and "avx512-vnni256": the avx2 / avx512 table with 256-bit
  * vpdpbusd q8_0/q4_0 kernels, "avx512-amx": the avx512 table with its own packed q8_0
