@@ -66,11 +66,13 @@ static void detect(void) {
      * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16+). The
      * permission is process-wide and enlarges every signal frame of the process (an
      * application's small sigaltstack could then fail), so it is not asked for when
-     * FLM_KERNELS names another table. */
+     * the AMX table cannot be the one chosen: FLM_KERNELS names another table, or (not
+     * named) FLM_QACT=0 / FLM_QPACK=0, under which it is never the default. */
     bool amx = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
     g_amx_cpu = amx && g_cpu.avx512 && vnni && vbmi;
     const char *forced = getenv("FLM_KERNELS");
-    if (forced && *forced && strcmp(forced, "avx512-amx") != 0) amx = false;
+    if (forced && *forced) amx = amx && strcmp(forced, "avx512-amx") == 0;
+    else amx = amx && flm_kernels_qact_default() && flm_kernels_qpack_enabled();
 #if defined(__linux__)
     g_amx_asked = amx && g_amx_cpu;
     amx = g_amx_asked && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;

@@ -25,8 +25,9 @@ const flm_cpu_features *flm_cpu_get(void);
 
 /* Whether this process holds Linux's permission for the AMX tile state (read back from
  * the kernel, ARCH_GET_XCOMP_PERM): "granted"; "not requested" (FLM_KERNELS names
- * another table, so the process-wide permission and its larger signal frames are
- * avoided); "refused" (asked, denied); "none" (no usable AMX-INT8 on this CPU/OS). */
+ * another table, or FLM_QACT=0 / FLM_QPACK=0 rule the AMX table out, so the
+ * process-wide permission and its larger signal frames are avoided); "refused"
+ * (asked, denied); "none" (no usable AMX-INT8 on this CPU/OS). */
 const char *flm_cpu_amx_state(void);
 
 /* The table called `name` ("scalar", "avx2", "avx512", "neon"; with int8 activations

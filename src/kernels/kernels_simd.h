@@ -40,7 +40,8 @@ const flm_qact_fns *flm_qact_scalar(void);       /* kernels_ref.c: the specifica
 #if defined(__x86_64__)
 const flm_qact_fns *flm_qact_avx2(void);         /* vpmaddubsw + vpmaddwd */
 const flm_qact_fns *flm_qact_avx512vnni(void);   /* vpdpbusd (needs AVX512_VNNI + AVX512_VBMI) */
-/* The same, with prefill on the packed layout by AMX-INT8 tdpbsud (needs cpu.h's amx) */
+/* The same with its own packed q8_0 layout (16-row groups) and prefill on AMX-INT8
+ * tiles (needs cpu.h's amx) */
 const flm_qact_fns *flm_qact_avx512amx(void);
 /* 256-bit vpdpbusd, bit-identical to flm_qact_avx2 (kernels_avx2.c, kernels_vnni256.h) */
 const flm_qact_fns *flm_qact_avxvnni(void);      /* AVX-VNNI (VEX) */
