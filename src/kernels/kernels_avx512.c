@@ -1043,6 +1043,7 @@ static size_t amx_prep_bytes(int dt, int n_tok, int cols) {
 /* Block b of a token is lane p = GBLK(b % 16) of its group b / 16, values 4v..4v+3 in vector v. */
 VNNI static void amx_prep(int dt, const float *X, int n_tok, int cols, void *buf) {
     quantize_x(dt, X, n_tok, cols, buf, true);
+    if (dt == FLM_Q4_0 && n_tok < AMX_MIN_TOK) return; /* q4_0 below the tiles runs qrun16 on the g16 groups */
     amx_x x = amx_x_at(dt, buf, n_tok, cols);
     int nb = cols / QK, ng = (nb + GB - 1) / GB;
     const xgroup *XG = buf;
@@ -1265,30 +1266,50 @@ INLINE AMX void amx_tile(const amx_x *x, int cols, const uint8_t *B, const uint1
         _mm512_mask_storeu_ps(Y + (size_t)(t0 + t) * (size_t)ldy + (size_t)g0, store, lane_tree(lanes + (size_t)t * L, AT * L));
 }
 
+/* Per-thread buffers of the tile path: staged B tiles (nb x 512 bytes), two C tiles,
+ * the 16 lanes' vectors of 16 tokens, staged scales (nb x 16). */
+typedef struct {
+    uint8_t *B;
+    int32_t *C;
+    float *lanes;
+    uint16_t *D;
+} amx_scratch;
+
+INLINE bool amx_scratch_get(int nb, amx_scratch *sc) {
+    char *s = flm_kernel_scratch(1, (size_t)nb * (512 + 2 * AT) + 2 * 1024 + (size_t)L * AT * L * sizeof(float));
+    if (!s) return false;
+    sc->B = (uint8_t *)s;
+    sc->C = (int32_t *)(void *)(s + (size_t)nb * 512);
+    sc->lanes = (float *)(void *)(sc->C + 2 * 256);
+    sc->D = (uint16_t *)(void *)(sc->lanes + (size_t)L * AT * L);
+    return true;
+}
+
+/* Every 16-token tile x the 16 rows at g0 whose tiles are B and scales D; the npf lines
+ * at pf (the next rows) are prefetched into L2, spread over the token tiles. */
+INLINE AMX void amx_group(const amx_x *x, int cols, const uint8_t *B, const uint16_t *D, float *Y, int n_tok, int ldy, int g0,
+                          __mmask16 store, const amx_scratch *sc, const char *pf, size_t npf) {
+    int ntt = (n_tok + AT - 1) / AT;
+    for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
+        size_t a = npf * (size_t)tt / (size_t)ntt, e = npf * (size_t)(tt + 1) / (size_t)ntt;
+        amx_tile(x, cols, B, D, Y, n_tok, ldy, g0, store, t0, sc->lanes, sc->C, pf + 64 * a, e - a);
+    }
+}
+
 /* q4_0 (g16 layout): the tiles gathered per 16 rows, or qrun16. */
 AMX static void g16_amx_run(int dt, const void *W, const void *Xp, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
-    int nb = cols / QK;
-    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + 2 * AT) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
-    if (!s) { qrun16(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1); return; } /* few tokens, or no memory */
-    uint8_t *B = (uint8_t *)s;
-    int32_t *C = (int32_t *)(void *)(s + (size_t)nb * 512);
-    float *lanes = (float *)(void *)(C + 2 * 256);
-    uint16_t *D = (uint16_t *)(void *)(lanes + (size_t)L * AT * L);
+    amx_scratch sc;
+    if (n_tok < AMX_MIN_TOK || !amx_scratch_get(cols / QK, &sc)) { qrun16(dt, W, Xp, Y, n_tok, cols, ldy, r0, r1); return; }
     amx_x x = amx_x_at(dt, Xp, n_tok, cols);
     amx_configure();
     size_t rb = row_bytes(dt, cols);
     for (int r = r0; r < r1; r += AT) {
         int nr = r1 - r < AT ? r1 - r : AT;
-        g16_gather_q4_0(W, cols, r, nr, B, D);
+        g16_gather_q4_0(W, cols, r, nr, sc.B, sc.D);
         /* The next rows' bytes into L2 while these compute (the gathers read 16 rows
          * side by side, which the hardware prefetchers do not follow). */
-        const char *next = (const char *)W + (size_t)(r + AT) * rb;
         size_t nlines = r + AT < r1 ? (size_t)(r1 - r - AT < AT ? r1 - r - AT : AT) * rb / 64 : 0;
-        int ntt = (n_tok + AT - 1) / AT;
-        for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
-            size_t a = nlines * (size_t)tt / (size_t)ntt, e = nlines * (size_t)(tt + 1) / (size_t)ntt;
-            amx_tile(&x, cols, B, D, Y, n_tok, ldy, r, tail_mask(nr), t0, lanes, C, next + 64 * a, e - a);
-        }
+        amx_group(&x, cols, sc.B, sc.D, Y, n_tok, ldy, r, tail_mask(nr), &sc, (const char *)W + (size_t)(r + AT) * rb, nlines);
     }
     _tile_release();
 }
@@ -1298,30 +1319,22 @@ AMX static void r16_run(int dt, const void *W, const void *Xp, float *Y, int n_t
     int nb = cols / QK;
     size_t rb = row_bytes(dt, cols);
     amx_x x = amx_x_at(dt, Xp, n_tok, cols);
-    char *s = n_tok >= AMX_MIN_TOK ? flm_kernel_scratch(1, (size_t)nb * (512 + 2 * AT) + 2 * 1024 + (size_t)L * AT * L * sizeof(float)) : NULL;
-    uint8_t *B = (uint8_t *)s; /* staged tiles (see r16_stage), then C, then the lanes */
-    int32_t *C = s ? (int32_t *)(void *)(s + (size_t)nb * 512) : NULL;
-    float *lanes = s ? (float *)(void *)(C + 2 * 256) : NULL;
-    uint16_t *D = s ? (uint16_t *)(void *)(lanes + (size_t)L * AT * L) : NULL;
-    if (s) amx_configure();
+    amx_scratch sc;
+    bool tiles = n_tok >= AMX_MIN_TOK && amx_scratch_get(nb, &sc); /* else the vector path */
+    if (tiles) amx_configure();
     for (int g0 = r0 / AT * AT; g0 < r1; g0 += AT) {
         r16_group g = r16_at(dt, W, rows, cols, g0);
         int lo = r0 > g0 ? r0 - g0 : 0, hi = r1 - g0 < g.nr ? r1 - g0 : g.nr;
         __mmask16 store = (__mmask16)(tail_mask(hi) & ~tail_mask(lo));
-        /* the next group's bytes into the caches while this one computes */
-        const char *next = (const char *)W + (size_t)(g0 + AT) * rb;
-        size_t nlines = g0 + AT < r1 ? (size_t)(rows - g0 - AT < AT ? rows - g0 - AT : AT) * rb / 64 : 0;
-        if (!s) { r16_vec_tokens(&g, nb, &x, n_tok, Y, ldy, g0, store); continue; } /* few tokens, or no memory */
+        if (!tiles) { r16_vec_tokens(&g, nb, &x, n_tok, Y, ldy, g0, store); continue; }
         const uint8_t *Bg = g.q;
         const uint16_t *Dg = g.d;
-        if (g.nr != AT) { r16_stage(&g, nb, B, D); Bg = B; Dg = D; }
-        int ntt = (n_tok + AT - 1) / AT;
-        for (int t0 = 0, tt = 0; t0 < n_tok; t0 += AT, tt++) {
-            size_t a = nlines * (size_t)tt / (size_t)ntt, e = nlines * (size_t)(tt + 1) / (size_t)ntt;
-            amx_tile(&x, cols, Bg, Dg, Y, n_tok, ldy, g0, store, t0, lanes, C, next + 64 * a, e - a);
-        }
+        if (g.nr != AT) { r16_stage(&g, nb, sc.B, sc.D); Bg = sc.B; Dg = sc.D; }
+        /* the next group's bytes into L2 while this one computes */
+        size_t nlines = g0 + AT < r1 ? (size_t)(rows - g0 - AT < AT ? rows - g0 - AT : AT) * rb / 64 : 0;
+        amx_group(&x, cols, Bg, Dg, Y, n_tok, ldy, g0, store, &sc, (const char *)W + (size_t)(g0 + AT) * rb, nlines);
     }
-    if (s) _tile_release();
+    if (tiles) _tile_release();
 }
 
 static void amx_pack_rows(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1) {
