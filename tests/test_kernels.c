@@ -171,11 +171,15 @@ static void run_matmul_dtype(flm_dtype dt) {
             if (w > worst) worst = w;
         }
         /* Prefill blocking (AVX-512 float panels: 512-column blocks, 64-token blocks,
-         * 12-row superblocks): several blocks of each, partial last ones, a tail. */
+         * 12-row superblocks; when a token block of X passes 512 KB, 48-row superblocks
+         * widened in 1024-column chunks): several blocks of each, partial last ones, a
+         * tail, a tail after whole chunks (2053 = 2 x 1024 + 5). */
         {
             double w = check_matmul(k, dt, 29, quant ? 1056 : 1037, 133, 1);
             if (w > worst) worst = w;
             w = check_matmul(k, dt, 13, 8960, 70, 0);
+            if (w > worst) worst = w;
+            w = check_matmul(k, dt, 101, quant ? 2112 : 2053, 66, 1);
             if (w > worst) worst = w;
         }
         printf("    %s %s: max |err| / sum|products| = %.3g (tol %g)\n", k->name, flm_dtype_get(dt)->name, worst, SIMD_REL_TOL);

@@ -6,8 +6,8 @@
  * and multiplied into per-(row, token) accumulators with FMA. Decode streams 8 rows
  * with prefetch; prefill (n_tok >= 4) first widens 6 rows into a float panel in a
  * per-thread scratch, then runs a 6-row x 4-token register tile over it, so each
- * weight is converted once per call, not once per 4 tokens (blocked by 12-row
- * superblocks, 64-token and 512-column blocks: see panel_block).
+ * weight is converted once per call, not once per 4 tokens (blocked by row
+ * superblocks, 64-token blocks and column blocks: see matmul_panels).
  *
  * Int8 activations (q8_0/q4_0): each call quantizes X to 32-value blocks (the
  * reference quantizer, kernels_ref.c), laid out per 64-value chunk as 64 int8, 16
@@ -177,27 +177,29 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Rows [r, r+RB) widened to float into P (row stride ps floats, zero padded to a
- * whole vector): exactly the values tile() multiplies. */
-INLINE void pack_rows(int dt, int RB, const void *W, int cols, int r, float *P, size_t ps) {
-    size_t rb = row_bytes(dt, cols);
-    int nch = cols / QK;
-    for (int i = 0; i < RB; i++) {
+/* Vectors [v0, v1) of rows [r, r+rs) widened to float into P (row stride ps floats;
+ * P's vector 0 is the rows' vector v0): exactly the values tile() multiplies. Vectors
+ * at or past the row's whole 32-value chunks are the float types' tail (masked, zero
+ * beyond cols). v0 is even (a chunk boundary). */
+INLINE void pack_cols(int dt, const void *W, int cols, int r, int rs, size_t v0, size_t v1, float *P, size_t ps) {
+    size_t rb = row_bytes(dt, cols), nch = (size_t)cols / QK, cb = nch ? rb / nch : 0;
+    for (int i = 0; i < rs; i++) {
         const char *row = (const char *)W + (size_t)(r + i) * rb;
         float *p = P + (size_t)i * ps;
-        for (int ch = 0; ch < nch; ch++) {
-            __m512 d = chunk_scale(dt, row, ch);
-            /* a few KB ahead (into the next rows at the end): the stream is read once */
-            if ((ch & prefetch_mask(dt)) == 0) _mm_prefetch(row + (size_t)ch * (rb / (size_t)nch) + PACK_PF, _MM_HINT_T0);
+        size_t v = v0;
+        for (; v < v1 && v < nch * V; v += V) {
+            size_t ch = v / V;
+            __m512 d = chunk_scale(dt, row, (int)ch);
+            /* a few KB ahead in the row: the stream is read once */
+            if ((ch & (size_t)prefetch_mask(dt)) == 0) _mm_prefetch(row + ch * cb + PACK_PF, _MM_HINT_T0);
 #pragma GCC unroll 2
-            for (int k = 0; k < V; k++) _mm512_store_ps(p + (size_t)ch * QK + (size_t)k * L, load_w(dt, row, ch, k, d));
+            for (int k = 0; k < V; k++) _mm512_store_ps(p + (v - v0 + (size_t)k) * L, load_w(dt, row, (int)ch, k, d));
         }
-        if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16)
-            for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
-                size_t rem = (size_t)cols - c;
-                __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
-                _mm512_store_ps(p + c, load_w_tail(dt, row, c, m));
-            }
+        for (; v < v1; v++) { /* float types only: cols % 32 */
+            size_t c = v * L, rem = (size_t)cols - c;
+            __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+            _mm512_store_ps(p + (v - v0) * L, load_w_tail(dt, row, c, m));
+        }
     }
 }
 
@@ -206,8 +208,8 @@ INLINE void pack_rows(int dt, int RB, const void *W, int cols, int r, float *P, 
  * block). Accumulators start at zero (v0 == 0) or from A, the per-(token, row) vectors
  * saved by the previous block (exact: a store and reload), and end in A, or reduced
  * into Y after the last block. */
-INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X, float *Y, int cols, int ldy, int r, int t,
-                       float *A, int ta, size_t v0, size_t v1, int last) {
+INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, size_t pv0, const float *X, float *Y, int cols, int ldy, int r,
+                       int t, float *A, int ta, size_t v0, size_t v1, int last) {
     const float *xs[MAX_TB];
     __m512 acc[MAX_RB][MAX_TB];
 #pragma GCC unroll 8
@@ -220,7 +222,7 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
     for (size_t v = v0; v < v1; v++) {
         __m512 w[MAX_RB];
 #pragma GCC unroll 8
-        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + v * L);
+        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + (v - pv0) * L);
 #pragma GCC unroll 8
         for (int j = 0; j < TB; j++) {
             __m512 x = _mm512_loadu_ps(xs[j] + v * L);
@@ -240,7 +242,7 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
         __mmask16 m = (__mmask16)((1u << ((size_t)cols - nv * L)) - 1);
         __m512 w[MAX_RB];
 #pragma GCC unroll 8
-        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + nv * L);
+        for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + (nv - pv0) * L);
 #pragma GCC unroll 8
         for (int j = 0; j < TB; j++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xs[j] + nv * L);
@@ -254,63 +256,82 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, const float *X
         for (int j = 0; j < TB; j++) Y[(size_t)(t + j) * (size_t)ldy + (size_t)(r + i)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Prefill blocking. Rows go in superblocks of PRS rows, widened once into P (PRS x ps
- * floats); tokens in blocks of PTB; columns in blocks of PCB vectors. For each
- * (superblock, token block) the column blocks run in order, each over every 6-row
- * panel and 4-token tile, with the accumulators kept in A (PRS x PTB vectors) between
- * blocks. So a column block of the panel stays in L1 while the tokens stream past it,
- * and the column block of P, of the token block of X and of A stay in L2, instead of
- * all of X streaming from L3/DRAM for every 6 rows (L2/L3 bandwidth was the limit).
- * Each output still sees exactly tile()'s sequence of FMAs. */
+/* Prefill blocking. Rows go in superblocks, tokens in blocks of PTB, columns in
+ * chunks: per (superblock, token block, column chunk) the chunk of the superblock's
+ * rows is widened once into P (in L2), then its column blocks of PCB vectors run in
+ * order, each over every 6-row panel and 4-token tile, with the accumulators kept in
+ * A (superblock rows x PTB vectors) between blocks. So a column block of a panel stays
+ * in L1 while the tokens stream past it and the token block of X is read from L2.
+ * X comes from L3/memory once per superblock: with 12-row superblocks of whole rows
+ * while a token block of X fits in L2 (XBIG); past that (the down projection's
+ * 64 x 8960 floats, 2.3 MB) with PSB-row superblocks widened PCC vectors at a time, so
+ * four times less often. Each output still sees exactly tile()'s sequence of FMAs. */
 #ifndef PCB
 #define PCB 32 /* vectors (512 columns) per column block */
 #endif
-#define PRS (2 * PR) /* rows per superblock */
-#define PTB 64       /* tokens per token block (a multiple of PT) */
+#define PSB_SMALL 12  /* rows per superblock while X fits (24 and 48 measured 1-4 % slower) */
+#define XBIG (512u << 10) /* bytes of a token block of X above which the next two apply */
+#define PSB 48        /* rows per superblock (a multiple of PR; forward.c's chunk) */
+#define PCC 64        /* vectors per widened column chunk (a multiple of PCB): P ~200 KB */
+#define PTB 64        /* tokens per token block (a multiple of PT) */
 
-/* Rows [r, r+rs) (packed in P) x tokens [t0, t0+nt). A: NULL for one column block. */
-INLINE void panel_block(const float *P, size_t ps, const float *X, float *Y, int rs, int t0, int nt, int cols, int ldy, int r, float *A) {
-    size_t nv = (size_t)cols / L, step = A ? PCB : (nv ? nv : 1);
-    for (size_t v0 = 0; v0 == 0 || v0 < nv; v0 += step) {
-        size_t v1 = v0 + step < nv ? v0 + step : nv;
-        int last = v1 == nv;
-        for (int i = 0; i < rs;) {
-            const float *Pi = P + (size_t)i * ps;
-            float *Ai = A ? A + (size_t)i * PTB * L : NULL;
-            int t = t0;
-            if (i + PR <= rs) {
-                for (; t + PT <= t0 + nt; t += PT) tile_panel(PR, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
-                for (; t < t0 + nt; t++) tile_panel(PR, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
-                i += PR;
-            } else {
-                for (; t + PT <= t0 + nt; t += PT) tile_panel(1, PT, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
-                for (; t < t0 + nt; t++) tile_panel(1, 1, Pi, ps, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
-                i += 1;
-            }
+/* Column block [v0, v1) of rows [r, r+rs) (P holds them from vector pv0) x tokens
+ * [t0, t0+nt): 6-row panels, then single rows. */
+INLINE void panel_block(const float *P, size_t ps, size_t pv0, const float *X, float *Y, int rs, int t0, int nt, int cols, int ldy,
+                        int r, float *A, size_t v0, size_t v1, int last) {
+    for (int i = 0; i < rs;) {
+        const float *Pi = P + (size_t)i * ps;
+        float *Ai = A ? A + (size_t)i * PTB * L : NULL;
+        int t = t0;
+        if (i + PR <= rs) {
+            for (; t + PT <= t0 + nt; t += PT) tile_panel(PR, PT, Pi, ps, pv0, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+            for (; t < t0 + nt; t++) tile_panel(PR, 1, Pi, ps, pv0, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+            i += PR;
+        } else {
+            for (; t + PT <= t0 + nt; t += PT) tile_panel(1, PT, Pi, ps, pv0, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+            for (; t < t0 + nt; t++) tile_panel(1, 1, Pi, ps, pv0, X, Y, cols, ldy, r + i, t, Ai, t - t0, v0, v1, last);
+            i += 1;
         }
     }
 }
 
-/* Decode (one token) streams 8 rows at once. Prefill widens PRS rows at a time into a
- * float panel and runs PR x PT tiles over it (panel_block); small batches (or no scratch memory)
- * use direct 4 x 4 tiles. All tiles compute each output identically. */
+/* Rows [r0, r1) x all tokens through the widened panels; false when the scratch
+ * memory is not there (the caller then runs direct tiles). */
+INLINE bool matmul_panels(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
+    size_t nv = (size_t)cols / L, nvt = ((size_t)cols + L - 1) / L;
+    int nt0 = n_tok < PTB ? n_tok : PTB;
+    bool big = (size_t)nt0 * (size_t)cols * sizeof(float) > XBIG;
+    int psb = big ? PSB : PSB_SMALL;
+    size_t pcc = big ? PCC : nv + 1; /* a chunk's vectors, plus the tail vector when it ends the row */
+    size_t ps = (nvt < pcc + 1 ? nvt : pcc + 1) * L;
+    float *P = flm_kernel_scratch(1, (size_t)psb * ps * sizeof(float));
+    float *A = nv > PCB ? flm_kernel_scratch(2, (size_t)psb * PTB * L * sizeof(float)) : NULL;
+    if (!P || (nv > PCB && !A)) return false;
+    for (int r = r0; r < r1; r += psb) {
+        int rs = r1 - r < psb ? r1 - r : psb;
+        for (int t0 = 0; t0 < n_tok; t0 += PTB) {
+            int nt = n_tok - t0 < PTB ? n_tok - t0 : PTB;
+            for (size_t c0 = 0; c0 == 0 || c0 < nv; c0 += pcc) {
+                size_t c1 = c0 + pcc < nv ? c0 + pcc : nv;
+                pack_cols(dt, W, cols, r, rs, c0, c1 == nv ? nvt : c1, P, ps);
+                for (size_t v0 = c0; v0 == c0 || v0 < c1; v0 += PCB) {
+                    size_t v1 = v0 + PCB < c1 ? v0 + PCB : c1;
+                    panel_block(P, ps, c0, X, Y, rs, t0, nt, cols, ldy, r, A, v0, v1, v1 == nv);
+                }
+            }
+        }
+    }
+    return true;
+}
+
+/* Decode (one token) streams 8 rows at once. Prefill runs PR x PT tiles over widened
+ * panels (matmul_panels); small batches (or no scratch memory) use direct 4 x 4
+ * tiles. All tiles compute each output identically. */
 INLINE void matmul_body(int dt, const void *W, const float *X, float *Y, int n_tok, int cols, int ldy, int r0, int r1) {
     int r = r0;
     if (n_tok == 1)
         for (; r + 8 <= r1; r += 8) tile(dt, 8, 1, W, X, Y, cols, ldy, r, 0);
-    size_t ps = ((size_t)cols + L - 1) / L * L;
-    float *P = n_tok >= PT ? flm_kernel_scratch(1, PRS * ps * sizeof(float)) : NULL;
-    if (P) {
-        float *A = (size_t)cols > (size_t)PCB * L ? flm_kernel_scratch(2, (size_t)PRS * PTB * L * sizeof(float)) : NULL;
-        for (; r < r1; r += PRS) {
-            int rs = r1 - r < PRS ? r1 - r : PRS, i = 0;
-            for (; i + PR <= rs; i += PR) pack_rows(dt, PR, W, cols, r + i, P + (size_t)i * ps, ps);
-            for (; i < rs; i++) pack_rows(dt, 1, W, cols, r + i, P + (size_t)i * ps, ps);
-            for (int t0 = 0; t0 < n_tok; t0 += PTB)
-                panel_block(P, ps, X, Y, rs, t0, n_tok - t0 < PTB ? n_tok - t0 : PTB, cols, ldy, r, A);
-        }
-        return;
-    }
+    if (n_tok >= PT && matmul_panels(dt, W, X, Y, n_tok, cols, ldy, r, r1)) return;
     for (; r + 4 <= r1; r += 4) {
         int t = 0;
         for (; t + 4 <= n_tok; t += 4) tile(dt, 4, 4, W, X, Y, cols, ldy, r, t);

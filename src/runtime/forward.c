@@ -226,7 +226,7 @@ static int ensure_cache(flm_forward_state *st, int need) {
  * them: Y[0] = silu(Y[0]) * Y[1]. */
 #define MAX_FUSED 3
 #define CHUNK_BYTES (128u << 10)
-#define CHUNK_ROW_MULT 48 /* whole row tiles of every kernel: 12-row float prefill superblocks,
+#define CHUNK_ROW_MULT 48 /* whole row tiles of every kernel: 12- and 48-row float prefill superblocks,
                              4-row int8 panels, 8- and 4-row decode tiles (and 16) */
 typedef struct {
     const flm_kernels *k;
