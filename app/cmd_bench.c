@@ -295,8 +295,8 @@ static int cmd_bench(int argc, char **argv) {
     } else {
         printf("model: %s (%d layers, hidden %d, vocab %d)\n", ma.model, m->cfg.n_layers, m->cfg.hidden_size, m->cfg.vocab_size);
         const char *amx = flm_cpu_amx_state();
-        printf("threads: %d, kernels: %s, context: %d%s%s\n", r.threads, kernels, r.n_ctx, strcmp(amx, "none") ? ", AMX tiles: " : "",
-               strcmp(amx, "none") ? amx : "");
+        bool has_amx = strcmp(amx, "none") != 0;
+        printf("threads: %d, kernels: %s, context: %d%s%s\n", r.threads, kernels, r.n_ctx, has_amx ? ", AMX tiles: " : "", has_amx ? amx : "");
         if (loaded)
             printf("weights: %.1f MiB loaded into memory in %.2f s (%.0f MiB on huge pages%s%s)\n", (double)loaded / MIB_F, load_s,
                    (double)huge / MIB_F, layout ? "; int8 matrices packed: " : "", layout ? layout : "");

@@ -62,6 +62,9 @@ INLINE size_t pf_distance(int RB, size_t rb) {
 #endif
 #define PT 4          /* prefill tokens per register tile */
 
+/* The first rem lanes (all 16 when rem >= 16). */
+INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
+
 /* Bytes of one row of `cols` weights of type dt. */
 INLINE size_t row_bytes(int dt, int cols) {
     switch (dt) {
@@ -158,8 +161,7 @@ INLINE void tile(int dt, int RB, int TB, const void *W, const float *X, float *Y
     }
     if (dt == FLM_F32 || dt == FLM_F16 || dt == FLM_BF16) {
         for (size_t c = (size_t)nch * QK; c < (size_t)cols; c += L) {
-            size_t rem = (size_t)cols - c;
-            __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+            __mmask16 m = tail_mask((int)((size_t)cols - c));
             __m512 w[MAX_RB];
 #pragma GCC unroll 8
             for (int i = 0; i < RB; i++) w[i] = load_w_tail(dt, rows[i], c, m);
@@ -196,9 +198,8 @@ INLINE void pack_cols(int dt, const void *W, int cols, int r, int rs, size_t v0,
             for (int k = 0; k < V; k++) _mm512_store_ps(p + (v - v0 + (size_t)k) * L, load_w(dt, row, (int)ch, k, d));
         }
         for (; v < v1; v++) { /* float types only: cols % 32 */
-            size_t c = v * L, rem = (size_t)cols - c;
-            __mmask16 m = rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
-            _mm512_store_ps(p + (v - v0) * L, load_w_tail(dt, row, c, m));
+            size_t c = v * L;
+            _mm512_store_ps(p + (v - v0) * L, load_w_tail(dt, row, c, tail_mask((int)((size_t)cols - c))));
         }
     }
 }
@@ -239,7 +240,7 @@ INLINE void tile_panel(int RB, int TB, const float *P, size_t ps, size_t pv0, co
     }
     size_t nv = (size_t)cols / L;
     if ((size_t)cols > nv * L) {
-        __mmask16 m = (__mmask16)((1u << ((size_t)cols - nv * L)) - 1);
+        __mmask16 m = tail_mask((int)((size_t)cols - nv * L));
         __m512 w[MAX_RB];
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) w[i] = _mm512_load_ps(P + (size_t)i * ps + (nv - pv0) * L);
@@ -710,7 +711,7 @@ VNNI static void qmatmul_q4_0(const void *W, const float *X, float *Y, int n_tok
  * The file's q8_0/q4_0 bytes need ~50 vector instructions per 16-block group and row
  * to reach vpdpbusd (byte permutes, a q8_0 sign flip, a 4x4 transpose-add). Packed at
  * load, a group is instead read with plain loads: per row, each group of 16 blocks
- * (the row's last group may have fewer, nblk) is rewritten in place as
+ * (the row's last group may have fewer, nblk) is written, at the same offset, as
  *   the nblk block scales (fp16), one per active lane in ascending lane order, then
  *   for v = 0 .. NV-1 (q8_0: 8, q4_0: 4) the 4-byte pieces qs[4v .. 4v+3] of the
  *   active lanes' blocks in ascending lane order (q8_0 bytes ^ 0x80: unsigned),
@@ -892,17 +893,13 @@ INLINE void g16_pack_full_group(int dt, const unsigned char *src, unsigned char 
 static void g16_pack_rows(int dt, const void *src, void *dst, int64_t rows, int cols, int64_t r0, int64_t r1) {
     (void)rows;
     size_t rb = row_bytes(dt, cols), bb = block_bytes(dt), gb = GB * bb;
-    unsigned char tmp[GB * sizeof(block_q8_0)];
     for (int64_t r = r0; r < r1; r++) {
         const unsigned char *in = (const unsigned char *)src + (size_t)r * rb;
         unsigned char *out = (unsigned char *)dst + (size_t)r * rb;
-        /* group by group (a group's bytes stay within the group); in place through a copy */
-        for (size_t o = 0; o < rb; o += gb) {
+        for (size_t o = 0; o < rb; o += gb) { /* group by group: a group's bytes stay within it */
             size_t n = rb - o < gb ? rb - o : gb;
-            const unsigned char *g = in + o;
-            if (in == out) { memcpy(tmp, out + o, n); g = tmp; }
-            if (n == gb) g16_pack_full_group(dt, g, out + o);
-            else g16_row(dt, g, out + o, (int)(n / bb) * QK, 1);
+            if (n == gb) g16_pack_full_group(dt, in + o, out + o);
+            else g16_row(dt, in + o, out + o, (int)(n / bb) * QK, 1);
         }
     }
 }
@@ -958,8 +955,6 @@ const flm_qact_fns *flm_qact_avx512vnni(void) { return &QACT; }
 #define AMX_MIN_TOK 16 /* fewer tokens: the vpdpbusd products */
 #endif
 #define AT 16 /* tokens per A tile; rows per group and B tile */
-
-INLINE __mmask16 tail_mask(int rem) { return rem >= L ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1); }
 
 /* Group of rows [g0, g0 + nr): block b's nr scales at d + nr * b, its vector v at
  * q + (b * 8 + v) * 4 * nr. */

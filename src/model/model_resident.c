@@ -108,9 +108,9 @@ static void *copy_part(void *arg) {
         size_t nb = t->nbytes, a = off > lo ? off : lo, b = off + nb < hi ? off + nb : hi;
         if (p->pack[j]) {
             int g = p->pk->row_group;
-            int64_t rows = t->shape[0], r0 = first_row_from(lo, off, nb / (size_t)rows, rows, g),
-                    r1 = off + nb <= hi ? rows : first_row_from(hi, off, nb / (size_t)rows, rows, g);
+            int64_t rows = t->shape[0];
             size_t rb = nb / (size_t)rows;
+            int64_t r0 = first_row_from(lo, off, rb, rows, g), r1 = off + nb <= hi ? rows : first_row_from(hi, off, rb, rows, g);
             if (r0 < r1) {
                 const unsigned char *src = (const unsigned char *)t->data;
                 p->pk->pack_rows((int)t->dtype, src, p->arena + off, rows, (int)t->shape[1], r0, r1);
